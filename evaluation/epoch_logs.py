@@ -1,0 +1,64 @@
+"""Per-epoch rows parsed from the Trainer's checkpoints (trainer_state.json's log_history)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+EPOCH_COLUMNS = ["epoch", "step", "train_loss", "validation_loss", "validation_accuracy", "validation_f1_macro",
+                 "learning_rate", "elapsed_seconds"]
+
+
+def latest_checkpoint(checkpoints_dir: Path) -> Path | None:
+    """The newest checkpoint whose trainer_state.json parses (a half-written one is passed over)."""
+    candidates = []
+    for folder in Path(checkpoints_dir).glob("checkpoint-*"):
+        step = folder.name.split("-")[-1]
+        if step.isdigit() and _read_state(folder) is not None:
+            candidates.append((int(step), folder))
+    return max(candidates)[1] if candidates else None
+
+
+def epoch_rows(checkpoints_dir: Path) -> list[dict]:
+    """One row per evaluated epoch, from the newest complete checkpoint."""
+    checkpoint = latest_checkpoint(checkpoints_dir)
+    if checkpoint is None:
+        return []
+    return rows_from_log_history(_read_state(checkpoint)["log_history"])
+
+
+def rows_from_log_history(log_history: list[dict]) -> list[dict]:
+    by_step: dict[int, dict] = {}
+    for entry in log_history:
+        if "step" not in entry:
+            continue
+        row = by_step.setdefault(entry["step"], {"step": entry["step"]})
+        row["epoch"] = round(float(entry.get("epoch", row.get("epoch", 0.0))), 4)
+        for key, value in entry.items():
+            if key == "loss":
+                row["train_loss"] = value
+            elif key == "learning_rate":
+                row["learning_rate"] = value
+            elif key == "elapsed_seconds":
+                row["elapsed_seconds"] = value
+            elif key.startswith("eval_") and not key.endswith(("_runtime", "_per_second")) and key != "eval_epoch":
+                row[key[len("eval_"):]] = value
+    rows = [row for _, row in sorted(by_step.items()) if "validation_accuracy" in row]
+    return [{**{column: row.get(column) for column in EPOCH_COLUMNS},
+             **{k: v for k, v in row.items() if k not in EPOCH_COLUMNS}} for row in rows]
+
+
+def best_row(rows: list[dict]) -> dict | None:
+    """The first epoch with the highest validation accuracy (the Trainer keeps the first of ties)."""
+    best = None
+    for row in rows:
+        if best is None or row["validation_accuracy"] > best["validation_accuracy"]:
+            best = row
+    return best
+
+
+def _read_state(checkpoint: Path) -> dict | None:
+    try:
+        state = json.loads((checkpoint / "trainer_state.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return state if isinstance(state, dict) and "log_history" in state else None

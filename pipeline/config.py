@@ -1,0 +1,292 @@
+"""The typed configuration: read a YAML file once, validate everything, report every problem together.
+
+Every default lives here, in one place. `config.yaml` holds only what a user changes.
+Messages speak the user's language: the dotted key path in the YAML file, the bad value,
+and the fix ("did you mean ...?").
+"""
+from __future__ import annotations
+
+import difflib
+import types
+import typing
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
+
+AG_NEWS_CLASSES = ["World", "Sports", "Business", "Sci/Tech"]
+
+
+class ConfigError(Exception):
+    """A problem with the config file or the command line. Its message is what the user reads."""
+
+
+class Strict(BaseModel):
+    """Unknown keys are errors; values are converted once ("5e-5" -> 5e-05) and then checked."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+PositiveInt = Annotated[int, Field(gt=0)]
+PositiveFloat = Annotated[float, Field(gt=0)]
+Fraction = Annotated[float, Field(ge=0, lt=1)]
+
+
+class DatasetConfig(Strict):
+    # A local folder with train.csv and test.csv is read first and never touches the network;
+    # anything else is taken as a Hugging Face Hub dataset id.
+    source: str = "fancyzhx/ag_news"
+    class_names: list[str] = Field(default_factory=lambda: list(AG_NEWS_CLASSES), min_length=2)
+    validation_size: PositiveInt = 500  # rows, stratified out of train (seed `split_seed`)
+    split_seed: int = 42  # the study's seed for the validation split
+    max_train_samples: PositiveInt | None = None  # stratified caps, applied after the split
+    max_eval_samples: PositiveInt | None = None  # (validation)
+    max_test_samples: PositiveInt | None = None
+    max_length: PositiveInt = 128  # tokens; AG News texts average ~53 MiniLM tokens, 99% fit in 123
+    cache_dir: str = ".cache/tokenized"  # tokenised data, keyed by tokenizer, length and texts
+
+
+class TrainingConfig(Strict):
+    epochs: PositiveFloat = 3
+    batch_size: PositiveInt = 32  # per device
+    eval_batch_size: PositiveInt = 128  # also the test-time batch size
+    learning_rate: PositiveFloat = 5e-5
+    weight_decay: Annotated[float, Field(ge=0)] = 0.01
+    warmup_ratio: Fraction = 0.1  # share of all steps spent warming the learning rate up
+    lr_scheduler: str = "linear"  # any transformers SchedulerType name
+    max_grad_norm: PositiveFloat = 1.0
+    gradient_accumulation_steps: PositiveInt = 1
+    precision: Literal["auto", "bf16", "fp32"] = "auto"  # auto: bf16 on GPUs and AMX CPUs, else fp32
+    group_by_length: bool = True  # batches of similar length pad less
+    pad_to_multiple_of: PositiveInt | None = 8
+    save_total_limit: PositiveInt = 2  # checkpoints kept (the best one is always kept too)
+    eval_on_train: bool = False  # re-score the whole training set each epoch (slow; the study did)
+    logging_steps: PositiveInt = 50  # optimizer steps between progress log lines
+
+
+def _all_optional(model: type[Strict], name: str) -> type[Strict]:
+    """The same fields as `model`, every one optional: a set of overrides."""
+    fields = {key: (info.annotation | None, None) for key, info in model.model_fields.items()}
+    return create_model(name, __base__=Strict, **fields)
+
+
+TrainingOverrides = _all_optional(TrainingConfig, "TrainingOverrides")
+
+
+class LoraConfig(Strict):
+    """Passed to peft.LoraConfig under PEFT's own names."""
+
+    r: PositiveInt = 8  # rank of the update B @ A
+    lora_alpha: PositiveFloat = 32  # scale = alpha / r; rsLoRA uses alpha / sqrt(r)
+    lora_dropout: Fraction = 0.01
+    target_modules: list[str] = Field(default_factory=lambda: ["query"], min_length=1)  # query, key, value
+    use_rslora: bool = False
+    use_dora: bool = False
+
+
+LoraOverrides = _all_optional(LoraConfig, "LoraOverrides")
+
+# What each method needs: does it train, does it load a transformer, which settings block it reads.
+# module: the tasks/ module that runs it; settings: the config block it reads (a top-level default
+# that a task's own block overrides). A new PEFT method is a row here, a settings block below and a
+# branch in tasks/adapters.py.
+METHODS = {
+    "tfidf_nb": dict(trains=False, uses_models=False, settings=None, module="tasks.tfidf_nb"),
+    "pretrained": dict(trains=False, uses_models=True, settings=None, module="tasks.pretrained"),
+    "full": dict(trains=True, uses_models=True, settings=None, module="tasks.finetune"),
+    "lora": dict(trains=True, uses_models=True, settings="lora", module="tasks.finetune"),
+}
+
+
+class TaskConfig(Strict):
+    method: str
+    models: list[PositiveInt] | None = None  # model numbers (1-based); default: every model
+    variants: list[str] = Field(default_factory=list)  # training variants, for methods that train
+    training: TrainingOverrides = Field(default_factory=TrainingOverrides)  # type: ignore[valid-type]
+    lora: LoraOverrides | None = None  # type: ignore[valid-type]
+    enabled: bool = True
+
+
+class PipelineConfig(Strict):
+    output_dir: str = "results"
+    seed: int = 42  # model init, dropout and data order
+    trust_remote_code: bool = False  # never run code shipped with a model unless asked
+    dataset: DatasetConfig = Field(default_factory=DatasetConfig)
+    models: list[str] = Field(min_length=1)  # local folders or hub ids; numbered from 1 in run ids
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+    variants: dict[str, TrainingOverrides] = Field(default_factory=lambda: {"v1": TrainingOverrides()})  # type: ignore[valid-type]
+    lora: LoraConfig = Field(default_factory=LoraConfig)
+    tasks: dict[str, TaskConfig] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _cross_check(self) -> "PipelineConfig":
+        problems = []
+        for name, task in self.tasks.items():
+            where = f"tasks.{name}"
+            if not name.isalnum():
+                problems.append(f"{where}: task names are letters and digits (they start run ids), got {name!r}")
+            if task.method not in METHODS:
+                problems.append(f"{where}.method: unknown method {task.method!r}{_did_you_mean(task.method, METHODS)};"
+                                f" choose one of {', '.join(METHODS)}")
+                continue
+            method = METHODS[task.method]
+            if method["trains"] and not task.variants:
+                problems.append(f"{where}.variants: method {task.method!r} trains, so list at least one variant"
+                                f" (defined: {', '.join(self.variants) or 'none'})")
+            if not method["trains"]:
+                if task.variants:
+                    problems.append(f"{where}.variants: method {task.method!r} does not train; remove variants")
+                if task.training.model_dump(exclude_none=True):
+                    problems.append(f"{where}.training: method {task.method!r} does not train; remove training")
+            if not method["uses_models"] and task.models is not None:
+                problems.append(f"{where}.models: method {task.method!r} uses no transformer model; remove models")
+            for variant in task.variants:
+                if variant not in self.variants:
+                    problems.append(f"{where}.variants: unknown variant {variant!r}{_did_you_mean(variant, self.variants)};"
+                                    f" defined: {', '.join(self.variants) or 'none'}")
+            for number in task.models or []:
+                if number > len(self.models):
+                    problems.append(f"{where}.models: there is no model {number}; `models` lists {len(self.models)}")
+            if task.lora is not None and method["settings"] != "lora":
+                problems.append(f"{where}.lora: method {task.method!r} takes no LoRA settings; remove lora")
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
+
+    def task_training(self, task: str, variant: str) -> TrainingConfig:
+        """Defaults, then the variant, then the task's own overrides."""
+        merged = self.training.model_dump()
+        merged.update(self.variants[variant].model_dump(exclude_none=True))
+        merged.update(self.tasks[task].training.model_dump(exclude_none=True))
+        return TrainingConfig(**merged)
+
+    def task_lora(self, task: str) -> LoraConfig:
+        merged = self.lora.model_dump()
+        if self.tasks[task].lora is not None:
+            merged.update(self.tasks[task].lora.model_dump(exclude_none=True))
+        return LoraConfig(**merged)
+
+
+# ----------------------------------------------------------------------------------------------
+# Loading, overrides, paths and messages
+
+
+def load_config(path: str | Path, overrides: list[str] = ()) -> PipelineConfig:
+    """Read, override, validate and resolve paths. Raises ConfigError with every problem found."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found; pass --config PATH")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"{path}: not UTF-8 text ({error.reason} at byte {error.start})") from None
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        raise ConfigError(f"{path}:{where}: malformed YAML: {problem}") from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of keys, got {type(raw).__name__}")
+    for override in overrides:
+        apply_override(raw, override)
+    return validate(raw, source=str(path), base_dir=path.resolve().parent)
+
+
+def validate(raw: dict, source: str = "config", base_dir: Path = Path(".")) -> PipelineConfig:
+    try:
+        config = PipelineConfig.model_validate(raw)
+    except ValidationError as error:
+        raise ConfigError("\n".join(f"{source}: {line}" for line in _explain(error))) from None
+    return _resolve_paths(config, base_dir)
+
+
+def apply_override(raw: dict, override: str) -> None:
+    """`dataset.max_train_samples=500` sets raw['dataset']['max_train_samples'] = 500 (YAML-typed)."""
+    key, sep, value = override.partition("=")
+    if not sep or not key or any(not part for part in key.split(".")):
+        raise ConfigError(f"override {override!r}: expected KEY=VALUE with a dotted key, e.g. dataset.max_train_samples=500")
+    try:
+        parsed = yaml.safe_load(value) if value else ""
+    except yaml.YAMLError:
+        raise ConfigError(f"override {override!r}: the value is not valid YAML") from None
+    node = raw
+    parts = key.split(".")
+    for depth, part in enumerate(parts[:-1]):
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        if not isinstance(child, dict):
+            raise ConfigError(f"override {override!r}: {'.'.join(parts[:depth + 1])} is not a mapping")
+        node = child
+    node[parts[-1]] = parsed
+
+
+def is_local_path(name: str, base_dir: Path) -> bool:
+    """A model or dataset is local when it is written as a path or exists as one; else it is a hub id."""
+    return name.startswith((".", "/", "~")) or (base_dir / name).exists()
+
+
+def _resolve(name: str, base_dir: Path) -> str:
+    return str((base_dir / Path(name).expanduser()).resolve())
+
+
+def _resolve_paths(config: PipelineConfig, base_dir: Path) -> PipelineConfig:
+    dataset = config.dataset
+    if is_local_path(dataset.source, base_dir):
+        dataset = dataset.model_copy(update={"source": _resolve(dataset.source, base_dir)})
+    dataset = dataset.model_copy(update={"cache_dir": _resolve(dataset.cache_dir, base_dir)})
+    models = [_resolve(m, base_dir) if is_local_path(m, base_dir) else m for m in config.models]
+    return config.model_copy(update={
+        "output_dir": _resolve(config.output_dir, base_dir), "dataset": dataset, "models": models})
+
+
+def _did_you_mean(word: str, choices) -> str:
+    close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _explain(error: ValidationError) -> list[str]:
+    lines = []
+    for item in error.errors():
+        loc = [str(part) for part in item["loc"]]
+        key = ".".join(loc) or "(top level)"
+        kind = item["type"]
+        if kind == "extra_forbidden":
+            valid = _fields_at(PipelineConfig, item["loc"][:-1])
+            lines.append(f"unknown key {key!r}{_did_you_mean(loc[-1], valid)}; valid keys here: {', '.join(valid)}")
+        elif kind == "missing":
+            lines.append(f"{key}: required key is missing")
+        elif kind == "value_error":
+            lines.extend(str(item["ctx"]["error"]).splitlines())
+        else:
+            lines.append(f"{key}: {item['input']!r} is invalid: {item['msg']}")
+    return lines
+
+
+def _fields_at(model: Any, loc: tuple) -> list[str]:
+    """The valid keys of the mapping found at `loc` in the schema (for 'did you mean')."""
+    node = model
+    for part in loc:
+        node = _unwrap(node)
+        if isinstance(node, type) and issubclass(node, BaseModel):
+            node = node.model_fields[part].annotation
+        elif typing.get_origin(node) in (dict, list):
+            node = typing.get_args(node)[-1]
+    node = _unwrap(node)
+    return list(node.model_fields) if isinstance(node, type) and issubclass(node, BaseModel) else []
+
+
+def _unwrap(annotation: Any) -> Any:
+    """Optional[X] -> X, Annotated[X, ...] -> X."""
+    while True:
+        origin = typing.get_origin(annotation)
+        if origin is Annotated:
+            annotation = typing.get_args(annotation)[0]
+        elif origin in (Union, types.UnionType):
+            args = [a for a in typing.get_args(annotation) if a is not type(None)]
+            annotation = args[0]
+        else:
+            return annotation

@@ -1,0 +1,84 @@
+"""Loading transformer classifiers by local folder or hub id, offline first."""
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+from urllib.parse import urlparse
+
+
+class ModelError(Exception):
+    """A model that cannot be found or loaded. The message names the model and the fix."""
+
+
+def check_available(name: str) -> None:
+    """Fail fast, in one line, before any run starts, when a model cannot be had.
+
+    A local folder must hold config.json. A hub id must be in the Hugging Face cache, or the Hub must
+    answer within a few seconds; with no network the answer is immediate instead of minutes of retries.
+    """
+    if Path(name).is_absolute():
+        if not (Path(name) / "config.json").is_file():
+            what = "does not exist" if not Path(name).exists() else "has no config.json"
+            raise ModelError(f"model {name}: folder {what}; name a folder holding a Hugging Face model, or a hub id")
+        return
+    if _in_hub_cache(name):
+        return
+    reason = "HF_HUB_OFFLINE is set" if _hub_offline() else _hub_unreachable_reason()
+    if reason:
+        raise ModelError(f"model {name!r} is not a local folder and not in the Hugging Face cache, and the Hub cannot"
+                         f" be used ({reason}); download it where the Hub is reachable or name a local folder")
+
+
+def load_classifier(name: str, num_labels: int, class_names, trust_remote_code: bool = False):
+    """(model, tokenizer). A new classification head is initialised from the current torch seed."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    offline = not Path(name).is_absolute() and _in_hub_cache(name)
+    options = dict(trust_remote_code=trust_remote_code, local_files_only=offline or None)
+    options = {k: v for k, v in options.items() if v is not None}
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # the "newly initialized head" report is expected here
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(name, **options)
+        model = AutoModelForSequenceClassification.from_pretrained(
+            name, num_labels=num_labels, use_safetensors=True,
+            id2label=dict(enumerate(class_names)), label2id={c: i for i, c in enumerate(class_names)}, **options)
+    except OSError as error:
+        raise ModelError(f"model {name}: cannot be loaded ({str(error).strip().splitlines()[0]})") from None
+    finally:
+        hf_logging.set_verbosity(verbosity)
+    if tokenizer.pad_token_id is None:
+        raise ModelError(f"model {name}: its tokenizer has no padding token; batching needs one")
+    return model, tokenizer
+
+
+def count_parameters(model) -> tuple[int, int]:
+    """(trainable, total). For PEFT models total counts the frozen base once plus the adapters."""
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    return trainable, total
+
+
+def _in_hub_cache(repo_id: str) -> bool:
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        return isinstance(try_to_load_from_cache(repo_id, "config.json"), str)
+    except Exception:  # an id the cache cannot even parse is not in it
+        return False
+
+
+def _hub_offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes")
+
+
+def _hub_unreachable_reason(timeout: float = 3.0) -> str | None:
+    endpoint = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    host, port = endpoint.hostname or "huggingface.co", endpoint.port or 443
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+        return None
+    except OSError as error:
+        return f"{host} unreachable: {error.strerror or error}"

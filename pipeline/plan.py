@@ -1,0 +1,71 @@
+"""The plan: tasks x models x variants expanded into runs with resolved settings and study-style ids."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pipeline.config import METHODS, ConfigError, LoraConfig, PipelineConfig, TrainingConfig, _did_you_mean
+
+
+@dataclass(frozen=True)
+class Run:
+    run_id: str  # A0, A1, B1_v1, C2_v2: task, model number, variant
+    task: str
+    method: str
+    model_number: int | None = None
+    model: str | None = None  # resolved local folder or hub id
+    variant: str | None = None
+    training: TrainingConfig | None = None  # resolved: defaults < variant < task
+    lora: LoraConfig | None = None
+    seed: int = 42
+
+    def resolved(self) -> dict:
+        """Everything that determines this run's results, as written into its metrics.json."""
+        return {
+            "run_id": self.run_id, "task": self.task, "method": self.method, "model_number": self.model_number,
+            "model": self.model, "variant": self.variant, "seed": self.seed,
+            "training": self.training.model_dump() if self.training else None,
+            "lora": self.lora.model_dump() if self.lora else None,
+        }
+
+    def describe(self) -> str:
+        parts = [f"{self.run_id:<10}", f"method={self.method}"]
+        if self.model:
+            parts.append(f"model={self.model}")
+        if self.training:
+            t = self.training
+            parts.append(f"epochs={t.epochs:g} lr={t.learning_rate:g} batch={t.batch_size}")
+        if self.lora:
+            parts.append(f"targets={','.join(self.lora.target_modules)} r={self.lora.r}"
+                         + (" rslora" if self.lora.use_rslora else "") + (" dora" if self.lora.use_dora else ""))
+        return "  ".join(parts)
+
+
+def build_plan(config: PipelineConfig, only: list[str] | None = None) -> list[Run]:
+    runs = []
+    for task_name, task in config.tasks.items():
+        if not task.enabled:
+            continue
+        method = METHODS[task.method]
+        lora = config.task_lora(task_name) if method["settings"] == "lora" else None
+        if not method["uses_models"]:
+            runs.append(Run(task_name, task_name, task.method, seed=config.seed))
+            continue
+        for number in task.models or range(1, len(config.models) + 1):
+            model = config.models[number - 1]
+            if not method["trains"]:
+                runs.append(Run(f"{task_name}{number}", task_name, task.method, number, model, seed=config.seed))
+                continue
+            for variant in task.variants:
+                runs.append(Run(f"{task_name}{number}_{variant}", task_name, task.method, number, model, variant,
+                                config.task_training(task_name, variant), lora, config.seed))
+    duplicates = sorted({r.run_id for r in runs if [x.run_id for x in runs].count(r.run_id) > 1})
+    if duplicates:
+        raise ConfigError(f"tasks: run ids {', '.join(duplicates)} occur twice; rename a task")
+    if only:
+        known = {r.run_id for r in runs}
+        missing = [name for name in only if name not in known]
+        if missing:
+            raise ConfigError(f"--only: {', '.join(missing)} is not a run of this config"
+                              f"{_did_you_mean(missing[0], known)}; runs: {', '.join(r.run_id for r in runs)}")
+        runs = [r for r in runs if r.run_id in only]
+    return runs

@@ -1,0 +1,189 @@
+"""Executes a plan: one run after another, each writing its own files; a failure never stops the rest."""
+from __future__ import annotations
+
+import datetime as dt
+import platform
+import sys
+import time
+import traceback
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from dataset import DataError, Splits, load_splits
+from evaluation.epoch_logs import EPOCH_COLUMNS, best_row
+from evaluation.metrics import classification_metrics
+from evaluation.summary import rebuild_summaries, format_table
+from pipeline.config import ConfigError, PipelineConfig
+from pipeline.files import write_csv_atomic, write_json_atomic, write_text_atomic
+from pipeline.hardware import describe, is_main_process, pick_device
+from pipeline.memory import PeakMemory
+from pipeline.models import ModelError, check_available
+from pipeline.plan import Run
+from tasks import runner_for
+from tasks.base import RunContext, TaskResult
+
+PACKAGES = ["torch", "transformers", "peft", "datasets", "scikit-learn", "pandas", "numpy", "pyyaml", "pydantic"]
+
+
+class PlanError(Exception):
+    """The plan cannot start (data or models missing). Nothing has been written."""
+
+
+@dataclass
+class Outcome:
+    run_id: str
+    status: str  # complete | failed
+    seconds: float
+    error: str | None = None
+
+
+def prepare(config: PipelineConfig, runs: list[Run]) -> Splits:
+    """Everything that can fail before the first run: data, models, output folder."""
+    models = sorted({run.model for run in runs if run.model})
+    try:
+        for model in models:
+            check_available(model)
+        from tasks.adapters import check_runs  # loads transformers only when models are used
+
+        check_runs(runs)
+        splits = load_splits(config.dataset)
+    except (DataError, ModelError) as error:
+        raise PlanError(str(error)) from None
+    output = Path(config.output_dir)
+    try:
+        output.mkdir(parents=True, exist_ok=True)
+        probe = output / ".write-test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as error:
+        raise PlanError(f"output_dir: {output} cannot be written ({error.strerror}); choose another folder") from None
+    return splits
+
+
+def run_plan(config: PipelineConfig, runs: list[Run], splits: Splits, show_progress: bool = True,
+             log=print) -> list[Outcome]:
+    device = pick_device()
+    output = Path(config.output_dir)
+    outcomes: list[Outcome] = []
+    started = time.perf_counter()
+    for number, run in enumerate(runs, start=1):
+        elapsed = time.perf_counter() - started
+        eta = elapsed / (number - 1) * (len(runs) - number + 1) if number > 1 else None
+        log(f"[{number}/{len(runs)}] {run.run_id}  elapsed {_clock(elapsed)}"
+            + (f"  ETA {_clock(eta)}" if eta is not None else ""))
+        context = RunContext(config, splits, output / run.run_id, device, show_progress)
+        outcome = execute(run, context)
+        outcomes.append(outcome)
+        log(f"      {run.run_id} {outcome.status} in {_clock(outcome.seconds)}"
+            + (f": {outcome.error}" if outcome.error else ""))
+    if is_main_process():
+        summary = rebuild_summaries(output)
+        if not summary.empty:
+            log(format_table(summary))
+    return outcomes
+
+
+def execute(run: Run, context: RunContext) -> Outcome:
+    """One run: its task, then metrics.json, predictions.csv and epochs.csv under results/<RUN_ID>/."""
+    context.run_dir.mkdir(parents=True, exist_ok=True)
+    started_at = dt.datetime.now(dt.timezone.utc)
+    start = time.perf_counter()
+    error = None
+    result: TaskResult | None = None
+    with PeakMemory() as memory:
+        try:
+            result = runner_for(run.method)(run, context)
+            _check_probabilities(result, context.splits)
+        except Exception as exception:  # recorded, and the next run goes on
+            error = f"{type(exception).__name__}: {exception}".splitlines()[0]
+            if is_main_process():
+                write_text_atomic(context.run_dir / "error.log", traceback.format_exc())
+    seconds = time.perf_counter() - start
+    if not is_main_process():
+        return Outcome(run.run_id, "failed" if error else "complete", seconds, error)
+    record = {
+        "run_id": run.run_id, "task": run.task, "method": run.method, "model": run.model,
+        "model_number": run.model_number, "variant": run.variant,
+        "status": "failed" if error else "complete", "error": error,
+        "started_at": started_at.isoformat(timespec="seconds"), "total_seconds": round(seconds, 3),
+        "config": run.resolved(),
+        "data": {"source": context.splits.source, "sizes": context.splits.sizes(),
+                 "class_names": list(context.splits.class_names)},
+        "environment": environment(context),
+        "memory": {"peak_rss_mb": round(memory.rss_mb, 1),
+                   "peak_cuda_mb": round(memory.cuda_mb, 1) if memory.cuda_mb is not None else None},
+    }
+    if result is not None and error is None:
+        record.update(_result_fields(run, result, context))
+        write_csv_atomic(context.run_dir / "predictions.csv", predictions_frame(result, context.splits))
+        write_csv_atomic(context.run_dir / "epochs.csv", pd.DataFrame(result.epochs, columns=_epoch_columns(result)))
+    write_json_atomic(context.run_dir / "metrics.json", record)
+    return Outcome(run.run_id, record["status"], seconds, error)
+
+
+def predictions_frame(result: TaskResult, splits: Splits) -> pd.DataFrame:
+    test = splits.test
+    frame = pd.DataFrame({"index": test["row"].to_numpy(), "text": test["text"].to_numpy(),
+                          "label": test["label"].to_numpy(), "predicted": result.probabilities.argmax(axis=1)})
+    for i, name in enumerate(splits.class_names):
+        frame[f"prob_{name}"] = np.round(result.probabilities[:, i], 6)
+    return frame
+
+
+def environment(context: RunContext) -> dict:
+    versions = {}
+    for package in PACKAGES:
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = None
+    return {"versions": versions, "python": sys.version.split()[0], "platform": platform.platform(),
+            "device": str(context.device), "device_name": describe(context.device)}
+
+
+def _result_fields(run: Run, result: TaskResult, context: RunContext) -> dict:
+    labels = context.splits.test["label"].to_numpy()
+    metrics = classification_metrics(labels, result.probabilities.argmax(axis=1), context.splits.class_names)
+    best = best_row(result.epochs)
+    epochs_run = max((row["epoch"] for row in result.epochs), default=None)
+    n_test = len(labels)
+    trainable, total = result.trainable_parameters, result.total_parameters
+    return {
+        "metrics": metrics,
+        "timing": {
+            "train_seconds": _round(result.train_seconds),
+            "seconds_per_epoch": _round(result.train_seconds / epochs_run) if result.train_seconds and epochs_run else None,
+            "test_seconds": _round(result.test_seconds),
+            "test_texts_per_second": _round(n_test / result.test_seconds) if result.test_seconds else None,
+        },
+        "parameters": {"trainable": trainable, "total": total,
+                       "trainable_percent": round(100 * trainable / total, 4) if trainable is not None and total else None},
+        "best_epoch": {"epoch": best["epoch"], "validation_accuracy": best["validation_accuracy"]} if best else None,
+        "precision": result.precision,
+    }
+
+
+def _check_probabilities(result: TaskResult, splits: Splits) -> None:
+    expected = (len(splits.test), len(splits.class_names))
+    if result.probabilities.shape != expected:
+        raise RuntimeError(f"task returned probabilities of shape {result.probabilities.shape}, expected {expected}")
+    if not np.isfinite(result.probabilities).all():
+        raise FloatingPointError("the model produced NaN or infinite outputs")
+
+
+def _epoch_columns(result: TaskResult) -> list[str]:
+    extra = sorted({key for row in result.epochs for key in row} - set(EPOCH_COLUMNS))
+    return EPOCH_COLUMNS + extra
+
+
+def _round(value: float | None, digits: int = 3) -> float | None:
+    return None if value is None else round(float(value), digits)
+
+
+def _clock(seconds: float) -> str:
+    minutes, seconds = divmod(int(seconds), 60)
+    return f"{minutes}m{seconds:02d}s"

@@ -1,0 +1,31 @@
+"""What every task receives and returns; the runner turns a TaskResult into the run's files."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from dataset import Splits
+from pipeline.config import PipelineConfig
+
+
+@dataclass
+class RunContext:
+    config: PipelineConfig
+    splits: Splits
+    run_dir: Path  # results/<RUN_ID>/, created by the runner
+    device: torch.device
+    show_progress: bool = True
+
+
+@dataclass
+class TaskResult:
+    probabilities: np.ndarray  # [test rows, classes], row i for splits.test row i
+    test_seconds: float
+    precision: str  # bf16 or fp32, as run
+    trainable_parameters: int | None = None
+    total_parameters: int | None = None
+    train_seconds: float | None = None
+    epochs: list[dict] = field(default_factory=list)  # per-epoch rows (evaluation/epoch_logs.py)

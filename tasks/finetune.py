@@ -1,0 +1,122 @@
+"""Tasks B-F: one training path for every method. Only `apply_method` differs between full and LoRA."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from datasets import Dataset
+from transformers import DataCollatorWithPadding, Trainer, TrainerCallback, TrainingArguments, set_seed
+
+from dataset import tokenize
+from evaluation.epoch_logs import epoch_rows, latest_checkpoint
+from evaluation.inference import predict_probabilities
+from evaluation.metrics import validation_metrics
+from pipeline.hardware import use_bf16
+from pipeline.models import count_parameters, load_classifier
+from tasks.adapters import apply_method
+from tasks.base import RunContext, TaskResult
+
+
+def run(run, context: RunContext) -> TaskResult:
+    config, splits, training = context.config, context.splits, run.training
+    set_seed(run.seed)  # the new head's initial weights, LoRA's A matrices, dropout and data order
+    model, tokenizer = load_classifier(run.model, len(splits.class_names), splits.class_names,
+                                       config.trust_remote_code)
+    model = apply_method(model, run.method, run.lora)
+    trainable, total = count_parameters(model)
+    bf16 = use_bf16(training.precision, context.device)
+
+    def encode(frame):
+        ids = tokenize(frame["text"].tolist(), tokenizer, config.dataset.max_length, config.dataset.cache_dir)
+        return ids, frame["label"].tolist()
+
+    train_ids, train_labels = encode(splits.train)
+    eval_sets = {"validation": _dataset(*encode(splits.validation))}
+    train_set = _dataset(train_ids, train_labels)
+    if training.eval_on_train:
+        eval_sets["train"] = train_set
+
+    checkpoints = context.run_dir / "checkpoints"
+    clock = ElapsedTime()
+    trainer = Trainer(
+        model=model,
+        args=training_arguments(training, checkpoints, bf16, context, run.seed),
+        train_dataset=train_set,
+        eval_dataset=eval_sets,
+        data_collator=DataCollatorWithPadding(tokenizer, pad_to_multiple_of=training.pad_to_multiple_of),
+        compute_metrics=validation_metrics,
+        callbacks=[clock],
+    )
+    resume = latest_checkpoint(checkpoints)
+    trainer.train(resume_from_checkpoint=str(resume) if resume else None)  # best epoch restored at the end
+
+    model_dir = context.run_dir / "model"
+    trainer.save_model(str(model_dir))  # full weights, or adapter + head for PEFT methods
+    tokenizer.save_pretrained(str(model_dir))
+
+    test_ids = tokenize(splits.test["text"].tolist(), tokenizer, config.dataset.max_length, config.dataset.cache_dir)
+    probabilities, test_seconds = predict_probabilities(trainer.model, test_ids, tokenizer.pad_token_id,
+                                                        training.eval_batch_size, context.device, bf16)
+    return TaskResult(probabilities=probabilities, test_seconds=test_seconds, precision="bf16" if bf16 else "fp32",
+                      trainable_parameters=trainable, total_parameters=total, train_seconds=clock.elapsed,
+                      epochs=epoch_rows(checkpoints))
+
+
+def training_arguments(training, output_dir: Path, bf16: bool, context: RunContext, seed: int):
+    return TrainingArguments(
+        output_dir=str(output_dir),
+        num_train_epochs=training.epochs,
+        per_device_train_batch_size=training.batch_size,
+        per_device_eval_batch_size=training.eval_batch_size,
+        gradient_accumulation_steps=training.gradient_accumulation_steps,
+        learning_rate=training.learning_rate,
+        weight_decay=training.weight_decay,
+        warmup_steps=training.warmup_ratio,  # transformers 5: a float below 1 is a share of all steps
+        lr_scheduler_type=training.lr_scheduler,
+        max_grad_norm=training.max_grad_norm,
+        bf16=bf16,
+        use_cpu=context.device.type == "cpu",
+        train_sampling_strategy="group_by_length" if training.group_by_length else "random",
+        eval_strategy="epoch",
+        save_strategy="epoch",
+        logging_strategy="epoch",  # one mean train loss per epoch, for epochs.csv
+        save_total_limit=training.save_total_limit,
+        load_best_model_at_end=True,
+        metric_for_best_model="validation_accuracy",
+        greater_is_better=True,
+        seed=seed,
+        report_to="none",
+        disable_tqdm=not context.show_progress,
+        dataloader_num_workers=0,
+    )
+
+
+def _dataset(ids, labels):
+    return Dataset.from_dict({"input_ids": ids, "labels": labels})
+
+
+class ElapsedTime(TrainerCallback):
+    """Stamps wall-clock seconds since training began into the log, so each checkpoint carries them.
+
+    On resume the clock continues from the last stamp in the restored log.
+    """
+
+    def __init__(self):
+        self.elapsed = 0.0
+        self._start = time.perf_counter()
+        self._offset = 0.0
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        stamps = [entry["elapsed_seconds"] for entry in state.log_history if "elapsed_seconds" in entry]
+        self._offset = stamps[-1] if stamps else 0.0
+        self._start = time.perf_counter()
+
+    def on_evaluate(self, args, state, control, **kwargs):
+        state.log_history.append({"epoch": state.epoch, "step": state.global_step,
+                                  "elapsed_seconds": round(self._now(), 3)})
+
+    def on_train_end(self, args, state, control, **kwargs):
+        self.elapsed = self._now()
+
+    def _now(self) -> float:
+        return self._offset + time.perf_counter() - self._start

@@ -1,0 +1,21 @@
+"""Task A: each pretrained encoder with its new, untrained classification head, evaluated as is."""
+from __future__ import annotations
+
+from dataset import tokenize
+from evaluation.inference import predict_probabilities
+from pipeline.hardware import use_bf16
+from pipeline.models import count_parameters, load_classifier
+from tasks.base import RunContext, TaskResult
+
+
+def run(run, context: RunContext) -> TaskResult:
+    config, splits = context.config, context.splits
+    model, tokenizer = load_classifier(run.model, len(splits.class_names), splits.class_names,
+                                       config.trust_remote_code)
+    bf16 = use_bf16(config.training.precision, context.device)
+    test_ids = tokenize(splits.test["text"].tolist(), tokenizer, config.dataset.max_length, config.dataset.cache_dir)
+    probabilities, seconds = predict_probabilities(model, test_ids, tokenizer.pad_token_id,
+                                                   config.training.eval_batch_size, context.device, bf16)
+    _, total = count_parameters(model)
+    return TaskResult(probabilities=probabilities, test_seconds=seconds, precision="bf16" if bf16 else "fp32",
+                      trainable_parameters=0, total_parameters=total)
