@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -172,7 +173,13 @@ def tokenize(texts: list[str], tokenizer, max_length: int, cache_dir: str | Path
 def _cache_key(texts: list[str], tokenizer, max_length: int) -> str:
     digest = hashlib.sha256()
     backend = getattr(tokenizer, "backend_tokenizer", None)
-    identity = backend.to_str() if backend is not None else repr(sorted(tokenizer.get_vocab().items()))
+    if backend is not None:  # truncation and padding state change as the tokenizer is used: not identity
+        state = json.loads(backend.to_str())
+        state.pop("truncation", None)
+        state.pop("padding", None)
+        identity = json.dumps(state, sort_keys=True)
+    else:
+        identity = repr(sorted(tokenizer.get_vocab().items()))
     digest.update(f"{type(tokenizer).__name__}|{max_length}|".encode())
     digest.update(identity.encode())
     for text in texts:

@@ -68,5 +68,5 @@ def format_table(summary: pd.DataFrame) -> str:
     shown["trainable_percent"] = shown["trainable_percent"].map(lambda v: f"{v:.3g}" if pd.notna(v) else "-")
     for column in ("train_seconds", "seconds_per_epoch"):
         shown[column] = shown[column].map(lambda v: f"{v:.1f}" if pd.notna(v) else "-")
-    shown = shown.fillna("-")
+    shown = shown.astype(object).fillna("-")
     return shown.to_string(index=False)

@@ -6,6 +6,7 @@ Adding an architecture is one entry in ARCHITECTURES; adding a PEFT method is on
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -37,7 +38,9 @@ def apply_method(model, method: str, settings=None):
         return model
     from peft import get_peft_model
 
-    return get_peft_model(model, peft_config(model, method, settings))
+    with warnings.catch_warnings():  # peft 0.21 calls a transformers method deprecated in 5.x; harmless
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        return get_peft_model(model, peft_config(model, method, settings))
 
 
 def peft_config(model, method: str, settings):

@@ -30,11 +30,10 @@ def run(run, context: RunContext) -> TaskResult:
         ids = tokenize(frame["text"].tolist(), tokenizer, config.dataset.max_length, config.dataset.cache_dir)
         return ids, frame["label"].tolist()
 
-    train_ids, train_labels = encode(splits.train)
-    eval_sets = {"validation": _dataset(*encode(splits.validation))}
-    train_set = _dataset(train_ids, train_labels)
+    train_set = _dataset(*encode(splits.train))
+    eval_sets = {"validation": _dataset(*encode(splits.validation), longest_first=True)}
     if training.eval_on_train:
-        eval_sets["train"] = train_set
+        eval_sets["train"] = _dataset(*encode(splits.train), longest_first=True)
 
     checkpoints = context.run_dir / "checkpoints"
     clock = ElapsedTime()
@@ -55,7 +54,9 @@ def run(run, context: RunContext) -> TaskResult:
     tokenizer.save_pretrained(str(model_dir))
 
     test_ids = tokenize(splits.test["text"].tolist(), tokenizer, config.dataset.max_length, config.dataset.cache_dir)
-    probabilities, test_seconds = predict_probabilities(trainer.model, test_ids, tokenizer.pad_token_id,
+    # Adapters folded into the base weights predict the same, at the speed of the plain model.
+    final = trainer.model.merge_and_unload() if hasattr(trainer.model, "merge_and_unload") else trainer.model
+    probabilities, test_seconds = predict_probabilities(final, test_ids, tokenizer.pad_token_id,
                                                         training.eval_batch_size, context.device, bf16)
     return TaskResult(probabilities=probabilities, test_seconds=test_seconds, precision="bf16" if bf16 else "fp32",
                       trainable_parameters=trainable, total_parameters=total, train_seconds=clock.elapsed,
@@ -91,7 +92,11 @@ def training_arguments(training, output_dir: Path, bf16: bool, context: RunConte
     )
 
 
-def _dataset(ids, labels):
+def _dataset(ids, labels, longest_first: bool = False):
+    """Evaluation order does not change accuracy; longest first keeps each batch's padding small."""
+    if longest_first:
+        order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
+        ids, labels = [ids[i] for i in order], [labels[i] for i in order]
     return Dataset.from_dict({"input_ids": ids, "labels": labels})
 
 

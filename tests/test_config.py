@@ -1,0 +1,155 @@
+"""The config is validated once, with messages a user can act on."""
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import ROOT
+from pipeline.config import ConfigError, PipelineConfig, apply_override, load_config, validate
+from pipeline.plan import build_plan
+
+MINIMAL = {"models": ["bert-base-uncased"], "tasks": {"B": {"method": "full", "variants": ["v1"]}}}
+
+
+def config_with(**changes) -> dict:
+    raw = yaml.safe_load(yaml.safe_dump(MINIMAL))
+    raw.update(changes)
+    return raw
+
+
+@pytest.mark.parametrize("path", sorted(ROOT.glob("config.yaml")) + sorted((ROOT / "configs").glob("*.yaml")),
+                         ids=lambda p: p.name)
+def test_every_shipped_config_loads_and_plans(path):
+    config = load_config(path)
+    runs = build_plan(config)
+    assert runs, f"{path.name} plans no run"
+    assert len({r.run_id for r in runs}) == len(runs)
+
+
+def test_default_config_plans_the_offline_study():
+    runs = build_plan(load_config(ROOT / "config.yaml"))
+    assert [r.run_id for r in runs] == ["A0", "A1", "B1_v1", "C1_v1", "D1_v1", "E1_v1", "F1_v1"]
+    assert Path(runs[1].model) == (ROOT.parent / "shared" / "models" / "all-MiniLM-L6-v2").resolve()
+    lora = {r.run_id: r.lora for r in runs if r.lora}
+    assert lora["C1_v1"].target_modules == ["query"] and not lora["C1_v1"].use_rslora
+    assert lora["F1_v1"].target_modules == ["key"] and lora["F1_v1"].use_rslora
+
+
+def test_study_config_reproduces_the_papers_grid():
+    config = load_config(ROOT / "configs" / "study.yaml")
+    runs = build_plan(config)
+    assert config.models == ["bert-base-uncased", "distilbert-base-uncased", "roberta-base"]
+    assert config.dataset.validation_size == 20000
+    trained = [r for r in runs if r.training]
+    assert len(trained) == 30  # 5 tasks x 3 models x 2 variants
+    for run in trained:
+        assert run.training.batch_size == 8 and run.training.weight_decay == 0.01
+        assert run.training.learning_rate == {"v1": 5e-5, "v2": 1e-5}[run.variant]
+        assert run.training.epochs == (5 if run.task == "B" else 10)
+        if run.lora:
+            assert (run.lora.r, run.lora.lora_alpha, run.lora.lora_dropout) == (8, 32, 0.01)
+
+
+def test_scientific_notation_is_a_float_not_a_string(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("models: [m]\ntraining: {learning_rate: 5e-5}\ntasks: {B: {method: full, variants: [v1]}}\n")
+    assert yaml.safe_load(path.read_text())["training"]["learning_rate"] == "5e-5"  # the trap
+    assert load_config(path).training.learning_rate == pytest.approx(5e-5)
+
+
+def test_unknown_key_names_its_path_and_the_nearest_valid_key():
+    raw = config_with(training={"lerning_rate": 1e-4})
+    with pytest.raises(ConfigError, match=r"unknown key 'training\.lerning_rate' \(did you mean 'learning_rate'\?\)"):
+        validate(raw)
+
+
+def test_unknown_key_deep_inside_a_task():
+    raw = config_with(tasks={"C": {"method": "lora", "variants": ["v1"], "lora": {"target_module": ["key"]}}})
+    with pytest.raises(ConfigError, match=r"'tasks\.C\.lora\.target_module' \(did you mean 'target_modules'\?\)"):
+        validate(raw)
+
+
+def test_wrong_type_names_key_value_and_expectation():
+    with pytest.raises(ConfigError, match=r"training\.batch_size: 'eight' is invalid: Input should be a valid integer"):
+        validate(config_with(training={"batch_size": "eight"}))
+
+
+def test_every_problem_is_reported_together():
+    raw = config_with(training={"epochs": 0, "batch_size": -1}, dataset={"max_lenght": 3}, extra=1)
+    with pytest.raises(ConfigError) as error:
+        validate(raw)
+    message = str(error.value)
+    for fragment in ("training.epochs", "training.batch_size", "dataset.max_lenght", "'extra'"):
+        assert fragment in message
+    assert len(message.splitlines()) == 4
+
+
+@pytest.mark.parametrize("task, message", [
+    ({"method": "ful", "variants": ["v1"]}, r"tasks\.B\.method: unknown method 'ful' \(did you mean 'full'\?\)"),
+    ({"method": "full"}, r"tasks\.B\.variants: method 'full' trains, so list at least one variant"),
+    ({"method": "full", "variants": ["v9"]}, r"tasks\.B\.variants: unknown variant 'v9'; defined: v1"),
+    ({"method": "pretrained", "variants": ["v1"]}, r"method 'pretrained' does not train; remove variants"),
+    ({"method": "full", "variants": ["v1"], "models": [3]}, r"tasks\.B\.models: there is no model 3"),
+    ({"method": "full", "variants": ["v1"], "lora": {"r": 4}}, r"method 'full' takes no LoRA settings"),
+])
+def test_task_cross_checks(task, message):
+    with pytest.raises(ConfigError, match=message):
+        validate(config_with(tasks={"B": task}))
+
+
+def test_relative_paths_resolve_against_the_config_folder(tmp_path):
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "models" / "m1").mkdir(parents=True)
+    path = tmp_path / "sub" / "c.yaml"
+    path.write_text("output_dir: out\ndataset: {source: ../data}\nmodels: [../models/m1, roberta-base]\n"
+                    "tasks: {A: {method: pretrained}}\n")
+    config = load_config(path)
+    assert config.output_dir == str(tmp_path / "sub" / "out")
+    assert config.dataset.source == str(tmp_path / "data")
+    assert config.models == [str(tmp_path / "models" / "m1"), "roberta-base"]  # hub ids stay ids
+
+
+def test_variant_and_task_overrides_layer_over_defaults():
+    raw = config_with(training={"epochs": 3, "learning_rate": 1e-4},
+                      variants={"v1": {"learning_rate": 5e-5, "batch_size": 8}},
+                      tasks={"B": {"method": "full", "variants": ["v1"], "training": {"epochs": 5}}})
+    training = validate(raw).task_training("B", "v1")
+    assert (training.epochs, training.learning_rate, training.batch_size) == (5, 5e-5, 8)
+
+
+def test_overrides_set_dotted_keys_with_yaml_types():
+    raw = config_with()
+    apply_override(raw, "dataset.max_train_samples=500")
+    apply_override(raw, "training.learning_rate=2e-5")
+    apply_override(raw, "output_dir=/tmp/x")
+    config = validate(raw)
+    assert config.dataset.max_train_samples == 500
+    assert config.training.learning_rate == 2e-5
+    assert config.output_dir == "/tmp/x"
+
+
+@pytest.mark.parametrize("override", ["novalue", "=3", "a..b=1", "training.epochs.x=1"])
+def test_malformed_overrides_are_usage_errors(override):
+    raw = config_with(training={"epochs": 3})
+    with pytest.raises(ConfigError, match="override"):
+        apply_override(raw, override)
+
+
+def test_malformed_yaml_names_the_line(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("models: [a\ntasks: {}\n")
+    with pytest.raises(ConfigError, match=r"bad\.yaml: line \d+, column \d+: malformed YAML"):
+        load_config(path)
+
+
+def test_only_rejects_run_ids_the_config_does_not_define():
+    config = validate(config_with())
+    with pytest.raises(ConfigError, match=r"--only: B1_v2 is not a run of this config \(did you mean 'B1_v1'\?\)"):
+        build_plan(config, only=["B1_v2"])
+    assert [r.run_id for r in build_plan(config, only=["B1_v1"])] == ["B1_v1"]
+
+
+def test_schema_defaults_are_complete():
+    """Every field has a default except the two a user must give (models, tasks)."""
+    required = [name for name, field in PipelineConfig.model_fields.items() if field.is_required()]
+    assert required == ["models", "tasks"]

@@ -1,0 +1,104 @@
+"""Both CSV layouts load; splits are stratified; bad files give one line naming file, row and fix."""
+import pandas as pd
+import pytest
+
+from conftest import make_texts, write_hf_csv, write_original_csv
+from dataset import DataError, load_splits, read_split_csv, tokenize
+from pipeline.config import DatasetConfig
+
+
+def test_both_layouts_give_the_same_frame(tmp_path):
+    rows = make_texts(12)
+    write_hf_csv(tmp_path / "hf.csv", rows)
+    write_original_csv(tmp_path / "original.csv", rows)
+    hf = read_split_csv(tmp_path / "hf.csv", 4)
+    original = read_split_csv(tmp_path / "original.csv", 4)
+    assert list(hf.columns) == ["row", "text", "label"]
+    assert hf["label"].tolist() == [label for _, label in rows]  # 0-3 as written
+    assert original["label"].tolist() == hf["label"].tolist()  # 1-4 on disk, 0-3 loaded
+    assert original["text"].tolist() == hf["text"].tolist()  # title + " " + description
+
+
+def test_shared_ag_news_files_load(tmp_path):
+    from conftest import SHARED
+
+    splits = load_splits(DatasetConfig(source=str(SHARED / "data" / "ag_news"), validation_size=500))
+    assert splits.sizes() == {"train": 4500, "validation": 500, "test": 7600}
+    assert splits.test["label"].value_counts().tolist() == [1900] * 4
+    assert splits.test["text"].iloc[0].startswith("Fears for T N pension after talks Unions representing")
+
+
+def test_validation_split_is_stratified_and_disjoint(tiny_data):
+    splits = load_splits(DatasetConfig(source=str(tiny_data), validation_size=20))
+    assert len(splits.validation) == 20 and len(splits.train) == 100
+    assert splits.validation["label"].value_counts().tolist() == [5] * 4
+    assert not set(splits.train["row"]) & set(splits.validation["row"])
+    again = load_splits(DatasetConfig(source=str(tiny_data), validation_size=20))
+    assert splits.validation["row"].tolist() == again.validation["row"].tolist()  # seeded
+
+
+def test_caps_are_stratified_and_keep_file_order(tiny_data):
+    splits = load_splits(DatasetConfig(source=str(tiny_data), validation_size=20, max_train_samples=40,
+                                       max_test_samples=8, max_eval_samples=12))
+    assert splits.sizes() == {"train": 40, "validation": 12, "test": 8}
+    assert splits.train["label"].value_counts().tolist() == [10] * 4
+    assert splits.test["row"].is_monotonic_increasing
+
+
+@pytest.mark.parametrize("content, message", [
+    ("text,label\n", r"has a header but no rows"),
+    ("", r"the file is empty"),
+    ("text,label\nhello,7\n", r"row 2: label 7 is outside 0-3"),
+    ('"5","t","d"\n', r"row 1: label 5 is outside 1-4"),
+    ("text,label\n,1\n", r"row 2: the text is empty"),
+    ("text,label\nhello,1,extra\n", r"row 2: has 3 columns, expected 2 columns \(text,label\)"),
+    ('"1","only title"\n', r"row 1: has 2 columns, expected 3 columns"),
+    ("text,label\nhello,one\n", r"row 2: label 'one' is not an integer"),
+    ("label,text\n1,hello\n", r"header .* is not a known layout"),
+])
+def test_bad_files_name_the_row_and_the_problem(tmp_path, content, message):
+    path = tmp_path / "train.csv"
+    path.write_text(content, encoding="utf-8")
+    with pytest.raises(DataError, match=message):
+        read_split_csv(path, 4)
+
+
+def test_bytes_that_are_not_utf8(tmp_path):
+    path = tmp_path / "test.csv"
+    path.write_bytes(b"text,label\nok,1\ncaf\xe9,2\n")
+    with pytest.raises(DataError, match=r"test\.csv: line 3 is not UTF-8"):
+        read_split_csv(path, 4)
+
+
+def test_missing_folder_and_file(tmp_path):
+    with pytest.raises(DataError, match=r"folder .* does not exist"):
+        load_splits(DatasetConfig(source=str(tmp_path / "nowhere")))
+    write_hf_csv(tmp_path / "train.csv", make_texts(40))
+    with pytest.raises(DataError, match=r"test\.csv: file not found"):
+        load_splits(DatasetConfig(source=str(tmp_path), validation_size=8))
+
+
+def test_validation_as_large_as_train_is_refused(tiny_data):
+    with pytest.raises(DataError, match=r"validation_size: 120 leaves no training rows \(train has 120\)"):
+        load_splits(DatasetConfig(source=str(tiny_data), validation_size=120))
+
+
+def test_tokenisation_is_cached(tmp_path, tiny_models):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_models["bert"])
+    texts = [t for t, _ in make_texts(30)]
+    first = tokenize(texts, tokenizer, 16, tmp_path)
+    assert len(list(tmp_path.glob("*.npz"))) == 1
+
+    class Refuses:  # same identity, but tokenising again would fail
+        backend_tokenizer = tokenizer.backend_tokenizer
+
+        def __call__(self, *args, **kwargs):
+            raise AssertionError("tokenised again despite the cache")
+
+    Refuses.__name__ = type(tokenizer).__name__
+    assert tokenize(texts, Refuses(), 16, tmp_path) == first
+    assert max(len(ids) for ids in first) <= 16
+    assert tokenize(texts, tokenizer, 8, tmp_path) != first  # another length, another entry
+    assert len(list(tmp_path.glob("*.npz"))) == 2
