@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 EPOCH_COLUMNS = ["epoch", "step", "train_loss", "validation_loss", "validation_accuracy", "validation_f1_macro",
@@ -16,6 +17,16 @@ def latest_checkpoint(checkpoints_dir: Path) -> Path | None:
         if step.isdigit() and _read_state(folder) is not None:
             candidates.append((int(step), folder))
     return max(candidates)[1] if candidates else None
+
+
+def remove_incomplete_checkpoints(checkpoints_dir: Path) -> list[Path]:
+    """Delete checkpoint folders without a readable trainer_state.json (the Trainer writes it last)."""
+    removed = []
+    for folder in Path(checkpoints_dir).glob("checkpoint-*"):
+        if folder.is_dir() and _read_state(folder) is None:
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
 
 
 def epoch_rows(checkpoints_dir: Path) -> list[dict]:

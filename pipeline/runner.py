@@ -68,6 +68,8 @@ def run_plan(config: PipelineConfig, runs: list[Run], splits: Splits, show_progr
              log=print) -> list[Outcome]:
     device = pick_device()
     output = Path(config.output_dir)
+    if not show_progress:
+        _silence_progress_bars()
     outcomes: list[Outcome] = []
     started = time.perf_counter()
     for number, run in enumerate(runs, start=1):
@@ -178,6 +180,13 @@ def _check_probabilities(result: TaskResult, splits: Splits) -> None:
 def _epoch_columns(result: TaskResult) -> list[str]:
     extra = sorted({key for row in result.epochs for key in row} - set(EPOCH_COLUMNS))
     return EPOCH_COLUMNS + extra
+
+
+def _silence_progress_bars() -> None:
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
 
 
 def _round(value: float | None, digits: int = 3) -> float | None:

@@ -5,10 +5,11 @@ import time
 from pathlib import Path
 
 from datasets import Dataset
-from transformers import DataCollatorWithPadding, Trainer, TrainerCallback, TrainingArguments, set_seed
+from transformers import (DataCollatorWithPadding, PrinterCallback, Trainer, TrainerCallback, TrainingArguments,
+                          set_seed)
 
 from dataset import tokenize
-from evaluation.epoch_logs import epoch_rows, latest_checkpoint
+from evaluation.epoch_logs import epoch_rows, latest_checkpoint, remove_incomplete_checkpoints
 from evaluation.inference import predict_probabilities
 from evaluation.metrics import validation_metrics
 from pipeline.hardware import use_bf16
@@ -46,6 +47,9 @@ def run(run, context: RunContext) -> TaskResult:
         compute_metrics=validation_metrics,
         callbacks=[clock],
     )
+    if not context.show_progress:
+        trainer.remove_callback(PrinterCallback)  # the per-epoch log dicts; epochs.csv has them
+    remove_incomplete_checkpoints(checkpoints)  # a checkpoint cut off mid-write is never resumed from
     resume = latest_checkpoint(checkpoints)
     trainer.train(resume_from_checkpoint=str(resume) if resume else None)  # best epoch restored at the end
 
