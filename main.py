@@ -1,6 +1,6 @@
 """Fine-tune and evaluate transformer text classifiers, as planned in config.yaml.
 
-    python main.py [--config PATH] [--only RUN_ID ...] [--dry-run] [--quiet] [KEY=VALUE ...]
+    python main.py [--config PATH] [--only RUN_ID ...] [--dry-run] [--force] [--quiet] [KEY=VALUE ...]
 
 Exit codes: 0 every run complete, 1 a run failed, 2 a config, data or usage error.
 """
@@ -27,6 +27,7 @@ def parse_args(argv):
     parser.add_argument("--config", default="config.yaml", help="the YAML file to run (default: config.yaml)")
     parser.add_argument("--only", nargs="+", metavar="RUN_ID", help="run only these run ids (e.g. A0 B1_v1)")
     parser.add_argument("--dry-run", action="store_true", help="print the plan, one run per line; load no model")
+    parser.add_argument("--force", action="store_true", help="rerun runs that are complete with the same settings")
     parser.add_argument("--quiet", action="store_true", help="no progress bars (for logs and CI)")
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
                         help="dotted config overrides, e.g. output_dir=/tmp/x dataset.max_train_samples=500")
@@ -49,18 +50,19 @@ def main(argv=None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     if args.dry_run:
+        from pipeline.run_state import decide
+
         for run in runs:
-            print(run.describe())
+            print(f"{run.describe()}  [{decide(run, config, args.force)}]")
         return 0
 
-    from pipeline.runner import PlanError, prepare, run_plan
+    from pipeline.runner import PlanError, run_all
 
     try:
-        splits = prepare(config, runs)
+        outcomes = run_all(config, runs, force=args.force, show_progress=not args.quiet)
     except PlanError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    outcomes = run_plan(config, runs, splits, show_progress=not args.quiet)
     return 1 if any(o.status != "complete" for o in outcomes) else 0
 
 

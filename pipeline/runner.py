@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 import platform
 import sys
 import time
@@ -17,12 +18,14 @@ from dataset import DataError, Splits, load_splits
 from evaluation.epoch_logs import EPOCH_COLUMNS, best_row
 from evaluation.metrics import classification_metrics
 from evaluation.summary import rebuild_summaries, format_table
-from pipeline.config import ConfigError, PipelineConfig
+from pipeline.config import PipelineConfig
 from pipeline.files import write_csv_atomic, write_json_atomic, write_text_atomic
 from pipeline.hardware import describe, is_main_process, pick_device
+from pipeline.lock import LockedError, OutputLock
 from pipeline.memory import PeakMemory
 from pipeline.models import ModelError, check_available
 from pipeline.plan import Run
+from pipeline.run_state import RESUME, SKIP, begin, decide, fingerprint
 from tasks import runner_for
 from tasks.base import RunContext, TaskResult
 
@@ -39,24 +42,40 @@ class Outcome:
     status: str  # complete | failed
     seconds: float
     error: str | None = None
+    skipped: bool = False
+
+
+def run_all(config: PipelineConfig, runs: list[Run], force: bool = False, show_progress: bool = True,
+            log=print) -> list[Outcome]:
+    """Check everything, take the output folder's lock, then run the plan. PlanError: nothing was run."""
+    splits = prepare(config, runs)
+    if not is_main_process():
+        return run_plan(config, runs, splits, force, show_progress, log)
+    try:
+        with OutputLock(Path(config.output_dir)):
+            return run_plan(config, runs, splits, force, show_progress, log)
+    except LockedError as error:
+        raise PlanError(str(error)) from None
 
 
 def prepare(config: PipelineConfig, runs: list[Run]) -> Splits:
-    """Everything that can fail before the first run: data, models, output folder."""
+    """Everything that can fail before the first run: models, LoRA targets, data, the output folder.
+    Nothing is written unless all of it is fine."""
     models = sorted({run.model for run in runs if run.model})
     try:
         for model in models:
             check_available(model)
-        from tasks.adapters import check_runs  # loads transformers only when models are used
+        if any(run.lora for run in runs):
+            from tasks.adapters import check_runs  # loads transformers only when needed
 
-        check_runs(runs)
+            check_runs(runs)
         splits = load_splits(config.dataset)
     except (DataError, ModelError) as error:
         raise PlanError(str(error)) from None
     output = Path(config.output_dir)
     try:
         output.mkdir(parents=True, exist_ok=True)
-        probe = output / ".write-test"
+        probe = output / f".write-test-{os.getpid()}"
         probe.write_text("ok")
         probe.unlink()
     except OSError as error:
@@ -64,21 +83,31 @@ def prepare(config: PipelineConfig, runs: list[Run]) -> Splits:
     return splits
 
 
-def run_plan(config: PipelineConfig, runs: list[Run], splits: Splits, show_progress: bool = True,
-             log=print) -> list[Outcome]:
+def run_plan(config: PipelineConfig, runs: list[Run], splits: Splits, force: bool = False,
+             show_progress: bool = True, log=print) -> list[Outcome]:
     device = pick_device()
     output = Path(config.output_dir)
     if not show_progress:
         _silence_progress_bars()
     outcomes: list[Outcome] = []
     started = time.perf_counter()
+    executed = 0
     for number, run in enumerate(runs, start=1):
+        action = decide(run, config, force)
+        if action == SKIP:
+            log(f"[{number}/{len(runs)}] {run.run_id}  skipped: complete with the same settings (--force reruns it)")
+            outcomes.append(Outcome(run.run_id, "complete", 0.0, skipped=True))
+            continue
         elapsed = time.perf_counter() - started
-        eta = elapsed / (number - 1) * (len(runs) - number + 1) if number > 1 else None
-        log(f"[{number}/{len(runs)}] {run.run_id}  elapsed {_clock(elapsed)}"
-            + (f"  ETA {_clock(eta)}" if eta is not None else ""))
+        remaining = sum(decide(r, config, force) != SKIP for r in runs[number - 1:])
+        eta = elapsed / executed * remaining if executed else None
+        log(f"[{number}/{len(runs)}] {run.run_id}  {'resuming' if action == RESUME else 'running'}"
+            f"  elapsed {_clock(elapsed)}" + (f"  ETA {_clock(eta)}" if eta is not None else ""))
+        if is_main_process():
+            begin(run, config, action)
         context = RunContext(config, splits, output / run.run_id, device, show_progress)
-        outcome = execute(run, context)
+        outcome = execute(run, context, fingerprint(run, config))
+        executed += 1
         outcomes.append(outcome)
         log(f"      {run.run_id} {outcome.status} in {_clock(outcome.seconds)}"
             + (f": {outcome.error}" if outcome.error else ""))
@@ -89,7 +118,7 @@ def run_plan(config: PipelineConfig, runs: list[Run], splits: Splits, show_progr
     return outcomes
 
 
-def execute(run: Run, context: RunContext) -> Outcome:
+def execute(run: Run, context: RunContext, run_fingerprint: str | None = None) -> Outcome:
     """One run: its task, then metrics.json, predictions.csv and epochs.csv under results/<RUN_ID>/."""
     context.run_dir.mkdir(parents=True, exist_ok=True)
     started_at = dt.datetime.now(dt.timezone.utc)
@@ -110,7 +139,7 @@ def execute(run: Run, context: RunContext) -> Outcome:
     record = {
         "run_id": run.run_id, "task": run.task, "method": run.method, "model": run.model,
         "model_number": run.model_number, "variant": run.variant,
-        "status": "failed" if error else "complete", "error": error,
+        "status": "failed" if error else "complete", "error": error, "fingerprint": run_fingerprint,
         "started_at": started_at.isoformat(timespec="seconds"), "total_seconds": round(seconds, 3),
         "config": run.resolved(),
         "data": {"source": context.splits.source, "sizes": context.splits.sizes(),

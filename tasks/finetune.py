@@ -4,6 +4,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import torch
 from datasets import Dataset
 from transformers import (DataCollatorWithPadding, PrinterCallback, Trainer, TrainerCallback, TrainingArguments,
                           set_seed)
@@ -38,7 +39,7 @@ def run(run, context: RunContext) -> TaskResult:
 
     checkpoints = context.run_dir / "checkpoints"
     clock = ElapsedTime()
-    trainer = Trainer(
+    trainer = FiniteLossTrainer(
         model=model,
         args=training_arguments(training, checkpoints, bf16, context, run.seed),
         train_dataset=train_set,
@@ -102,6 +103,17 @@ def _dataset(ids, labels, longest_first: bool = False):
         order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
         ids, labels = [ids[i] for i in order], [labels[i] for i in order]
     return Dataset.from_dict({"input_ids": ids, "labels": labels})
+
+
+class FiniteLossTrainer(Trainer):
+    """Stops a run whose loss became NaN or infinite, instead of training on garbage for hours."""
+
+    def training_step(self, *args, **kwargs):
+        loss = super().training_step(*args, **kwargs)
+        if not torch.isfinite(loss).all():
+            raise FloatingPointError(f"the training loss became {loss.item()} at step {self.state.global_step + 1};"
+                                     f" lower the learning rate or use fp32")
+        return loss
 
 
 class ElapsedTime(TrainerCallback):
