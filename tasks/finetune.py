@@ -5,7 +5,7 @@ import time
 from pathlib import Path
 
 from datasets import Dataset
-from transformers import DataCollatorWithPadding, Trainer, TrainerCallback, TrainingArguments, set_seed
+from transformers import DataCollatorWithPadding, PrinterCallback, Trainer, TrainerCallback, TrainingArguments, set_seed
 
 from dataset import tokenize
 from evaluation.epoch_logs import epoch_rows, latest_checkpoint
@@ -47,6 +47,8 @@ def run(run, context: RunContext) -> TaskResult:
         compute_metrics=validation_metrics,
         callbacks=[clock],
     )
+    if not context.show_progress:
+        trainer.remove_callback(PrinterCallback)  # with its bars off the Trainer prints every log dict instead
     resume = latest_checkpoint(checkpoints)
     trainer.train(resume_from_checkpoint=str(resume) if resume else None)  # best epoch restored at the end
 
