@@ -1,6 +1,9 @@
 """Fine-tune and evaluate transformer text classifiers, as planned in config.yaml.
 
     python main.py [--config PATH] [--only RUN_ID ...] [--dry-run] [--force] [--quiet] [KEY=VALUE ...]
+    python main.py predict RUN_ID [TEXT ...] [--file PATH [--out PATH]] [--config PATH]
+    python main.py export RUN_ID DIR [--config PATH]
+    python main.py report [--config PATH] [KEY=VALUE ...]
 
 Exit codes: 0 every run complete, 1 a run failed, 2 a config, data or usage error.
 """
@@ -19,41 +22,63 @@ class UsageError(Exception):
 
 class Parser(argparse.ArgumentParser):
     def error(self, message):  # one line, exit 2, no usage dump
-        raise UsageError(f"{message}; see python main.py --help")
+        raise UsageError(f"{message}; see python {self.prog} --help")
 
 
-def parse_args(argv):
-    parser = Parser(description=__doc__.split("\n")[0])
+# ----------------------------------------------------------------------------------------------
+# Arguments, one function per command
+
+
+def run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", default="config.yaml", help="the YAML file to run (default: config.yaml)")
-    parser.add_argument("--only", nargs="+", metavar="RUN_ID", help="run only these run ids (e.g. A0 B1_v1)")
-    parser.add_argument("--dry-run", action="store_true", help="print the plan, one run per line; load no model")
+    parser.add_argument("--only", nargs="+", metavar="RUN_ID",
+                        help="run only these run ids (e.g. A0 B1_v1; with seeds, B1_v1 means every seed of it)")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="print the plan: per run its trainable parameters, an estimated time and whether it"
+                             " will run, resume or be skipped; train nothing")
     parser.add_argument("--force", action="store_true", help="rerun runs that are complete with the same settings")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars (for logs and CI)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars or training logs (for logs and CI)")
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
                         help="dotted config overrides, e.g. output_dir=/tmp/x dataset.max_train_samples=500")
-    args = parser.parse_args(argv)
-    if args.only:  # `--only B1_v1 key=value` : the greedy list stops being run ids at the first KEY=VALUE
-        args.overrides = [x for x in args.only if "=" in x] + args.overrides
-        args.only = [x for x in args.only if "=" not in x]
-    return args
 
 
-def main(argv=None) -> int:
-    from pipeline.config import ConfigError, load_config
+def predict_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run_id", metavar="RUN_ID", help="a complete run that trained (e.g. B1_v1)")
+    parser.add_argument("texts", nargs="*", metavar="TEXT", help="texts to classify; printed with class probabilities")
+    parser.add_argument("--file", metavar="PATH",
+                        help="a CSV file with a `text` column, or a text file, one text a line")
+    parser.add_argument("--out", metavar="PATH",
+                        help="where --file's predictions go (default: beside it, <name>.<RUN_ID>.predictions.csv)")
+    parser.add_argument("--config", default="config.yaml", help="the config whose output_dir holds the run")
+
+
+def export_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run_id", metavar="RUN_ID", help="a complete run that trained (e.g. C1_v1)")
+    parser.add_argument("dir", metavar="DIR", help="a new folder for the standalone Hugging Face model")
+    parser.add_argument("--config", default="config.yaml", help="the config whose output_dir holds the run")
+
+
+def report_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", default="config.yaml", help="the config whose output_dir to report on")
+    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                        help="dotted config overrides, e.g. output_dir=/tmp/x")
+
+
+# ----------------------------------------------------------------------------------------------
+# Commands: each returns the exit code; config and usage errors propagate to main()
+
+
+def run(args) -> int:
+    from pipeline.config import load_config
     from pipeline.plan import build_plan
 
-    try:
-        args = parse_args(sys.argv[1:] if argv is None else argv)
-        config = load_config(args.config, args.overrides)
-        runs = build_plan(config, args.only)
-    except (UsageError, ConfigError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    config = load_config(args.config, args.overrides)
+    runs = build_plan(config, args.only)
     if args.dry_run:
+        from pipeline.estimate import print_dry_run
         from pipeline.run_state import decide
 
-        for run in runs:
-            print(f"{run.describe()}  [{decide(run, config, args.force)}]")
+        print_dry_run(config, runs, states={run.run_id: decide(run, config, args.force) for run in runs})
         return 0
 
     from pipeline.runner import PlanError, run_all
@@ -64,6 +89,71 @@ def main(argv=None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     return 1 if any(o.status != "complete" for o in outcomes) else 0
+
+
+def predict(args) -> int:
+    from pipeline.config import load_config
+    from pipeline.trained import predict_command
+
+    return predict_command(load_config(args.config), args.run_id, args.texts, args.file, args.out)
+
+
+def export(args) -> int:
+    from pipeline.config import load_config
+    from pipeline.trained import export_command
+
+    return export_command(load_config(args.config), args.run_id, args.dir)
+
+
+def report(args) -> int:
+    from pathlib import Path
+
+    from pipeline.config import ConfigError, load_config
+    from pipeline.plan import build_plan
+
+    config = load_config(args.config, args.overrides)
+    build_plan(config)  # checks reference_run
+    if not Path(config.output_dir).is_dir():
+        raise ConfigError(f"output_dir: {config.output_dir} does not exist; nothing to report on")
+    from evaluation.report import rebuild_outputs
+
+    rebuild_outputs(Path(config.output_dir), config.reference_run)
+    print(f"rebuilt summary.csv, epochs.csv, plots/ and report.md in {config.output_dir}")
+    return 0
+
+
+COMMANDS = {  # name: (help, arguments, command); `run` is also what a command line without a name does
+    "run": ("train and evaluate the planned runs (the default)", run_arguments, run),
+    "predict": ("classify texts with a run's saved model", predict_arguments, predict),
+    "export": ("write a run's model as a standalone Hugging Face folder", export_arguments, export),
+    "report": ("rebuild summary.csv, plots/ and report.md from the run folders", report_arguments, report),
+}
+
+
+def parse_args(argv: list[str]) -> tuple[str, argparse.Namespace]:
+    name = argv[0] if argv and argv[0] in COMMANDS else "run"
+    rest = argv[1:] if argv and argv[0] == name else argv
+    description, add_arguments, _ = COMMANDS[name]
+    parser = Parser(prog="main.py" if name == "run" else f"main.py {name}", description=description,
+                    epilog=None if name != "run" else "other commands: " + ", ".join(
+                        f"{n} ({h})" for n, (h, _, _) in COMMANDS.items() if n != "run"))
+    add_arguments(parser)
+    args = parser.parse_args(rest)
+    if getattr(args, "only", None):  # `--only B1_v1 key=value`: the greedy list stops being run ids at KEY=VALUE
+        args.overrides = [x for x in args.only if "=" in x] + args.overrides
+        args.only = [x for x in args.only if "=" not in x]
+    return name, args
+
+
+def main(argv=None) -> int:
+    from pipeline.config import ConfigError
+
+    try:
+        name, args = parse_args(list(sys.argv[1:] if argv is None else argv))
+        return COMMANDS[name][2](args)
+    except (UsageError, ConfigError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -111,6 +111,8 @@ class TaskConfig(Strict):
 class PipelineConfig(Strict):
     output_dir: str = "results"
     seed: int = 42  # model init, dropout and data order
+    seeds: list[int] | None = Field(default=None, min_length=1)  # repeat every run per seed (ids get _s<seed>)
+    reference_run: str | None = None  # a run id (without _s<seed>) every run is also tested against (McNemar)
     trust_remote_code: bool = False  # never run code shipped with a model unless asked
     dataset: DatasetConfig = Field(default_factory=DatasetConfig)
     models: list[str] = Field(min_length=1)  # local folders or hub ids; numbered from 1 in run ids
@@ -122,6 +124,13 @@ class PipelineConfig(Strict):
     @model_validator(mode="after")
     def _cross_check(self) -> "PipelineConfig":
         problems = []
+        if self.seeds is not None:
+            repeated = sorted({seed for seed in self.seeds if self.seeds.count(seed) > 1})
+            if repeated:
+                problems.append(f"seeds: {', '.join(map(str, repeated))} occurs twice; list each seed once")
+            if "seed" in self.model_fields_set and self.seed not in self.seeds:
+                problems.append(f"seed: {self.seed} is not in seeds {self.seeds}; `seeds` replaces `seed`,"
+                                f" so remove seed or add it to seeds")
         for name, task in self.tasks.items():
             where = f"tasks.{name}"
             if not name.isalnum():

@@ -1,7 +1,7 @@
 """The plan: tasks x models x variants expanded into runs with resolved settings and study-style ids."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from pipeline.config import METHODS, ConfigError, LoraConfig, PipelineConfig, TrainingConfig, _did_you_mean
 
@@ -17,12 +17,17 @@ class Run:
     training: TrainingConfig | None = None  # resolved: defaults < variant < task
     lora: LoraConfig | None = None
     seed: int = 42
+    base_run_id: str = ""  # the run id without its seed suffix (B1_v1 for B1_v1_s43); the run id when unseeded
+
+    def __post_init__(self):
+        if not self.base_run_id:
+            object.__setattr__(self, "base_run_id", self.run_id)
 
     def resolved(self) -> dict:
         """Everything that determines this run's results, as written into its metrics.json."""
         return {
-            "run_id": self.run_id, "task": self.task, "method": self.method, "model_number": self.model_number,
-            "model": self.model, "variant": self.variant, "seed": self.seed,
+            "run_id": self.run_id, "base_run_id": self.base_run_id, "task": self.task, "method": self.method,
+            "model_number": self.model_number, "model": self.model, "variant": self.variant, "seed": self.seed,
             "training": self.training.model_dump() if self.training else None,
             "lora": self.lora.model_dump() if self.lora else None,
         }
@@ -41,6 +46,35 @@ class Run:
 
 
 def build_plan(config: PipelineConfig, only: list[str] | None = None) -> list[Run]:
+    """Every run of the config, in task order; with `seeds`, the whole study once per seed (seed-major).
+
+    `only` selects run ids; a base run id (B1_v1) selects that run under every seed.
+    """
+    runs = _base_runs(config)
+    bases = [r.run_id for r in runs]
+    if config.reference_run is not None and config.reference_run not in bases:
+        raise ConfigError(f"reference_run: {config.reference_run!r} is not a run of this config"
+                          f"{_did_you_mean(config.reference_run, bases)}; name one of {', '.join(bases)}"
+                          " (without the _s<seed> suffix)")
+    if config.seeds is not None:
+        runs = [replace(r, run_id=f"{r.run_id}_s{seed}", seed=seed, base_run_id=r.run_id)
+                for seed in config.seeds for r in runs]
+    ids = [r.run_id for r in runs]
+    duplicates = sorted({i for i in ids if ids.count(i) > 1})
+    if duplicates:
+        raise ConfigError(f"tasks: run ids {', '.join(duplicates)} occur twice; rename a task")
+    if only:
+        known = set(ids) | set(bases)
+        missing = [name for name in only if name not in known]
+        if missing:
+            raise ConfigError(f"--only: {', '.join(missing)} is not a run of this config"
+                              f"{_did_you_mean(missing[0], known)}; runs: {', '.join(ids)}")
+        runs = [r for r in runs if r.run_id in only or r.base_run_id in only]
+    return runs
+
+
+def _base_runs(config: PipelineConfig) -> list[Run]:
+    """tasks x models x variants, with the config's `seed`."""
     runs = []
     for task_name, task in config.tasks.items():
         if not task.enabled:
@@ -58,14 +92,4 @@ def build_plan(config: PipelineConfig, only: list[str] | None = None) -> list[Ru
             for variant in task.variants:
                 runs.append(Run(f"{task_name}{number}_{variant}", task_name, task.method, number, model, variant,
                                 config.task_training(task_name, variant), lora, config.seed))
-    duplicates = sorted({r.run_id for r in runs if [x.run_id for x in runs].count(r.run_id) > 1})
-    if duplicates:
-        raise ConfigError(f"tasks: run ids {', '.join(duplicates)} occur twice; rename a task")
-    if only:
-        known = {r.run_id for r in runs}
-        missing = [name for name in only if name not in known]
-        if missing:
-            raise ConfigError(f"--only: {', '.join(missing)} is not a run of this config"
-                              f"{_did_you_mean(missing[0], known)}; runs: {', '.join(r.run_id for r in runs)}")
-        runs = [r for r in runs if r.run_id in only]
     return runs

@@ -17,7 +17,8 @@ import pandas as pd
 from dataset import DataError, Splits, load_splits
 from evaluation.epoch_logs import EPOCH_COLUMNS, best_row
 from evaluation.metrics import classification_metrics
-from evaluation.summary import rebuild_summaries, format_table
+from evaluation.report import rebuild_outputs
+from evaluation.summary import format_table
 from pipeline.config import PipelineConfig
 from pipeline.files import write_csv_atomic, write_json_atomic, write_text_atomic
 from pipeline.hardware import describe, is_main_process, pick_device
@@ -85,10 +86,12 @@ def prepare(config: PipelineConfig, runs: list[Run]) -> Splits:
 
 def run_plan(config: PipelineConfig, runs: list[Run], splits: Splits, force: bool = False,
              show_progress: bool = True, log=print) -> list[Outcome]:
+    """Every run in turn (skipping complete ones), then summary.csv, plots/ and report.md rebuilt from all
+    run folders in output_dir."""
+    if not show_progress:
+        quiet_libraries()
     device = pick_device()
     output = Path(config.output_dir)
-    if not show_progress:
-        _silence_progress_bars()
     outcomes: list[Outcome] = []
     started = time.perf_counter()
     executed = 0
@@ -112,10 +115,28 @@ def run_plan(config: PipelineConfig, runs: list[Run], splits: Splits, force: boo
         log(f"      {run.run_id} {outcome.status} in {_clock(outcome.seconds)}"
             + (f": {outcome.error}" if outcome.error else ""))
     if is_main_process():
-        summary = rebuild_summaries(output)
+        summary = rebuild_outputs(output, config.reference_run)
         if not summary.empty:
             log(format_table(summary))
+        log(f"report: {output / 'report.md'}")
     return outcomes
+
+
+def quiet_libraries() -> None:
+    """For --quiet: no progress bars (weight loading, datasets) and only errors from transformers' logger.
+
+    The Trainer's own per-epoch log lines are dropped in tasks/finetune.py (it prints them when its
+    tqdm bars are off).
+    """
+    import warnings
+
+    import datasets
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    datasets.disable_progress_bars()
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"(transformers|peft)\.")
 
 
 def execute(run: Run, context: RunContext, run_fingerprint: str | None = None) -> Outcome:
@@ -137,13 +158,14 @@ def execute(run: Run, context: RunContext, run_fingerprint: str | None = None) -
     if not is_main_process():
         return Outcome(run.run_id, "failed" if error else "complete", seconds, error)
     record = {
-        "run_id": run.run_id, "task": run.task, "method": run.method, "model": run.model,
-        "model_number": run.model_number, "variant": run.variant,
+        "run_id": run.run_id, "base_run_id": run.base_run_id, "task": run.task, "method": run.method,
+        "model": run.model, "model_number": run.model_number, "variant": run.variant,
         "status": "failed" if error else "complete", "error": error, "fingerprint": run_fingerprint,
         "started_at": started_at.isoformat(timespec="seconds"), "total_seconds": round(seconds, 3),
         "config": run.resolved(),
         "data": {"source": context.splits.source, "sizes": context.splits.sizes(),
-                 "class_names": list(context.splits.class_names)},
+                 "class_names": list(context.splits.class_names),
+                 "max_length": context.config.dataset.max_length},  # tokens; predict and export truncate alike
         "environment": environment(context),
         "memory": {"peak_rss_mb": round(memory.rss_mb, 1),
                    "peak_cuda_mb": round(memory.cuda_mb, 1) if memory.cuda_mb is not None else None},
@@ -209,13 +231,6 @@ def _check_probabilities(result: TaskResult, splits: Splits) -> None:
 def _epoch_columns(result: TaskResult) -> list[str]:
     extra = sorted({key for row in result.epochs for key in row} - set(EPOCH_COLUMNS))
     return EPOCH_COLUMNS + extra
-
-
-def _silence_progress_bars() -> None:
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()
-    hf_logging.set_verbosity_error()
 
 
 def _round(value: float | None, digits: int = 3) -> float | None:

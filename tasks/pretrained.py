@@ -1,6 +1,8 @@
 """Task A: each pretrained encoder with its new, untrained classification head, evaluated as is."""
 from __future__ import annotations
 
+from transformers import set_seed
+
 from dataset import tokenize
 from evaluation.inference import predict_probabilities
 from pipeline.hardware import use_bf16
@@ -10,6 +12,7 @@ from tasks.base import RunContext, TaskResult
 
 def run(run, context: RunContext) -> TaskResult:
     config, splits = context.config, context.splits
+    set_seed(run.seed)  # the untrained head's weights: reproducible, and different per seed with `seeds`
     model, tokenizer = load_classifier(run.model, len(splits.class_names), splits.class_names,
                                        config.trust_remote_code)
     bf16 = use_bf16(config.training.precision, context.device)

@@ -1,0 +1,231 @@
+"""Figures rebuilt from the per-run files: learning curves and confusion matrices per run, comparisons across runs.
+
+Every function takes what summary.csv, epochs.csv and metrics.json hold and writes one PNG; nothing is
+taken from a training process's memory. Figures are drawn with matplotlib's Agg backend (no display).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; never open a window
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.ticker import FuncFormatter  # noqa: E402
+
+DPI = 110
+ROW_INCHES = 0.32  # height per run in the comparison charts, so run ids never overlap
+FOCUS = 0.15  # accuracy / F1 charts span the runs within this of the best; runs further below sit at the edge
+METHOD_COLOURS = {"tfidf_nb": "#7f7f7f", "pretrained": "#bcbd22", "full": "#1f77b4", "lora": "#ff7f0e"}
+OTHER_COLOUR = "#9467bd"
+
+
+def draw_all(output_dir: Path, summary: pd.DataFrame, records: list[dict]) -> dict[str, list[Path]]:
+    """Every figure for an output folder, into <output_dir>/plots/ (old PNGs there are removed first).
+
+    Returns {"comparison": [...], "<run_id>": [...]} with the paths written.
+    """
+    folder = Path(output_dir) / "plots"
+    folder.mkdir(parents=True, exist_ok=True)
+    for old in folder.glob("*.png"):
+        old.unlink()
+    complete = summary[summary["status"] == "complete"]
+    written: dict[str, list[Path]] = {"comparison": []}
+    for chart in (accuracy_chart, f1_chart, seconds_per_epoch_chart, trainable_parameters_chart):
+        path = chart(complete, folder)
+        if path is not None:
+            written["comparison"].append(path)
+    for record in records:
+        if record.get("status") != "complete":
+            continue
+        run_id = record["run_id"]
+        paths = [learning_curves(run_id, Path(output_dir) / run_id / "epochs.csv", folder),
+                 confusion_heatmap(record, folder)]
+        written[run_id] = [p for p in paths if p is not None]
+    return written
+
+
+# ----------------------------------------------------------------------------------------------
+# Per run
+
+
+def learning_curves(run_id: str, epochs_csv: Path, folder: Path) -> Path | None:
+    """Train and validation loss, and validation accuracy, by epoch. None for runs with no epochs."""
+    try:
+        epochs = pd.read_csv(epochs_csv)
+    except (OSError, ValueError):  # no file, or an empty one (methods that do not train)
+        return None
+    if epochs.empty or "epoch" not in epochs:
+        return None
+    figure = Figure(figsize=(10, 3.8), dpi=DPI, layout="constrained")
+    loss, accuracy = figure.subplots(1, 2)
+    for column, label, style in (("train_loss", "train loss", "o-"), ("validation_loss", "validation loss", "s--")):
+        if column in epochs and epochs[column].notna().any():
+            loss.plot(epochs["epoch"], epochs[column], style, label=label)
+    loss.set(title="Loss", xlabel="epoch", ylabel="cross-entropy")
+    loss.legend()
+    accuracy.plot(epochs["epoch"], epochs["validation_accuracy"], "o-", color="#2ca02c", label="validation accuracy")
+    best = epochs.loc[epochs["validation_accuracy"].idxmax()]
+    accuracy.plot([best["epoch"]], [best["validation_accuracy"]], "*", markersize=14, color="#d62728",
+                  label=f"best: epoch {best['epoch']:g}, {best['validation_accuracy']:.4f}")
+    accuracy.set(title="Validation accuracy", xlabel="epoch", ylabel="accuracy")
+    accuracy.legend(loc="lower right")
+    for axes in (loss, accuracy):
+        axes.grid(alpha=0.3)
+        axes.set_xticks(epochs["epoch"])
+    figure.suptitle(f"{run_id}: learning curves")
+    return _save(figure, folder / f"{run_id}-curves.png")
+
+
+def confusion_heatmap(record: dict, folder: Path) -> Path | None:
+    """Test-set confusion matrix: colour is the share of the true class, the text the count and share."""
+    matrix = np.asarray((record.get("metrics") or {}).get("confusion_matrix") or [])
+    names = (record.get("data") or {}).get("class_names") or []
+    if matrix.size == 0 or matrix.shape != (len(names), len(names)):
+        return None
+    totals = matrix.sum(axis=1, keepdims=True)
+    share = np.divide(matrix, totals, out=np.zeros(matrix.shape), where=totals > 0)
+    side = 1.4 + 1.1 * len(names)
+    figure = Figure(figsize=(side + 1.2, side), dpi=DPI, layout="constrained")
+    axes = figure.subplots()
+    image = axes.imshow(share, cmap="Blues", vmin=0, vmax=1)
+    for (i, j), count in np.ndenumerate(matrix):
+        axes.text(j, i, f"{count}\n{share[i, j]:.0%}", ha="center", va="center", fontsize=9,
+                  color="white" if share[i, j] > 0.6 else "black")
+    axes.set_xticks(range(len(names)), names, rotation=30, ha="right")
+    axes.set_yticks(range(len(names)), names)
+    axes.set(xlabel="predicted class", ylabel="true class")
+    accuracy = (record.get("metrics") or {}).get("accuracy")
+    axes.set_title(f"{record['run_id']}: test confusion matrix\n(n={int(matrix.sum())}"
+                   + (f", accuracy {accuracy:.4f})" if accuracy is not None else ")"))
+    figure.colorbar(image, ax=axes, label="share of the true class", shrink=0.8)
+    return _save(figure, folder / f"{record['run_id']}-confusion.png")
+
+
+# ----------------------------------------------------------------------------------------------
+# Across runs (one horizontal row per run, in summary order, first at the top)
+
+
+def accuracy_chart(summary: pd.DataFrame, folder: Path) -> Path | None:
+    return _interval_chart(summary, "test_accuracy", "test accuracy (95% bootstrap interval)",
+                           folder / "compare-test-accuracy.png")
+
+
+def f1_chart(summary: pd.DataFrame, folder: Path) -> Path | None:
+    return _interval_chart(summary, "f1_macro", "macro-F1 (95% bootstrap interval)", folder / "compare-f1-macro.png")
+
+
+def seconds_per_epoch_chart(summary: pd.DataFrame, folder: Path) -> Path | None:
+    rows = summary[pd.to_numeric(summary["seconds_per_epoch"]).notna()]
+    if rows.empty:
+        return None
+    values = pd.to_numeric(rows["seconds_per_epoch"]).to_numpy()
+    figure, axes = _bar_figure(rows)
+    axes.barh(range(len(rows)), values, color=_colours(rows))
+    for y, value in enumerate(values):
+        axes.text(value, y, f" {value:.1f}", va="center", fontsize=8)
+    axes.set_xlim(0, values.max() * 1.15)
+    axes.set(xlabel="seconds per training epoch", title="Training time per epoch (runs that train)")
+    _method_legend(axes, rows)
+    return _save(figure, folder / "compare-seconds-per-epoch.png")
+
+
+def trainable_parameters_chart(summary: pd.DataFrame, folder: Path) -> Path | None:
+    values_all = pd.to_numeric(summary["trainable_parameters"])
+    rows = summary[values_all > 0]
+    untrained = summary.loc[values_all == 0, "run_id"].tolist()
+    if rows.empty:
+        return None
+    values = pd.to_numeric(rows["trainable_parameters"]).to_numpy(dtype=float)
+    figure, axes = _bar_figure(rows)
+    axes.barh(range(len(rows)), values, color=_colours(rows))
+    axes.set_xscale("log")
+    for y, value in enumerate(values):
+        axes.text(value, y, f" {_count(value)}", va="center", fontsize=8)
+    axes.set_xlim(max(values.min() / 3, 1), values.max() * 8)  # room for the labels on a log axis
+    axes.xaxis.set_major_formatter(FuncFormatter(lambda v, _: _count(v)))
+    axes.set(xlabel="trainable parameters (log scale)", title="Trainable parameters")
+    if untrained:
+        axes.set_title("Trainable parameters\n(none trained: " + ", ".join(untrained) + ")", fontsize=10)
+    _method_legend(axes, rows)
+    return _save(figure, folder / "compare-trainable-parameters.png")
+
+
+def _interval_chart(summary: pd.DataFrame, column: str, label: str, path: Path) -> Path | None:
+    """One point and whisker per run. The axis spans the runs within FOCUS of the best value, so that
+    close intervals stay distinguishable; a run below it is a marker at the left edge. Values are
+    written in a column right of the axes."""
+    rows = summary[pd.to_numeric(summary[column]).notna()]
+    if rows.empty:
+        return None
+    values = pd.to_numeric(rows[column]).to_numpy(dtype=float)
+    low = np.fmin(pd.to_numeric(rows[f"{column}_low"]).to_numpy(dtype=float), values)  # NaN -> the value
+    high = np.fmax(pd.to_numeric(rows[f"{column}_high"]).to_numpy(dtype=float), values)
+    shown = values >= values.max() - FOCUS
+    span_low, span_high = low[shown].min(), high[shown].max()
+    pad = max(span_high - span_low, 0.05) * 0.15
+    lower = max(span_low - pad, 0.0)
+    upper = span_high + pad if span_high + pad <= 1 else 1 + 0.03 * (1 - lower)  # never far past 1.0
+    figure, axes = _bar_figure(rows)
+    y = np.arange(len(rows))
+    for index, colour in enumerate(_colours(rows)):
+        if shown[index]:
+            axes.errorbar(values[index], y[index], xerr=[[values[index] - low[index]], [high[index] - values[index]]],
+                          fmt="o", color=colour, capsize=4, markersize=6)
+        else:
+            axes.plot(lower, y[index], "<", color=colour, markersize=9, clip_on=False)
+    axes.set_xlim(lower, upper)
+    for index in range(len(rows)):  # the values, as a column to the right of the axes
+        is_best = rows["run_id"].iloc[index] == rows["best_run"].iloc[index]
+        note = ""
+        if column == "test_accuracy":
+            note = "  best" if is_best else ("  tied" if rows["tied_with_best"].iloc[index] is True else "")
+        axes.annotate(f"{values[index]:.4f}{note}", xy=(1, y[index]), xycoords=axes.get_yaxis_transform(),
+                      xytext=(6, 0), textcoords="offset points", va="center", fontsize=8,
+                      fontweight="bold" if note.strip() == "best" else "normal")
+    notes = []
+    if column == "test_accuracy":
+        notes.append("tied = not significantly different from the best run (McNemar p >= 0.05)")
+    if not shown.all():
+        notes.append(f"◄ = more than {FOCUS:.2f} below the best, off the axis (value on the right)")
+    axes.set_xlabel(label)
+    axes.set_title(label[0].upper() + label[1:] + "".join(f"\n{n}" for n in notes), fontsize=10 if notes else None)
+    _method_legend(axes, rows)
+    return _save(figure, path)
+
+
+def _bar_figure(rows: pd.DataFrame):
+    figure = Figure(figsize=(9, 1.6 + ROW_INCHES * len(rows)), dpi=DPI, layout="constrained")
+    axes = figure.subplots()
+    axes.set_yticks(range(len(rows)), rows["run_id"])
+    axes.set_ylim(len(rows) - 0.4, -0.6)  # the first run at the top, as in the tables; half a row of margin
+    axes.grid(axis="x", alpha=0.3)
+    return figure, axes
+
+
+def _colours(rows: pd.DataFrame) -> list[str]:
+    return [METHOD_COLOURS.get(m, OTHER_COLOUR) for m in rows["method"]]
+
+
+def _method_legend(axes, rows: pd.DataFrame) -> None:
+    """Colour = method, in one row under the chart (never over the data)."""
+    from matplotlib.patches import Patch
+
+    methods = list(dict.fromkeys(rows["method"]))
+    axes.figure.legend(handles=[Patch(color=METHOD_COLOURS.get(m, OTHER_COLOUR), label=m) for m in methods],
+                       loc="outside lower center", ncols=len(methods), fontsize=8, title="method",
+                       title_fontsize=8, frameon=False)
+
+
+def _count(value: float) -> str:
+    for size, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if value >= size:
+            return f"{value / size:.3g}{suffix}"
+    return f"{value:.0f}"
+
+
+def _save(figure: Figure, path: Path) -> Path:
+    figure.savefig(path)
+    return path

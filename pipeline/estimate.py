@@ -1,0 +1,245 @@
+"""--dry-run: per run its method, model, trainable parameters and an estimated time; nothing is trained.
+
+Trainable parameters: the model is built from its config.json on PyTorch's `meta` device (shapes only:
+no weights read, no memory used) and wrapped by the run's method exactly as training does
+(tasks/adapters.py), then counted as the runner counts (pipeline/models.py).
+
+Estimated time, when the model's folder (or its Hub cache entry) and a local data folder are there:
+a few real training steps are timed on the device and in the precision the run would use, with random
+weights, on one batch of `batch_size` texts of the typical length (the mean tokenised length of up to
+256 training texts, rounded up to `pad_to_multiple_of`), and one batch of inference is timed likewise:
+
+    batches per epoch x epochs x seconds per training step
+    + (validation texts x epochs [+ training texts x epochs with eval_on_train] + test texts)
+      / eval_batch_size x seconds per inference batch
+
+Model loading, checkpoint writing and first-run tokenisation are not counted; treat the figure as
+within about a factor of 1.5. Runs whose steps cost the same (same model, method, LoRA shape, batch
+sizes and precision) share one timing, so a dry run of the default config takes seconds.
+"""
+from __future__ import annotations
+
+import math
+import sys
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipeline.config import METHODS, PipelineConfig
+from pipeline.plan import Run
+
+WARMUP_STEPS = 1  # untimed: the first step allocates
+TIMED_STEPS = 3
+LENGTH_SAMPLE = 256  # training texts tokenised to find the typical length
+
+
+@dataclass
+class Estimate:
+    trainable: int | None = None
+    total: int | None = None
+    seconds: float | None = None
+    unknown_because: str | None = None  # why parameters or time are unknown
+
+
+def print_dry_run(config: PipelineConfig, runs: list[Run], log=print, note=None, states=None) -> None:
+    """One line per run on stdout (`log`), ending with its state (run, resume or skip) when `states` gives
+    it; the total and how it was estimated on stderr (`note`)."""
+    note = note or (lambda line: print(line, file=sys.stderr))
+    with warnings.catch_warnings():  # library deprecation notices would break the one-line-per-run listing
+        warnings.simplefilter("ignore", FutureWarning)
+        _print_dry_run(config, runs, log, note, states or {})
+
+
+def _print_dry_run(config: PipelineConfig, runs: list[Run], log, note, states: dict) -> None:
+    splits, data_problem = _splits(config)
+    timings: dict[tuple, tuple[float, float]] = {}
+    total, unknown = 0.0, False
+    for run in runs:
+        estimate = estimate_run(run, config, splits, data_problem, timings)
+        total += estimate.seconds or 0.0  # TF-IDF runs take seconds and are not timed
+        unknown |= METHODS[run.method]["uses_models"] and estimate.seconds is None
+        state = f"  [{states[run.run_id]}]" if run.run_id in states else ""
+        log(f"{run.describe()}  {_parameters(run, estimate)}  {_time(run, estimate)}{state}")
+    note(f"{len(runs)} runs; estimated time {'unknown (see above)' if unknown else _clock(total)}."
+        " Estimates time a few training steps and one inference batch per distinct setup (pipeline/estimate.py);"
+        " expect the real time within about a factor of 1.5.")
+
+
+def estimate_run(run: Run, config: PipelineConfig, splits, data_problem: str | None,
+                 timings: dict[tuple, tuple[float, float]]) -> Estimate:
+    method = METHODS[run.method]
+    if not method["uses_models"]:
+        return Estimate()  # TF-IDF: the vocabulary, hence the parameter count, is known after fitting
+    problem = _model_problem(run.model)
+    if problem:
+        return Estimate(unknown_because=problem)
+    num_labels = len(config.dataset.class_names)
+    trainable, total = count_on_meta(run, num_labels, config.trust_remote_code)
+    if splits is None:
+        return Estimate(trainable, total, unknown_because=data_problem)
+    training = run.training or config.training
+    step, inference = _timing(run, config, splits, training, timings)
+    texts_evaluated = len(splits.test)
+    seconds = 0.0
+    if method["trains"]:
+        batches = math.ceil(len(splits.train) / training.batch_size) * training.epochs
+        texts_evaluated += len(splits.validation) * training.epochs
+        if training.eval_on_train:
+            texts_evaluated += len(splits.train) * training.epochs
+        seconds += batches * step
+    seconds += texts_evaluated / training.eval_batch_size * inference
+    return Estimate(trainable, total, seconds)
+
+
+def count_on_meta(run: Run, num_labels: int, trust_remote_code: bool = False) -> tuple[int, int]:
+    """(trainable, total) parameters of the run's model as trained, built on the meta device."""
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    from pipeline.models import count_parameters
+    from tasks.adapters import apply_method
+
+    model_config = _model_config(run.model, num_labels, trust_remote_code)
+    with torch.device("meta"):
+        model = AutoModelForSequenceClassification.from_config(model_config, trust_remote_code=trust_remote_code)
+        if not METHODS[run.method]["trains"]:
+            return 0, count_parameters(model)[1]  # evaluated as is: nothing trains
+        model = apply_method(model, run.method, run.lora)
+    return count_parameters(model)
+
+
+# ----------------------------------------------------------------------------------------------
+# Timing
+
+
+def _timing(run: Run, config: PipelineConfig, splits, training, timings: dict) -> tuple[float, float]:
+    """(seconds per training step, seconds per inference batch), measured once per distinct setup."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from pipeline.hardware import pick_device, use_bf16
+    from tasks.adapters import apply_method
+
+    device = pick_device()
+    bf16 = use_bf16(training.precision, device)
+    lora = run.lora
+    key = (run.model, run.method, training.batch_size, training.eval_batch_size, bf16,
+           (lora.r, tuple(lora.target_modules), lora.use_dora) if lora else None)
+    if key in timings:
+        return timings[key]
+    tokenizer = AutoTokenizer.from_pretrained(run.model, local_files_only=True)
+    sample = splits.train["text"].sample(min(LENGTH_SAMPLE, len(splits.train)), random_state=0).tolist()
+    encoded = tokenizer(sample, truncation=True, max_length=config.dataset.max_length)["input_ids"]
+    lengths = [len(ids) for ids in encoded]
+    multiple = training.pad_to_multiple_of or 1
+    length = max(1, math.ceil(sum(lengths) / len(lengths) / multiple) * multiple)
+
+    num_labels = len(config.dataset.class_names)
+    model_config = _model_config(run.model, num_labels, config.trust_remote_code)
+    torch.manual_seed(0)
+    model = AutoModelForSequenceClassification.from_config(model_config, trust_remote_code=config.trust_remote_code)
+    if METHODS[run.method]["trains"]:
+        model = apply_method(model, run.method, run.lora)
+    model.to(device)
+    vocabulary = model_config.vocab_size
+
+    def batch(size):
+        return dict(input_ids=torch.randint(0, vocabulary, (size, length), device=device),
+                    attention_mask=torch.ones(size, length, dtype=torch.long, device=device))
+
+    autocast = lambda: torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)  # noqa: E731
+    step = 0.0
+    if METHODS[run.method]["trains"]:
+        optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
+        inputs, labels = batch(training.batch_size), torch.randint(0, num_labels, (training.batch_size,), device=device)
+        model.train()
+        for number in range(WARMUP_STEPS + TIMED_STEPS):
+            if number == WARMUP_STEPS:
+                start = _now(device)
+            with autocast():
+                loss = model(**inputs, labels=labels).loss
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad()
+        step = (_now(device) - start) / TIMED_STEPS
+    model.eval()
+    inputs = batch(training.eval_batch_size)
+    with torch.inference_mode(), autocast():
+        model(**inputs)  # warm-up
+        start = _now(device)
+        model(**inputs)
+        inference = _now(device) - start
+    timings[key] = (step, inference)
+    return timings[key]
+
+
+def _now(device) -> float:
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter()
+
+
+# ----------------------------------------------------------------------------------------------
+# What is available without the network
+
+
+def _model_problem(name: str) -> str | None:
+    """Why the model's config cannot be read offline, or None when it can."""
+    from pipeline.models import _in_hub_cache
+
+    if Path(name).is_absolute():
+        if (Path(name) / "config.json").is_file():
+            return None
+        return f"model folder {name} {'has no config.json' if Path(name).exists() else 'is missing'}"
+    if _in_hub_cache(name):
+        return None
+    return f"model {name!r} is not in the Hugging Face cache (not downloaded in a dry run)"
+
+
+def _model_config(name: str, num_labels: int, trust_remote_code: bool):
+    from transformers import AutoConfig
+
+    return AutoConfig.from_pretrained(name, num_labels=num_labels, local_files_only=True,
+                                      trust_remote_code=trust_remote_code)
+
+
+def _splits(config: PipelineConfig):
+    """(splits, None) from a local data folder, or (None, why not): a dry run never downloads."""
+    from dataset import DataError, load_splits
+
+    if not Path(config.dataset.source).is_absolute():
+        return None, f"dataset {config.dataset.source!r} is a Hub dataset (not loaded in a dry run)"
+    try:
+        return load_splits(config.dataset), None
+    except DataError as error:
+        return None, f"data cannot be read ({error})"
+
+
+# ----------------------------------------------------------------------------------------------
+# Formatting
+
+
+def _parameters(run: Run, estimate: Estimate) -> str:
+    if not METHODS[run.method]["uses_models"]:
+        return "trainable=known after fitting (TF-IDF vocabulary)"
+    if estimate.trainable is None:
+        return f"trainable=unknown ({estimate.unknown_because})"
+    share = 100 * estimate.trainable / estimate.total if estimate.total else 0
+    return f"trainable={estimate.trainable:,} of {estimate.total:,} ({share:.3g}%)"
+
+
+def _time(run: Run, estimate: Estimate) -> str:
+    if not METHODS[run.method]["uses_models"]:
+        return "time=seconds (TF-IDF, not timed)"
+    if estimate.seconds is None:
+        return "time=unknown" + (f" ({estimate.unknown_because})" if estimate.trainable is not None else "")
+    return f"time≈{_clock(estimate.seconds)}"
+
+
+def _clock(seconds: float) -> str:
+    minutes, seconds = divmod(int(round(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m{seconds:02d}s" if hours else f"{minutes}m{seconds:02d}s"

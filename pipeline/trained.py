@@ -1,0 +1,231 @@
+"""A finished run's saved model, used again: classify new texts, or export a standalone Hugging Face folder.
+
+Runs that train save `results/<RUN_ID>/model/`: the whole model (full fine-tuning) or a PEFT adapter plus
+the new head (LoRA), which is applied here to the base model named in the run's metrics.json. Texts are
+tokenised as the run's test texts were (its tokenizer and `max_length`) and classified by the same batched
+inference (evaluation/inference.py) with the run's eval batch size and precision, so a run's own test
+texts get back the probabilities in its predictions.csv.
+"""
+from __future__ import annotations
+
+import json
+import warnings
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from pipeline.config import ConfigError, PipelineConfig, _did_you_mean
+from pipeline.files import write_csv_atomic
+
+
+class RunUnusable(ConfigError):
+    """The run named on the command line cannot be used: unknown, not complete, or without a saved model."""
+
+
+@dataclass
+class TrainedRun:
+    run_id: str
+    record: dict  # the run's metrics.json
+    model: Any  # a transformers model, or a peft.PeftModel over one
+    tokenizer: Any
+    class_names: list[str]
+    max_length: int  # tokens, as the run's texts were truncated
+    batch_size: int
+    bf16: bool  # the run's inference precision
+
+    @property
+    def is_adapter(self) -> bool:
+        from peft import PeftModel
+
+        return isinstance(self.model, PeftModel)
+
+
+def load(config: PipelineConfig, run_id: str) -> TrainedRun:
+    """The run's saved model and tokenizer from config.output_dir, ready for inference."""
+    from pipeline.models import ModelError
+
+    output_dir = Path(config.output_dir)
+    record = _complete_record(output_dir, run_id)
+    model_dir = output_dir / run_id / "model"
+    if not (model_dir / "config.json").is_file() and not (model_dir / "adapter_config.json").is_file():
+        raise RunUnusable(f"run {run_id}: method {record.get('method')!r} saved no model (only runs that train"
+                          f" do: {model_dir} is missing); predict and export need a fine-tuned run")
+    class_names = list(record["data"]["class_names"])
+    training = (record.get("config") or {}).get("training") or {}
+    try:
+        model, tokenizer = _load_model(model_dir, record, class_names, config.trust_remote_code)
+    except (ModelError, OSError, ValueError) as error:
+        raise RunUnusable(f"run {run_id}: its model cannot be loaded ({str(error).splitlines()[0]})") from None
+    return TrainedRun(
+        run_id=run_id, record=record, model=model, tokenizer=tokenizer, class_names=class_names,
+        # Runs written before metrics.json recorded max_length were tokenised with the config's.
+        max_length=record["data"].get("max_length") or config.dataset.max_length,
+        batch_size=training.get("eval_batch_size") or config.training.eval_batch_size,
+        bf16=record.get("precision") == "bf16",
+    )
+
+
+def predict(trained: TrainedRun, texts: list[str]) -> np.ndarray:
+    """Class probabilities [texts, classes], row i for texts[i]."""
+    from evaluation.inference import predict_probabilities
+    from pipeline.hardware import pick_device
+
+    ids = trained.tokenizer(list(texts), truncation=True, max_length=trained.max_length)["input_ids"]
+    probabilities, _ = predict_probabilities(trained.model, ids, trained.tokenizer.pad_token_id,
+                                             trained.batch_size, pick_device(), trained.bf16)
+    return probabilities
+
+
+def prediction_frame(trained: TrainedRun, texts: list[str], probabilities: np.ndarray) -> pd.DataFrame:
+    """predictions.csv's columns for new texts: index, text, predicted, predicted_label, prob_<class>."""
+    predicted = probabilities.argmax(axis=1)
+    frame = pd.DataFrame({"index": np.arange(len(texts)), "text": list(texts), "predicted": predicted,
+                          "predicted_label": [trained.class_names[i] for i in predicted]})
+    for i, name in enumerate(trained.class_names):
+        frame[f"prob_{name}"] = np.round(probabilities[:, i], 6)
+    return frame
+
+
+def export(trained: TrainedRun, folder: Path) -> Path:
+    """A standalone Hugging Face model folder: adapters merged into the base weights, tokenizer included.
+
+    Its tokenizer truncates at the run's max_length by default, so AutoTokenizer + AutoModelFor-
+    SequenceClassification from this folder reproduce the run's predictions.
+    """
+    folder = Path(folder)
+    if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
+        raise ConfigError(f"export: {folder} already exists and is not an empty folder; name a new folder")
+    model = trained.model.merge_and_unload() if trained.is_adapter else trained.model
+    with _quiet_transformers():
+        model.save_pretrained(str(folder))
+    trained.tokenizer.model_max_length = trained.max_length
+    trained.tokenizer.save_pretrained(str(folder))
+    return folder
+
+
+def read_texts(path: Path) -> list[str]:
+    """Texts from a CSV file with a `text` column, or from a text file with one text per line."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"--file: {path} does not exist; name a CSV file with a `text` column or a text file")
+    if path.suffix.lower() == ".csv":
+        try:
+            frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+        except (ValueError, UnicodeDecodeError) as error:
+            raise ConfigError(f"--file: {path} cannot be read as CSV ({str(error).splitlines()[0]})") from None
+        if "text" not in frame.columns:
+            raise ConfigError(f"--file: {path} has no `text` column (columns: {', '.join(frame.columns)});"
+                              " name the column of texts `text`")
+        texts = frame["text"].tolist()
+    else:
+        try:
+            texts = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        except UnicodeDecodeError:
+            raise ConfigError(f"--file: {path} is not UTF-8 text; re-save it as UTF-8") from None
+    if not texts:
+        raise ConfigError(f"--file: {path} holds no texts")
+    return texts
+
+
+def default_output_path(input_path: Path, run_id: str) -> Path:
+    """news.csv -> news.B1_v1.predictions.csv, beside the input."""
+    input_path = Path(input_path)
+    return input_path.with_name(f"{input_path.stem}.{run_id}.predictions.csv")
+
+
+def format_prediction(trained: TrainedRun, text: str, probabilities: np.ndarray) -> str:
+    """`Sports    World 0.0120  Sports 0.9510  ...  | text`, one line per text."""
+    width = max(len(name) for name in trained.class_names)
+    label = trained.class_names[int(probabilities.argmax())]
+    shares = "  ".join(f"{name} {p:.4f}" for name, p in zip(trained.class_names, probabilities))
+    return f"{label:<{width}}  {shares}  | {text}"
+
+
+def predict_command(config: PipelineConfig, run_id: str, texts: list[str], file: str | None,
+                    out: str | None) -> int:
+    """`python main.py predict`: texts on the command line to stdout, a --file to a CSV file."""
+    if not texts and file is None:
+        raise ConfigError("predict: give texts to classify, or --file PATH")
+    if out is not None and file is None:
+        raise ConfigError("predict: --out names where --file's predictions go; give --file too")
+    from_file = read_texts(Path(file)) if file is not None else []
+    trained = load(config, run_id)
+    if texts:
+        for text, row in zip(texts, predict(trained, texts)):
+            print(format_prediction(trained, text, row))
+    if file is not None:
+        target = Path(out) if out is not None else default_output_path(Path(file), run_id)
+        if target.resolve() == Path(file).resolve():
+            raise ConfigError(f"predict: --out {target} would overwrite the input; name another file")
+        write_csv_atomic(target, prediction_frame(trained, from_file, predict(trained, from_file)))
+        print(f"{len(from_file)} predictions by {run_id} written to {target}")
+    return 0
+
+
+def export_command(config: PipelineConfig, run_id: str, folder: str) -> int:
+    """`python main.py export`."""
+    trained = load(config, run_id)
+    merged = " (LoRA merged into the base weights)" if trained.is_adapter else ""
+    export(trained, Path(folder))
+    print(f"{run_id} exported to {folder}{merged}; load it with AutoModelForSequenceClassification and"
+          " AutoTokenizer.from_pretrained")
+    return 0
+
+
+# ----------------------------------------------------------------------------------------------
+
+
+def _complete_record(output_dir: Path, run_id: str) -> dict:
+    path = output_dir / run_id / "metrics.json"
+    if not path.is_file():
+        known = sorted(p.parent.name for p in output_dir.glob("*/metrics.json"))
+        raise RunUnusable(f"run {run_id!r} has no results in {output_dir}{_did_you_mean(run_id, known)};"
+                          f" runs there: {', '.join(known) or 'none'} (pass --config for another output_dir)")
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        raise RunUnusable(f"run {run_id}: {path} cannot be read; rerun the run") from None
+    if record.get("status") != "complete":
+        reason = f": {record['error']}" if record.get("error") else ""
+        raise RunUnusable(f"run {run_id} is not complete (status {record.get('status')!r}{reason});"
+                          f" rerun it with python main.py --only {run_id}")
+    return record
+
+
+def _load_model(model_dir: Path, record: dict, class_names: list[str], trust_remote_code: bool):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from pipeline.models import load_classifier
+
+    tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+    with _quiet_transformers():
+        if not (model_dir / "adapter_config.json").is_file():
+            model = AutoModelForSequenceClassification.from_pretrained(str(model_dir),
+                                                                       trust_remote_code=trust_remote_code)
+            return model, tokenizer
+        from peft import PeftModel
+
+        base, _ = load_classifier(record["model"], len(class_names), class_names, trust_remote_code)
+        return PeftModel.from_pretrained(base, str(model_dir)), tokenizer
+
+
+@contextmanager
+def _quiet_transformers():
+    """No weight-loading or shard-writing bars in the middle of the command's own output."""
+    from transformers.utils import logging as hf_logging
+
+    verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # library deprecation notices
+            yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()

@@ -1,0 +1,82 @@
+"""--dry-run: parameter counts built on the meta device equal those of the real models; time estimates; unknowns."""
+from __future__ import annotations
+
+import re
+
+import pytest
+import torch
+import yaml
+
+from conftest import tiny_config
+from main import main
+
+LINE = re.compile(r"^(?P<run>\S+)\s.*?trainable=(?P<trainable>[\d,]+) of (?P<total>[\d,]+) \([\d.]+%\)"
+                  r"\s+time(?P<time>\S+)")
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _dry_run(tmp_path, capsys, raw) -> tuple[list[str], str]:
+    """(stdout lines: one per run, stderr: the total and how it was estimated)."""
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(raw, sort_keys=False))
+    assert main(["--config", str(config), "--dry-run"]) == 0
+    captured = capsys.readouterr()
+    return captured.out.strip().splitlines(), captured.err
+
+
+def _real_count(model_path, method, lora):
+    """What the runner would record: the model loaded with weights, wrapped by its method."""
+    from pipeline.config import LoraConfig
+    from pipeline.models import count_parameters, load_classifier
+    from tasks.adapters import apply_method
+
+    model, _ = load_classifier(str(model_path), 4, ["World", "Sports", "Business", "Sci/Tech"])
+    if method == "pretrained":
+        return 0, count_parameters(model)[1]
+    return count_parameters(apply_method(model, method, LoraConfig(**lora) if lora else None))
+
+
+@pytest.mark.filterwarnings("ignore::FutureWarning")  # peft on transformers 5, in _real_count
+def test_dry_run_counts_parameters_as_training_would(tiny_data, tiny_models, tmp_path, capsys):
+    lora = {"r": 4, "lora_alpha": 8, "lora_dropout": 0.0, "target_modules": ["query", "value"]}
+    models = [tiny_models[kind] for kind in ("bert", "distilbert", "roberta")]
+    raw = tiny_config(tiny_data, models, tmp_path / "out", lora=lora, tasks={
+        "A0": {"method": "tfidf_nb"}, "A": {"method": "pretrained"}, "B": {"method": "full", "variants": ["v1"]},
+        "C": {"method": "lora", "variants": ["v1"]}})
+    lines, err = _dry_run(tmp_path, capsys, raw)
+    assert len(lines) == 10 and lines[0].startswith("A0 ") and "trainable=known after fitting" in lines[0]
+    parsed = {m["run"]: m for m in map(LINE.match, lines[1:])}
+    assert set(parsed) == {f"{task}{n}{suffix}" for task, suffix in (("A", ""), ("B", "_v1"), ("C", "_v1"))
+                           for n in (1, 2, 3)}
+    for number, model in enumerate(models, start=1):
+        for task, method in (("A", "pretrained"), ("B", "full"), ("C", "lora")):
+            run_id = f"{task}{number}" + ("_v1" if task != "A" else "")
+            counted = tuple(int(parsed[run_id][key].replace(",", "")) for key in ("trainable", "total"))
+            assert counted == _real_count(model, method, lora if method == "lora" else None), run_id
+            assert re.fullmatch(r"≈\dm\d\ds", parsed[run_id]["time"]), parsed[run_id]["time"]
+    assert re.match(r"10 runs; estimated time \dm\d\ds\.", err)
+    assert not (tmp_path / "out").exists()  # nothing ran, nothing was written
+
+
+def test_dry_run_says_unknown_when_the_model_folder_is_missing(tiny_data, tmp_path, capsys):
+    missing = tmp_path / "no-such-model"
+    raw = tiny_config(tiny_data, [missing], tmp_path / "out", seeds=[1, 2],
+                      tasks={"A0": {"method": "tfidf_nb"}, "C": {"method": "lora", "variants": ["v1"]}})
+    lines, err = _dry_run(tmp_path, capsys, raw)
+    assert [line.split()[0] for line in lines] == ["A0_s1", "C1_v1_s1", "A0_s2", "C1_v1_s2"]
+    assert f"trainable=unknown (model folder {missing} is missing)  time=unknown" in lines[1]
+    assert err.startswith("4 runs; estimated time unknown")
+
+
+def test_dry_run_counts_parameters_even_without_data(tiny_models, tmp_path, capsys):
+    raw = tiny_config(tmp_path / "no-data", [tiny_models["bert"]], tmp_path / "out",
+                      tasks={"B": {"method": "full", "variants": ["v1"]}})
+    (line,), _ = _dry_run(tmp_path, capsys, raw)
+    assert re.search(r"trainable=[\d,]+ of [\d,]+ \(100%\)  time=unknown \(data cannot be read", line)

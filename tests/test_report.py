@@ -1,0 +1,124 @@
+"""report.md and plots/, rebuilt from run folders (constructed here, nothing trained)."""
+from __future__ import annotations
+
+import re
+
+import pytest
+import yaml
+
+from conftest import tiny_config
+from evaluation.report import rebuild_outputs
+from fake_runs import epoch_rows, labels, predictions_with_errors, write_run
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _png_size(path) -> tuple[int, int]:
+    data = path.read_bytes()
+    assert data[:8] == PNG_SIGNATURE, f"{path} is not a PNG"
+    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+
+
+@pytest.fixture
+def study(tmp_path):
+    """A0 (no epochs), B1_v1 and C1_v1 (3 epochs each, C tied with B), a failed D1_v1."""
+    true = labels(400)
+    write_run(tmp_path, "A0", true, predictions_with_errors(true, range(0, 100)), method="tfidf_nb",
+              trainable=5000, total=5000, seconds_per_epoch=None)
+    write_run(tmp_path, "B1_v1", true, predictions_with_errors(true, range(0, 40)), epochs=epoch_rows([0.8, 0.88, 0.9]),
+              trainable=27_620, total=27_620, seconds_per_epoch=3.5)
+    write_run(tmp_path, "C1_v1", true, predictions_with_errors(true, range(2, 44)), method="lora",
+              epochs=epoch_rows([0.7, 0.85, 0.89]), trainable=644, total=28_264, seconds_per_epoch=1.25)
+    write_run(tmp_path, "D1_v1", true, true, method="lora", status="failed")
+    return tmp_path
+
+
+def test_every_plot_is_written_and_not_empty(study):
+    rebuild_outputs(study)
+    plots = study / "plots"
+    expected = {"compare-test-accuracy.png", "compare-f1-macro.png", "compare-seconds-per-epoch.png",
+                "compare-trainable-parameters.png", "A0-confusion.png", "B1_v1-curves.png", "B1_v1-confusion.png",
+                "C1_v1-curves.png", "C1_v1-confusion.png"}
+    assert {p.name for p in plots.glob("*.png")} == expected  # no curves for A0 (no epochs) nor D1_v1 (failed)
+    for path in plots.glob("*.png"):
+        width, height = _png_size(path)
+        assert width >= 400 and height >= 200 and path.stat().st_size > 10_000, path.name
+
+
+def test_comparison_charts_grow_with_the_number_of_runs(study):
+    rebuild_outputs(study)
+    three_runs = _png_size(study / "plots" / "compare-test-accuracy.png")[1]
+    true = labels(400)
+    for number in range(2, 10):
+        write_run(study, f"E{number}_v1", true, predictions_with_errors(true, range(number * 5)), method="lora")
+    rebuild_outputs(study)
+    assert _png_size(study / "plots" / "compare-test-accuracy.png")[1] > three_runs + 200  # run ids do not overlap
+
+
+def test_report_table_statistics_data_and_image_links(study):
+    rebuild_outputs(study, reference_run="A0")
+    report = (study / "report.md").read_text()
+    rows = {}
+    for line in report.splitlines():
+        if line.startswith("| "):
+            rows.setdefault(line.split(" | ")[0].strip("| *"), line)  # the first table: the runs
+    header = rows["run"]
+    for column in ("task", "method", "model", "variant", "s/epoch", "val. accuracy", "test accuracy [95% CI]",
+                   "macro-F1 [95% CI]", "trainable %", "tied with best (p)", "p vs reference"):
+        assert column in header
+    assert "| **B1_v1** | B | full | tiny-bert | v1 | 3.5 | 0.9000 | 0.9000 [" in rows["B1_v1"]
+    assert "**best**" in rows["B1_v1"]
+    assert re.search(r"\| yes \(0\.\d+\) \|", rows["C1_v1"])  # 4 discordant texts: tied
+    assert re.search(r"\| no \(<0\.001\) \| reference \|$", rows["A0"])
+    interval = re.search(r"0\.7500 \[(0\.\d+), (0\.\d+)\]", rows["A0"])
+    assert float(interval[1]) < 0.75 < float(interval[2])
+    assert "| `/data/ag_news` | 100 | 20 | 400 | World, Sports, Business, Sci/Tech | all |" in report
+    assert "| D1_v1 | RuntimeError: boom |" in report
+    assert "Means over seeds" not in report  # one seed each
+    links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", report)
+    assert len(links) == 9 and all((study / link).is_file() for link in links)
+    assert "plots/B1_v1-curves.png" in links and not any(link.startswith("/") for link in links)
+
+
+def test_report_compares_means_when_runs_have_seeds(tmp_path):
+    true = labels(400)
+    for seed, (b_wrong, c_wrong) in {1: (40, 60), 2: (48, 66)}.items():
+        write_run(tmp_path, f"B1_v1_s{seed}", true, predictions_with_errors(true, range(b_wrong)), seed=seed,
+                  base_run_id="B1_v1")
+        write_run(tmp_path, f"C1_v1_s{seed}", true, predictions_with_errors(true, range(c_wrong)), seed=seed,
+                  base_run_id="C1_v1", method="lora")
+    rebuild_outputs(tmp_path)
+    report = (tmp_path / "report.md").read_text()
+    assert "Best by mean test accuracy: **B1_v1** (0.8900)" in report
+    means = [line for line in report.split("## Means over seeds")[1].split("## Runs")[0].splitlines()
+             if line.startswith("| B1_v1") or line.startswith("| C1_v1")]
+    assert means[0].startswith("| B1_v1") and "0.8900 ± 0.0141 | +0.0000 |" in means[0]
+    assert "0.8425 ± 0.0106 | -0.0475 |" in means[1] and means[1].endswith("| 0/2 |")
+    assert "B1_v1_s1" in report and "B1_v1_s2" in report  # the per-run table is still there
+
+
+def test_stale_plots_are_removed(study):
+    (study / "plots").mkdir()
+    (study / "plots" / "Z9_v1-curves.png").write_bytes(PNG_SIGNATURE)
+    rebuild_outputs(study)
+    assert not (study / "plots" / "Z9_v1-curves.png").exists()
+
+
+def test_report_command_rebuilds_an_existing_results_folder(study, tmp_path_factory, capsys):
+    from main import main
+
+    folder = tmp_path_factory.mktemp("config")
+    config = folder / "config.yaml"
+    config.write_text(yaml.safe_dump(tiny_config(folder, [folder], study, reference_run="A0")))
+    assert main(["report", "--config", str(config)]) == 0
+    assert "report.md" in capsys.readouterr().out
+    assert (study / "report.md").stat().st_size > 1000 and (study / "summary.csv").is_file()
+    assert "p vs reference" in (study / "report.md").read_text()
+    assert main(["report", "--config", str(config), f"output_dir={study / 'nowhere'}"]) == 2
+    assert "does not exist; nothing to report on" in capsys.readouterr().err
+
+
+def test_empty_folder_gives_a_report_without_tables(tmp_path):
+    rebuild_outputs(tmp_path)
+    assert "No run has completed yet." in (tmp_path / "report.md").read_text()
+    assert list((tmp_path / "plots").glob("*.png")) == []

@@ -1,0 +1,163 @@
+"""`predict` and `export` against what the run itself wrote, for a full fine-tuning run and a LoRA run; --quiet."""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from conftest import tiny_config
+from main import main
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_data, tiny_models, tmp_path_factory):
+    """A0, B1_v1 (full) and C1_v1 (LoRA on query and value) on the tiny BERT, run through the CLI with --quiet."""
+    from transformers.utils import logging as hf_logging
+
+    root = tmp_path_factory.mktemp("trained")
+    raw = tiny_config(tiny_data, [tiny_models["bert"]], root / "results",
+                      training={"epochs": 2, "batch_size": 16, "eval_batch_size": 16, "learning_rate": 5e-3,
+                                "precision": "fp32"},
+                      tasks={"A0": {"method": "tfidf_nb"},
+                             "B": {"method": "full", "variants": ["v1"]},
+                             "C": {"method": "lora", "variants": ["v1"], "training": {"learning_rate": 3e-2},
+                                   "lora": {"target_modules": ["query", "value"]}}})
+    config = root / "config.yaml"
+    config.write_text(yaml.safe_dump(raw, sort_keys=False))
+    hf_logging.enable_progress_bar()  # as in a fresh process: --quiet must turn the bars off itself
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # two shared cores: one thread each is several times faster than contending
+    stdout, stderr = io.StringIO(), io.StringIO()
+    try:
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+            code = main(["--config", str(config), "--quiet"])
+    finally:
+        torch.set_num_threads(threads)
+    assert code == 0, stderr.getvalue()
+    return {"config": config, "results": root / "results", "root": root, "model": tiny_models["bert"],
+            "stdout": stdout.getvalue(), "stderr": stderr.getvalue()}
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _probabilities(frame: pd.DataFrame) -> np.ndarray:
+    return frame[[c for c in frame.columns if c.startswith("prob_")]].to_numpy()
+
+
+def test_quiet_keeps_progress_lines_but_no_trainer_bars_or_logs(trained):
+    out, err = trained["stdout"], trained["stderr"]
+    assert "[1/3] A0" in out and "[3/3] C1_v1" in out and "ETA" in out
+    assert "C1_v1 complete" in out and "report:" in out
+    for noise in ("{'loss'", "eval_validation_loss", "train_runtime", "Loading weights", "it/s]", "FutureWarning"):
+        assert noise not in out + err, noise
+
+
+@pytest.mark.parametrize("run_id", ["B1_v1", "C1_v1"])
+def test_predict_file_gives_the_runs_predictions(trained, run_id, tmp_path, capsys):
+    predictions = trained["results"] / run_id / "predictions.csv"
+    out = tmp_path / "again.csv"
+    command = ["predict", run_id, "--file", str(predictions), "--out", str(out), "--config", str(trained["config"])]
+    assert main(command) == 0
+    assert f"40 predictions by {run_id} written to {out}" in capsys.readouterr().out
+    expected, again = pd.read_csv(predictions), pd.read_csv(out)
+    assert again["text"].tolist() == expected["text"].tolist()
+    assert again["predicted"].tolist() == expected["predicted"].tolist()
+    assert np.abs(_probabilities(again) - _probabilities(expected)).max() <= 1.5e-6  # both rounded to 6 digits
+    names = json.loads((trained["results"] / run_id / "metrics.json").read_text())["data"]["class_names"]
+    assert again["predicted_label"].tolist() == [names[i] for i in expected["predicted"]]
+
+
+def test_predict_texts_print_label_and_probabilities(trained, capsys):
+    expected = pd.read_csv(trained["results"] / "B1_v1" / "predictions.csv").iloc[[0, 5, 9]]
+    assert main(["predict", "B1_v1", *expected["text"], "--config", str(trained["config"])]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 3
+    names = ["World", "Sports", "Business", "Sci/Tech"]
+    for line, (_, row) in zip(lines, expected.iterrows()):
+        label, shares = line.split("|")[0].split(None, 1)
+        assert label == names[row["predicted"]] and line.endswith(f"| {row['text']}")
+        printed = dict(re.findall(r"(\S+) (0\.\d{4}|1\.0000)", shares))
+        assert list(printed) == names
+        for name in names:  # 4 printed digits vs 6 stored: within half a unit of the 4th digit
+            assert abs(float(printed[name]) - row[f"prob_{name}"]) <= 0.5e-4 + 1e-6
+
+
+def test_predict_text_file_writes_beside_it_by_default(trained, tmp_path, capsys):
+    texts = tmp_path / "news.txt"
+    texts.write_text("stocks market oil prices\n\ngame team season coach win\n")
+    assert main(["predict", "C1_v1", "--file", str(texts), "--config", str(trained["config"])]) == 0
+    written = tmp_path / "news.C1_v1.predictions.csv"
+    assert f"2 predictions by C1_v1 written to {written}" in capsys.readouterr().out
+    frame = pd.read_csv(written)
+    assert frame["text"].tolist() == ["stocks market oil prices", "game team season coach win"]
+    assert np.allclose(_probabilities(frame).sum(axis=1), 1, atol=1e-5)
+
+
+@pytest.mark.parametrize("run_id", ["B1_v1", "C1_v1"])
+def test_export_is_a_standalone_model_with_the_runs_predictions(trained, run_id, tmp_path, capsys):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from evaluation.inference import predict_probabilities
+
+    folder = tmp_path / "exported"
+    assert main(["export", run_id, str(folder), "--config", str(trained["config"])]) == 0
+    assert f"{run_id} exported to {folder}" in capsys.readouterr().out
+    assert (folder / "config.json").is_file() and (folder / "model.safetensors").is_file()
+    assert not (folder / "adapter_config.json").exists()  # a plain transformers model, no peft needed
+    model = AutoModelForSequenceClassification.from_pretrained(folder)
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    expected = pd.read_csv(trained["results"] / run_id / "predictions.csv")
+    ids = tokenizer(expected["text"].tolist(), truncation=True)["input_ids"]  # max_length from the folder
+    assert max(len(i) for i in ids) <= 48
+    probabilities, _ = predict_probabilities(model, ids, tokenizer.pad_token_id, 16, torch.device("cpu"), False)
+    assert probabilities.argmax(axis=1).tolist() == expected["predicted"].tolist()
+    assert np.abs(probabilities - _probabilities(expected)).max() < 1e-5
+    assert model.config.id2label == {0: "World", 1: "Sports", 2: "Business", 3: "Sci/Tech"}
+    if run_id == "C1_v1":  # the LoRA update is in the weights: the targeted matrices moved, the others did not
+        base = AutoModelForSequenceClassification.from_pretrained(trained["model"], num_labels=4)
+        layer, base_layer = model.bert.encoder.layer[0].attention.self, base.bert.encoder.layer[0].attention.self
+        assert (layer.query.weight - base_layer.query.weight).abs().max() > 1e-4
+        assert (layer.value.weight - base_layer.value.weight).abs().max() > 1e-4
+        assert torch.equal(layer.key.weight, base_layer.key.weight)
+
+
+@pytest.mark.parametrize("command, message", [
+    (["predict", "B1_v2", "text"],
+     r"run 'B1_v2' has no results in .* \(did you mean 'B1_v1'\?\); runs there: A0, B1_v1, C1_v1, Z1_v1 \(pass --config"),
+    (["predict", "A0", "text"], r"run A0: method 'tfidf_nb' saved no model"),
+    (["export", "A0", "{tmp}/out"], r"run A0: method 'tfidf_nb' saved no model"),
+    (["predict", "Z1_v1", "text"], r"run Z1_v1 is not complete \(status 'failed': RuntimeError: boom\); rerun it"),
+    (["export", "B1_v1", "{tmp}"], r"export: .* already exists and is not an empty folder"),
+    (["predict", "B1_v1"], r"predict: give texts to classify, or --file PATH"),
+    (["predict", "B1_v1", "--file", "{tmp}/table.csv"], r"--file: .*table.csv has no `text` column \(columns: title\)"),
+    (["predict", "B1_v1", "--file", "{tmp}/missing.txt"], r"--file: .*missing.txt does not exist"),
+    (["predict", "B1_v1", "x", "--out", "{tmp}/x.csv"], r"predict: --out names where --file's predictions go"),
+])
+def test_unusable_runs_and_bad_arguments_exit_2_with_one_line(trained, tmp_path, capsys, command, message):
+    failed = trained["results"] / "Z1_v1"
+    failed.mkdir(exist_ok=True)
+    (failed / "metrics.json").write_text(json.dumps({"run_id": "Z1_v1", "status": "failed",
+                                                     "error": "RuntimeError: boom"}))
+    (tmp_path / "table.csv").write_text("title\nsomething\n")
+    command = [part.replace("{tmp}", str(tmp_path)) for part in command]
+    try:
+        assert main([*command, "--config", str(trained["config"])]) == 2
+    finally:
+        (failed / "metrics.json").unlink()
+        failed.rmdir()
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and err.startswith("error: ")
+    assert re.search(message, err), err
