@@ -58,7 +58,7 @@ def read_split_csv(path: Path, num_classes: int) -> pd.DataFrame:
     if header == ["text", "label"]:
         body, first_line, labels_from = rows[1:], 2, 0
         texts = [r[0] if len(r) == 2 else None for r in body]
-    elif header and header[0] in ("label", "class", "class index", "text"):
+    elif not header or not header[0].lstrip("+-").isdigit():  # neither `text,label` nor a data row
         raise DataError(f"{path}: header {rows[0]} is not a known layout; use `text,label` (labels 0-{num_classes - 1})"
                         f" or no header with `class index,title,description` (classes 1-{num_classes})")
     else:

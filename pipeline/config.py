@@ -62,12 +62,15 @@ class TrainingConfig(Strict):
     pad_to_multiple_of: PositiveInt | None = 8
     save_total_limit: PositiveInt = 2  # checkpoints kept (the best one is always kept too)
     eval_on_train: bool = False  # re-score the whole training set each epoch (slow; the study did)
-    logging_steps: PositiveInt = 50  # optimizer steps between progress log lines
 
 
 def _all_optional(model: type[Strict], name: str) -> type[Strict]:
     """The same fields as `model`, every one optional: a set of overrides."""
-    fields = {key: (info.annotation | None, None) for key, info in model.model_fields.items()}
+    def optional(info):  # the field's constraints (gt=0, ...) are kept
+        kind = Annotated[(info.annotation, *info.metadata)] if info.metadata else info.annotation
+        return kind | None
+
+    fields = {key: (optional(info), None) for key, info in model.model_fields.items()}
     return create_model(name, __base__=Strict, **fields)
 
 

@@ -35,9 +35,7 @@ def load_classifier(name: str, num_labels: int, class_names, trust_remote_code: 
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
-    offline = not Path(name).is_absolute() and _in_hub_cache(name)
-    options = dict(trust_remote_code=trust_remote_code, local_files_only=offline or None)
-    options = {k: v for k, v in options.items() if v is not None}
+    options = dict(trust_remote_code=trust_remote_code, **hub_options(name))
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # the "newly initialized head" report is expected here
     try:
@@ -52,6 +50,11 @@ def load_classifier(name: str, num_labels: int, class_names, trust_remote_code: 
     if tokenizer.pad_token_id is None:
         raise ModelError(f"model {name}: its tokenizer has no padding token; batching needs one")
     return model, tokenizer
+
+
+def hub_options(name: str) -> dict:
+    """A hub id already in the cache loads from it alone: no network round trip, no retries offline."""
+    return {"local_files_only": True} if not Path(name).is_absolute() and _in_hub_cache(name) else {}
 
 
 def count_parameters(model) -> tuple[int, int]:

@@ -19,7 +19,7 @@ from evaluation.epoch_logs import EPOCH_COLUMNS, best_row
 from evaluation.metrics import classification_metrics
 from evaluation.report import rebuild_outputs
 from evaluation.summary import format_table
-from pipeline.config import PipelineConfig
+from pipeline.config import METHODS, PipelineConfig
 from pipeline.files import write_csv_atomic, write_json_atomic, write_text_atomic
 from pipeline.hardware import describe, is_main_process, pick_device
 from pipeline.lock import LockedError, OutputLock
@@ -94,23 +94,22 @@ def run_plan(config: PipelineConfig, runs: list[Run], splits: Splits, force: boo
     output = Path(config.output_dir)
     outcomes: list[Outcome] = []
     started = time.perf_counter()
-    executed = 0
+    actions = {run.run_id: decide(run, config, force) for run in runs}
+    durations: dict[str, list[float]] = {}  # seconds per finished run, by method
     for number, run in enumerate(runs, start=1):
-        action = decide(run, config, force)
+        action = actions[run.run_id]
         if action == SKIP:
             log(f"[{number}/{len(runs)}] {run.run_id}  skipped: complete with the same settings (--force reruns it)")
             outcomes.append(Outcome(run.run_id, "complete", 0.0, skipped=True))
             continue
-        elapsed = time.perf_counter() - started
-        remaining = sum(decide(r, config, force) != SKIP for r in runs[number - 1:])
-        eta = elapsed / executed * remaining if executed else None
+        eta = _eta([r for r in runs[number - 1:] if actions[r.run_id] != SKIP], durations)
         log(f"[{number}/{len(runs)}] {run.run_id}  {'resuming' if action == RESUME else 'running'}"
-            f"  elapsed {_clock(elapsed)}" + (f"  ETA {_clock(eta)}" if eta is not None else ""))
+            f"  elapsed {_clock(time.perf_counter() - started)}  ETA {eta}")
         if is_main_process():
             begin(run, config, action)
         context = RunContext(config, splits, output / run.run_id, device, show_progress)
         outcome = execute(run, context, fingerprint(run, config))
-        executed += 1
+        durations.setdefault(run.method, []).append(outcome.seconds)
         outcomes.append(outcome)
         log(f"      {run.run_id} {outcome.status} in {_clock(outcome.seconds)}"
             + (f": {outcome.error}" if outcome.error else ""))
@@ -235,6 +234,23 @@ def _epoch_columns(result: TaskResult) -> list[str]:
 
 def _round(value: float | None, digits: int = 3) -> float | None:
     return None if value is None else round(float(value), digits)
+
+
+def _eta(remaining: list[Run], durations: dict[str, list[float]]) -> str:
+    """Each remaining run timed by the mean of finished runs of its method, else of any method that
+    trains (or not) as it does; unknown until such a run has finished."""
+    def mean_of(methods):
+        seconds = [s for method in methods for s in durations.get(method, [])]
+        return sum(seconds) / len(seconds) if seconds else None
+
+    total = 0.0
+    for run in remaining:
+        trains = METHODS[run.method]["trains"]
+        guess = mean_of([run.method]) or mean_of([m for m in METHODS if METHODS[m]["trains"] == trains])
+        if guess is None:
+            return "unknown until a run of each kind has finished"
+        total += guess
+    return _clock(total)
 
 
 def _clock(seconds: float) -> str:

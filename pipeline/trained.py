@@ -204,8 +204,8 @@ def _load_model(model_dir: Path, record: dict, class_names: list[str], trust_rem
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
     with _quiet_transformers():
         if not (model_dir / "adapter_config.json").is_file():
-            model = AutoModelForSequenceClassification.from_pretrained(str(model_dir),
-                                                                       trust_remote_code=trust_remote_code)
+            model = AutoModelForSequenceClassification.from_pretrained(
+                str(model_dir), use_safetensors=True, trust_remote_code=trust_remote_code)
             return model, tokenizer
         from peft import PeftModel
 

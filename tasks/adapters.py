@@ -96,7 +96,7 @@ def check_runs(runs) -> None:
     """Before any run starts: every PEFT run's targets exist in its architecture (no weights loaded)."""
     from transformers import AutoConfig, AutoModelForSequenceClassification
 
-    from pipeline.models import ModelError
+    from pipeline.models import ModelError, hub_options
 
     checked = set()
     for run in runs:
@@ -104,7 +104,7 @@ def check_runs(runs) -> None:
             continue
         checked.add((run.model, tuple(run.lora.target_modules)))
         try:
-            model_config = AutoConfig.from_pretrained(run.model, num_labels=2)
+            model_config = AutoConfig.from_pretrained(run.model, num_labels=2, **hub_options(run.model))
         except OSError as error:
             raise ModelError(f"model {run.model}: config cannot be read ({str(error).splitlines()[0]})") from None
         with torch.device("meta"):

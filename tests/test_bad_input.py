@@ -1,0 +1,223 @@
+"""Every bad input gives exit code 2, one clear line on stderr, no traceback, and writes nothing."""
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import main
+from conftest import ROOT, make_texts, tiny_config, write_config, write_hf_csv, write_original_csv
+
+CONFIG_CASES = {
+    # case: (change to the raw config, expected fragment of the message)
+    "unknown top-level key": (lambda r: r.update(epochs=3), "unknown key 'epochs'"),
+    "unknown nested key": (lambda r: r["tasks"]["C"]["lora"].update(rank=4), "unknown key 'tasks.C.lora.rank'"),
+    "wrong type": (lambda r: r["training"].update(batch_size="eight"), "training.batch_size: 'eight' is invalid"),
+    "zero learning rate": (lambda r: r["training"].update(learning_rate=0), "training.learning_rate: 0 is invalid"),
+    "negative learning rate": (lambda r: r["variants"]["v1"].update(learning_rate=-1e-5),
+                               "variants.v1.learning_rate: -1e-05 is invalid"),
+    "zero epochs": (lambda r: r["tasks"]["B"].update(training={"epochs": 0}), "tasks.B.training.epochs: 0 is invalid"),
+    "negative batch size": (lambda r: r["training"].update(batch_size=-4), "training.batch_size: -4 is invalid"),
+    "LoRA r of 0": (lambda r: r["lora"].update(r=0), "lora.r: 0 is invalid"),
+    "unknown method": (lambda r: r["tasks"]["B"].update(method="qlora"), "tasks.B.method: unknown method 'qlora'"),
+    "unknown variant": (lambda r: r["tasks"]["B"].update(variants=["v7"]), "unknown variant 'v7'"),
+    "models is not a list": (lambda r: r.update(models="bert"), "models: 'bert' is invalid"),
+    "unknown LoRA target": (lambda r: r["tasks"]["C"]["lora"].update(target_modules=["q_proj"]),
+                            "tasks.C.lora.target_modules: LoRA target 'q_proj' is unknown for model type 'bert'"),
+    "validation as large as train": (lambda r: r["dataset"].update(validation_size=120),
+                                     "validation_size: 120 leaves no training rows"),
+    "missing model folder": (lambda r: r.update(models=["/nonexistent/model"]), "folder does not exist"),
+    "hub id offline": (lambda r: r.update(models=["no-such-org/no-such-model"]),
+                       "'no-such-org/no-such-model' is not a local folder and not in the Hugging Face cache"),
+    "missing data folder": (lambda r: r["dataset"].update(source="/nonexistent/data"),
+                            "dataset.source: folder /nonexistent/data does not exist"),
+}
+
+DATA_CASES = {
+    # file content of train.csv: expected fragment
+    "wrong columns": ("title,body\nhello,world\n", "header ['title', 'body'] is not a known layout"),
+    "label outside the classes": ("text,label\nhello,4\n", "row 2: label 4 is outside 0-3"),
+    "empty text": ("text,label\nhello,1\n   ,2\n", "row 3: the text is empty"),
+    "not UTF-8": (b"text,label\nna\xefve,1\n", "line 2 is not UTF-8"),
+    "only a header": ("text,label\n", "has a header but no rows"),
+    "empty file": ("", "the file is empty"),
+}
+
+
+@pytest.fixture
+def setup(tmp_path, tiny_data, tiny_models):
+    raw = tiny_config(tiny_data, [tiny_models["bert"]], tmp_path / "out")
+    return tmp_path, raw
+
+
+def assert_refused(tmp_path, argv, fragment, capsys):
+    code = main.main(argv)
+    err = capsys.readouterr().err
+    assert code == 2
+    assert fragment in err
+    assert "Traceback" not in err
+    assert err.startswith("error: ") and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "out").exists(), "something was written"
+    return err
+
+
+@pytest.mark.parametrize("case", CONFIG_CASES)
+def test_bad_config(case, setup, capsys, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    tmp_path, raw = setup
+    change, fragment = CONFIG_CASES[case]
+    change(raw)
+    path = write_config(tmp_path / "config.yaml", raw)
+    assert_refused(tmp_path, ["--config", str(path), "--quiet"], fragment, capsys)
+
+
+@pytest.mark.parametrize("case", DATA_CASES)
+def test_bad_data_file(case, setup, capsys):
+    tmp_path, raw = setup
+    content, fragment = DATA_CASES[case]
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "train.csv").write_bytes(content if isinstance(content, bytes) else content.encode())
+    write_original_csv(data / "test.csv", make_texts(8))
+    raw["dataset"]["source"] = str(data)
+    path = write_config(tmp_path / "config.yaml", raw)
+    err = assert_refused(tmp_path, ["--config", str(path), "--only", "A0"], fragment, capsys)
+    assert str(data / "train.csv") in err  # the message names the file
+
+
+def test_missing_test_file(setup, capsys):
+    tmp_path, raw = setup
+    data = tmp_path / "data"
+    data.mkdir()
+    write_hf_csv(data / "train.csv", make_texts(40))
+    raw["dataset"]["source"] = str(data)
+    path = write_config(tmp_path / "config.yaml", raw)
+    assert_refused(tmp_path, ["--config", str(path), "--only", "A0"], "test.csv: file not found", capsys)
+
+
+@pytest.mark.parametrize("text, fragment", [
+    ("models: [a\n", "malformed YAML"),
+    ("- just\n- a list\n", "the top level must be a mapping"),
+    ("models: [a]\ntasks: {A0: {method: tfidf_nb}}\n\tbad: tab\n", "malformed YAML"),
+])
+def test_malformed_yaml(tmp_path, text, fragment, capsys):
+    path = tmp_path / "config.yaml"
+    path.write_text(text)
+    assert_refused(tmp_path, ["--config", str(path)], fragment, capsys)
+
+
+def test_config_that_is_not_utf8(tmp_path, capsys):
+    path = tmp_path / "config.yaml"
+    path.write_bytes(b"models: [caf\xe9]\n")
+    assert_refused(tmp_path, ["--config", str(path)], "not UTF-8", capsys)
+
+
+def test_missing_config_file(tmp_path, capsys):
+    assert_refused(tmp_path, ["--config", str(tmp_path / "nope.yaml")], "config file not found", capsys)
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["--only", "B9_v1"], "--only: B9_v1 is not a run of this config"),
+    (["training.epochs"], "override 'training.epochs': expected KEY=VALUE"),
+    (["training.nope=1"], "unknown key 'training.nope'"),
+    (["training.learning_rate=[1"], "the value is not valid YAML"),
+    (["--epochs", "3"], "unrecognized arguments: --epochs"),
+])
+def test_bad_command_line(setup, argv, fragment, capsys):
+    tmp_path, raw = setup
+    path = write_config(tmp_path / "config.yaml", raw)
+    assert_refused(tmp_path, ["--config", str(path)] + argv, fragment, capsys)
+
+
+def test_output_dir_that_cannot_be_written(setup, capsys):
+    tmp_path, raw = setup
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    raw["output_dir"] = str(blocker / "results")
+    path = write_config(tmp_path / "config.yaml", raw)
+    code = main.main(["--config", str(path), "--only", "A0"])
+    err = capsys.readouterr().err
+    assert code == 2 and "output_dir:" in err and "cannot be written" in err and len(err.strip().splitlines()) == 1
+
+
+def test_second_writer_is_refused_and_a_stale_lock_is_taken_over(setup, capsys):
+    tmp_path, raw = setup
+    path = write_config(tmp_path / "config.yaml", raw)
+    out = tmp_path / "out"
+    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import sys, time; sys.path.insert(0, {str(ROOT)!r})
+        from pipeline.lock import OutputLock
+        with OutputLock({str(out)!r}):
+            print("locked", flush=True)
+            time.sleep(120)
+        """)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        code = main.main(["--config", str(path), "--only", "A0", "--quiet"])
+        err = capsys.readouterr().err
+        assert code == 2 and f"is in use by process {holder.pid}" in err and len(err.strip().splitlines()) == 1
+        assert not (out / "A0").exists()
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    assert (out / ".lock").is_file()  # left behind by the killed holder: stale
+    assert main.main(["--config", str(path), "--only", "A0", "--quiet"]) == 0
+    assert (out / "A0" / "metrics.json").is_file()
+
+
+# ----------------------------------------------------------------------------------------------
+# Property: random mutations of a valid config never produce a traceback.
+
+def _paths(node, prefix=()):
+    yield prefix
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield from _paths(value, prefix + (key,))
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            yield from _paths(value, prefix + (index,))
+
+
+VALUES = st.one_of(st.none(), st.booleans(), st.integers(-10**6, 10**6), st.floats(allow_nan=True),
+                   st.text(max_size=12), st.lists(st.integers(-3, 3), max_size=3),
+                   st.dictionaries(st.text(max_size=6), st.integers(), max_size=2))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_random_config_mutations_never_raise_a_traceback(data, tmp_path_factory, tiny_data):
+    root = tmp_path_factory.mktemp("mutation")
+    raw = tiny_config(tiny_data, [root / "no-model-here"], root / "out")
+    for _ in range(data.draw(st.integers(1, 3))):
+        paths = [p for p in _paths(raw) if p]
+        path = data.draw(st.sampled_from(paths))
+        parent = raw
+        for key in path[:-1]:
+            parent = parent[key]
+        action = data.draw(st.sampled_from(["replace", "delete", "add"]))
+        if action == "replace":
+            parent[path[-1]] = data.draw(VALUES)
+        elif action == "delete" and isinstance(parent, dict):
+            del parent[path[-1]]
+        elif isinstance(parent, dict):
+            parent[data.draw(st.text(min_size=1, max_size=8))] = data.draw(VALUES)
+    config = root / "config.yaml"
+    config.write_text(yaml.safe_dump(raw, sort_keys=False, allow_unicode=True))
+    result = subprocess_free_main(["--config", str(config), "--dry-run"])
+    assert result in (0, 2)
+
+
+def subprocess_free_main(argv):
+    """main.main in-process; any exception escaping it is the traceback a user would see."""
+    import contextlib
+    import io
+
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()) as err:
+        code = main.main(argv)
+    assert "Traceback" not in err.getvalue()
+    return code
