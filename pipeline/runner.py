@@ -18,7 +18,7 @@ from dataset import DataError, Splits, load_splits
 from evaluation.epoch_logs import EPOCH_COLUMNS, best_row
 from evaluation.metrics import classification_metrics
 from evaluation.report import rebuild_outputs
-from evaluation.summary import format_table
+from evaluation.summary import format_table, read_records
 from pipeline.config import METHODS, PipelineConfig
 from pipeline.files import write_csv_atomic, write_json_atomic, write_text_atomic
 from pipeline.hardware import describe, is_main_process, pick_device
@@ -95,7 +95,10 @@ def run_plan(config: PipelineConfig, runs: list[Run], splits: Splits, force: boo
     outcomes: list[Outcome] = []
     started = time.perf_counter()
     actions = {run.run_id: decide(run, config, force) for run in runs}
-    durations: dict[str, list[float]] = {}  # seconds per finished run, by method
+    durations: dict[str, list[float]] = {}  # seconds per finished run, by method; earlier invocations count
+    for record in read_records(output):
+        if record["status"] == "complete" and record.get("total_seconds"):
+            durations.setdefault(record["method"], []).append(record["total_seconds"])
     for number, run in enumerate(runs, start=1):
         action = actions[run.run_id]
         if action == SKIP:

@@ -156,3 +156,34 @@ def test_a_failing_run_is_recorded_and_the_rest_go_on(tmp_path, tiny_data, tiny_
     assert "RuntimeError: boom" in (tmp_path / "out" / "A0" / "error.log").read_text()
     summary = pd.read_csv(tmp_path / "out" / "summary.csv").set_index("run_id")
     assert summary.loc["A0", "status"] == "failed" and summary.loc["A1", "status"] == "complete"
+
+
+@pytest.mark.parametrize("failure", ["nan_loss", "out_of_memory"])
+def test_nan_loss_and_out_of_memory_fail_the_run_not_the_plan(failure, tmp_path, tiny_data, tiny_models, monkeypatch):
+    import transformers
+
+    if failure == "nan_loss":
+        original = transformers.Trainer.compute_loss
+
+        def nan_loss(self, model, inputs, *args, **kwargs):
+            loss = original(self, model, inputs, *args, **kwargs)
+            return loss * float("nan") if self.state.global_step >= 2 else loss
+        monkeypatch.setattr(transformers.Trainer, "compute_loss", nan_loss)
+        expected = "FloatingPointError: the training loss became nan at step 3"
+    else:
+        import evaluation.inference
+        import tasks.pretrained
+
+        def out_of_memory(*args, **kwargs):
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        monkeypatch.setattr(tasks.pretrained, "predict_probabilities", out_of_memory)
+        expected = "OutOfMemoryError: CUDA out of memory"
+    raw = tiny_config(tiny_data, [tiny_models["bert"]], tmp_path / "out")
+    path = write_config(tmp_path / "c.yaml", raw)
+    run_id = "B1_v1" if failure == "nan_loss" else "A1"
+    assert main.main(["--config", str(path), "--quiet", "--only", "A0", run_id]) == 1
+    record = json.loads((tmp_path / "out" / run_id / "metrics.json").read_text())
+    assert record["status"] == "failed" and record["error"].startswith(expected)
+    summary = pd.read_csv(tmp_path / "out" / "summary.csv").set_index("run_id")
+    assert summary.loc[run_id, "status"] == "failed" and summary.loc["A0", "status"] == "complete"
+    assert not (tmp_path / "out" / run_id / "predictions.csv").exists()
