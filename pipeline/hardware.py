@@ -13,9 +13,25 @@ def pick_device() -> torch.device:
 
 
 def cpu_has_amx() -> bool:
-    """AMX tiles make bf16 matmuls several times faster than fp32; AVX512-BF16 alone does not pay."""
+    """AMX tiles make bf16 matmuls several times faster than fp32; AVX512-BF16 alone does not pay
+    (measured on a 2-core AVX512-BF16 Xeon without AMX: bf16 autocast ran MiniLM inference 0.6x as fast as
+    fp32; bench/NOTES.md). Older torch exposes a check; torch 2.13 does not, so the CPU's flags decide."""
     check = getattr(torch._C._cpu, "_is_amx_tile_supported", None)
-    return bool(check and check())
+    if check is not None:
+        return bool(check())
+    return {"amx_tile", "amx_bf16"} <= cpu_flags()
+
+
+def cpu_flags() -> set[str]:
+    """The CPU's feature flags (Linux /proc/cpuinfo); empty where that cannot be read."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as file:
+            for line in file:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
 
 
 def use_bf16(precision: str, device: torch.device) -> bool:

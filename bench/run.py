@@ -1,0 +1,287 @@
+"""One benchmark run: for each model, peak matmul rate, evaluation and training, side by side.
+
+The models: `minilm` is the config's first model (the offline default, all-MiniLM-L6-v2, real weights);
+`bert_base` is the bert-base-uncased architecture (BertConfig defaults: 12 layers, hidden 768) randomly
+initialised, with MiniLM's tokenizer (the same uncased 30,522-token WordPiece vocabulary as bert-base-uncased),
+so its token counts are the real ones. Speed does not depend on weights; its accuracy means nothing and is
+reported as null.
+"""
+from __future__ import annotations
+
+import platform
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from bench import measure
+from bench.flops import count_parameters, forward_flops, measure_peak, model_shapes
+from dataset import load_splits, tokenize
+from pipeline.config import PipelineConfig
+from pipeline.hardware import cpu_flags, describe, use_bf16
+from pipeline.models import load_classifier
+from tasks.base import RunContext
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """How much of each measurement a run does (texts or samples)."""
+
+    test_texts: int | None  # test texts for the evaluator and for accuracy (None: all 7,600), stratified
+    per_text_texts: int  # per-text loop, and the evaluator again on the same texts, for the speedup
+    train_samples: int  # samples trained, project and reference on the same texts (drawn from 4 x as many)
+    accuracy: bool  # score every trained model on the test texts (False for bert_base: random weights)
+    peak_seconds: float = 0.6  # timing per matmul shape for the peak
+
+
+# Full-run sizes keep `python -m bench` within ~15 minutes on 2 CPU cores; bert_base costs ~8x MiniLM per token
+# (85M vs 10.6M per-token parameters), so it gets smaller counts and no accuracy.
+SIZES = {
+    "full": {"minilm": Sizes(None, 760, 1120, True), "bert_base": Sizes(760, 190, 256, False)},
+    "quick": {"minilm": Sizes(760, 64, 128, True), "bert_base": Sizes(64, 16, 32, False)},
+    # On a GPU everything is ~100x faster: the whole test split and as many samples as the 4,500 rows allow
+    # (pool = 4 x samples), so timings are not start-up.
+    "gpu": {"minilm": Sizes(None, 760, 4480, True), "bert_base": Sizes(None, 760, 4480, False)},
+}
+NEAR_TIE = {"fp32": 1e-3, "bf16": 5e-2}  # top-two probability margin below which a disagreement is a near-tie
+
+
+@dataclass
+class BenchContext:
+    config: PipelineConfig  # the project's config (config.yaml): tasks B and C give the training settings
+    device: torch.device
+    precision: str  # auto | bf16 | fp32, as TrainingConfig.precision
+    splits: object  # dataset.Splits
+    run_dir: Path
+    seed: int = 42
+    full_task: str = "B"
+    lora_task: str = "C"
+    log: object = print
+
+
+def load_model(name: str, bench: BenchContext, class_names):
+    """(model, tokenizer) for `minilm` (config's first model) or `bert_base` (architecture, random weights)."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer, BertConfig
+
+    torch.manual_seed(bench.seed)  # the new classifier head (and bert_base's weights) are the same every time
+    base = bench.config.models[0]
+    if name == "minilm":
+        return load_classifier(base, len(class_names), class_names, bench.config.trust_remote_code)
+    if name == "bert_base":
+        tokenizer = AutoTokenizer.from_pretrained(base)
+        config = BertConfig(num_labels=len(class_names), vocab_size=tokenizer.vocab_size,
+                            pad_token_id=tokenizer.pad_token_id)
+        return AutoModelForSequenceClassification.from_config(config), tokenizer
+    raise ValueError(f"unknown model {name!r}; expected minilm or bert_base")
+
+
+def bench_model(name: str, sizes: Sizes, bench: BenchContext) -> dict:
+    """Peak; then full fine-tuning and LoRA, the project's way and the reference way, on the same texts; the
+    evaluation measurements run on the model the project's full fine-tuning produced (its test pass is both
+    the throughput figure and its accuracy; trained, its predictions mean something to agree on)."""
+    log, device, splits, config = bench.log, bench.device, bench.splits, bench.config
+    bf16 = use_bf16(bench.precision, device)
+    precision = "bf16" if bf16 else "fp32"
+    model, tokenizer = load_model(name, bench, splits.class_names)
+    counts = count_parameters(model)
+    max_length = config.dataset.max_length
+    full_training = config.task_training(bench.full_task, "v1")
+    lora_training = config.task_training(bench.lora_task, "v1")
+    lora_settings = config.task_lora(bench.lora_task)
+    result = {"model": config.models[0] if name == "minilm" else "bert-base-uncased architecture, random init",
+              "weights": "pretrained" if name == "minilm" else "random (accuracy meaningless: not measured)",
+              "parameters": counts.as_dict(), "precision": precision,
+              "attention": getattr(model.config, "_attn_implementation", None), "sizes": sizes.__dict__}
+    shapes = model_shapes(model.config)
+    del model
+
+    # Peak: the model's Linear shapes, at the tokens of one evaluation batch of typical padded length.
+    rows = full_training.eval_batch_size * 64
+    dtype = torch.bfloat16 if bf16 else torch.float32
+    peak = measure_peak(shapes, rows, dtype, device, seconds_per_shape=sizes.peak_seconds)
+    other = measure_peak(shapes, rows, torch.float32 if bf16 else torch.bfloat16, device,
+                         seconds_per_shape=sizes.peak_seconds / 2)
+    other_precision = "fp32" if bf16 else "bf16"
+    peaks = {precision: peak["gflops"], other_precision: other["gflops"]}
+    result["peak_gflops"] = {"value": peak["gflops"], "precision": precision, "by_shape": peak["by_shape"],
+                             "rows": rows, "other_precision": {other_precision: other["gflops"],
+                                                               "by_shape": other["by_shape"]}}
+    log(f"[{name}] peak {precision} matmul {peak['gflops']:.0f} GFLOP/s ({other_precision}: {other['gflops']:.0f})")
+
+    def encode(frame):
+        return tokenize(frame["text"].tolist(), tokenizer, max_length, config.dataset.cache_dir)
+
+    test = splits.test if sizes.test_texts is None else _subset(splits.test, sizes.test_texts, bench.seed)
+    started = time.perf_counter()
+    test_ids = encode(test)
+    tokenize_seconds = time.perf_counter() - started  # a cache hit after the first run: the project tokenises once
+    # The pool is 4 x the samples, so the project's length grouping forms mega-batches of exactly the samples
+    # trained (measure.train_project); the reference then trains on exactly the texts the project's run saw.
+    pool = _subset(splits.train, 4 * sizes.train_samples, bench.seed).reset_index(drop=True)
+    pool_ids, pool_labels = encode(pool), pool["label"].tolist()
+    position = {tuple(ids): i for i, ids in enumerate(pool_ids)}
+    context = RunContext(config, splits, bench.run_dir, device, show_progress=False)
+    result["train"] = {"samples": sizes.train_samples, "pool": len(pool),
+                       "accuracy_texts": len(test) if sizes.accuracy else None}
+
+    for method, training in (("full", full_training), ("lora", lora_training)):
+        runs = {}
+        for side in ("project", "reference"):
+            fresh, _ = load_model(name, bench, splits.class_names)
+            fresh = measure.wrap(fresh, method, lora_settings if method == "lora" else None)
+            if side == "project":
+                run = measure.train_project(fresh, tokenizer, method, training, pool_ids, pool_labels,
+                                            sizes.train_samples, context, bf16, bench.seed)
+                rows = [position[ids] for ids in run.pop("seen")]
+            else:
+                # LoRA has no run_classification.py default; it gets the project's LoRA learning rate (task C).
+                rate = measure.REFERENCE["learning_rate"] if method == "full" else training.learning_rate
+                run = measure.train_reference(fresh, tokenizer, method, pool["text"].iloc[rows].tolist(),
+                                              [pool_labels[i] for i in rows], device, bench.seed, learning_rate=rate)
+                run.pop("seen")
+            trained = measure.ready_for_inference(run.pop("model"))
+            run["utilization"] = run["achieved_gflops"] / peaks[run["precision"]]  # against its own precision
+            run["busy_utilization"] = run["busy_gflops"] / peaks[run["precision"]]  # padding counted as work
+            run["accuracy"] = None
+            if method == "full" and side == "project":  # the evaluation measurements, on this trained model
+                result["eval"], probabilities = _evaluation(name, trained, tokenizer, test, test_ids, tokenize_seconds,
+                                                            sizes, counts, peaks, bench, bf16, precision)
+                run["accuracy"] = measure.accuracy(probabilities, test["label"]) if sizes.accuracy else None
+            elif sizes.accuracy:
+                scores = measure.evaluate_project(trained, test_ids, tokenizer.pad_token_id,
+                                                  full_training.eval_batch_size, device, bf16)
+                run["accuracy"] = measure.accuracy(scores["probabilities"], test["label"])
+            runs[side] = run
+            log(f"[{name}] train {method} {side}: {run['samples_per_s']:.2f} samples/s ({run['seconds']:.1f} s for"
+                f" {run['samples']} samples, batch {run['batch_size']}, lr {run['learning_rate']:g},"
+                f" padding {run['padding_share']:.0%}), utilization {run['utilization']:.0%},"
+                f" accuracy {_fmt(run['accuracy'])}")
+            del trained, fresh
+        result["train"][method] = {
+            "project": runs["project"], "reference": runs["reference"],
+            "speedup_vs_reference": runs["project"]["samples_per_s"] / runs["reference"]["samples_per_s"],
+            "utilization": runs["project"]["utilization"], "reference_utilization": runs["reference"]["utilization"],
+            "accuracy": runs["project"]["accuracy"], "reference_accuracy": runs["reference"]["accuracy"],
+            "flop_count": "3 x forward = 6 (P_tok T + P_seq S)" if method == "full" else
+                          "2 x forward + 2 (A T + H S): adapter and head weight gradients (bench/flops.py)",
+        }
+    result["eval"]["accuracy"] = result["train"]["full"]["accuracy"]
+    return result
+
+
+def _evaluation(name: str, model, tokenizer, test, test_ids, tokenize_seconds, sizes: Sizes, counts, peaks: dict,
+                bench: BenchContext, bf16: bool, precision: str):
+    """The project's evaluator over the test texts, then the per-text loop and the evaluator again on a
+    stratified subset of them (same model, same texts) for the speedup and the agreement."""
+    device, log, config = bench.device, bench.log, bench.config
+    batch_size = config.task_training(bench.full_task, "v1").eval_batch_size
+    project = measure.evaluate_project(model, test_ids, tokenizer.pad_token_id, batch_size, device, bf16)
+    probabilities = project.pop("probabilities")
+    flops = forward_flops(counts, project["tokens"], project["texts"])
+    loop_rows = _subset(test.reset_index(drop=True), sizes.per_text_texts, bench.seed).index  # positions in test
+    loop_ids = [test_ids[i] for i in loop_rows]
+    loop_texts = test["text"].iloc[loop_rows].tolist()
+    again = measure.evaluate_project(model, loop_ids, tokenizer.pad_token_id, batch_size, device, bf16)
+    loop = measure.evaluate_per_text(model, tokenizer, loop_texts, config.dataset.max_length, device)
+    agree = measure.agreement(again.pop("probabilities"), loop.pop("predictions"), NEAR_TIE[precision])
+    for part in (again, loop):  # FLOP/s of real tokens, and of every position computed (padding included)
+        part["achieved_gflops"] = forward_flops(counts, part["tokens"], part["texts"]) / part["seconds"] / 1e9
+        part["busy_gflops"] = forward_flops(counts, part["positions"], part["texts"]) / part["seconds"] / 1e9
+        part["utilization"] = part["achieved_gflops"] / peaks[part["precision"]]
+    evaluation = {
+        "project": {**project, "tokenize_seconds": tokenize_seconds, "achieved_gflops": flops / project["seconds"] / 1e9,
+                    "flops": flops},
+        "project_on_per_text_texts": again, "per_text": loop,
+        "speedup_vs_per_text": again["texts_per_s"] / loop["texts_per_s"],
+        "speedup_full_set_vs_per_text": project["texts_per_s"] / loop["texts_per_s"],
+        "utilization": flops / project["seconds"] / 1e9 / peaks[precision],
+        "agreement": agree,
+        "model": "after the project's full fine-tuning (train.full.project)",
+    }
+    log(f"[{name}] eval: project {project['texts_per_s']:.1f} texts/s over {project['texts']} texts;"
+        f" on {loop['texts']} of them {again['texts_per_s']:.1f} vs per-text loop {loop['texts_per_s']:.1f}:"
+        f" {evaluation['speedup_vs_per_text']:.1f}x; agreement {agree['agreement']:.4f};"
+        f" utilization {evaluation['utilization']:.0%}")
+    return evaluation, probabilities
+
+
+def run_benchmark(config: PipelineConfig, models: list[str], quick: bool, device: torch.device, precision: str,
+                  log=print, run_dir=None, sizes: dict[str, Sizes] | None = None) -> dict:
+    import tempfile
+
+    splits = load_splits(config.dataset)
+    bench = BenchContext(config, device, precision, splits, Path(run_dir or tempfile.gettempdir()),
+                         seed=config.seed, log=log)
+    mode = "quick" if quick else ("gpu" if device.type == "cuda" else "full")
+    started = time.perf_counter()
+    results = {"mode": mode, "machine": machine(device), "settings": settings(config, bench)}
+    for name in models:
+        results[name] = bench_model(name, (sizes or SIZES[mode])[name], bench)
+        results[name]["study_grid_estimate"] = grid_estimate(results[name])
+    results["seconds"] = time.perf_counter() - started
+    return results
+
+
+# configs/study.yaml: the Hub's AG News (120,000 train rows less 20,000 validation), 3 models x 2 variants;
+# task B (full) 5 epochs, tasks C-F (LoRA) 10 epochs each: 6 full runs, 24 LoRA runs.
+STUDY_GRID = {"full_samples": 6 * 5 * 100_000, "lora_samples": 24 * 10 * 100_000,
+              "eval_texts": 6 * 5 * 20_000 + 24 * 10 * 20_000 + 30 * 7_600}  # validation each epoch + test
+
+
+def grid_estimate(result: dict) -> dict:
+    """Hours for the study's grid (27 million training samples, 30 runs) at this model's measured rates:
+    the project's way and the usual way. Meaningful for bert_base, whose cost stands for the study's models."""
+    def hours(full_rate, lora_rate, eval_rate):
+        train = STUDY_GRID["full_samples"] / full_rate + STUDY_GRID["lora_samples"] / lora_rate
+        return {"train_hours": train / 3600, "eval_hours": STUDY_GRID["eval_texts"] / eval_rate / 3600,
+                "total_hours": (train + STUDY_GRID["eval_texts"] / eval_rate) / 3600}
+
+    train, evaluation = result["train"], result["eval"]
+    return {**STUDY_GRID, "runs": 30,
+            "project": hours(train["full"]["project"]["samples_per_s"], train["lora"]["project"]["samples_per_s"],
+                             evaluation["project"]["texts_per_s"]),
+            "usual_way": hours(train["full"]["reference"]["samples_per_s"],
+                               train["lora"]["reference"]["samples_per_s"], evaluation["per_text"]["texts_per_s"])}
+
+
+def machine(device: torch.device) -> dict:
+    import psutil
+
+    info = {"device": str(device), "name": describe(device), "torch": torch.__version__,
+            "threads": torch.get_num_threads(), "cpu_count": psutil.cpu_count(logical=True),
+            "python": platform.python_version()}
+    if device.type == "cpu":
+        info["cpu_capability"] = torch.backends.cpu.get_cpu_capability()
+        flags = cpu_flags()
+        info["avx512_bf16"] = "avx512_bf16" in flags
+        info["amx"] = {"amx_bf16", "amx_tile"} <= flags
+    return info
+
+
+def settings(config: PipelineConfig, bench: BenchContext) -> dict:
+    full = config.task_training(bench.full_task, "v1")
+    lora = config.task_training(bench.lora_task, "v1")
+    return {
+        "project_full": {k: getattr(full, k) for k in ("batch_size", "eval_batch_size", "learning_rate", "warmup_ratio",
+                                                       "weight_decay", "group_by_length", "pad_to_multiple_of",
+                                                       "precision")},
+        "project_lora": {"learning_rate": lora.learning_rate, "batch_size": lora.batch_size,
+                         **config.task_lora(bench.lora_task).model_dump()},
+        "reference": {**measure.REFERENCE, "padding": "max_length", "precision": "fp32", "order": "random",
+                      "warmup": 0, "weight_decay": 0.0, "lora_learning_rate": lora.learning_rate,
+                      "source": "transformers examples/pytorch/text-classification/run_classification.py"
+                                " (max_seq_length=128, pad_to_max_length=True) + TrainingArguments defaults"},
+        "max_length": config.dataset.max_length,
+    }
+
+
+def _subset(frame, count: int, seed: int):
+    """A fixed stratified subset, in file order (dataset._cap: the same rows every run)."""
+    from dataset import _cap
+
+    return _cap(frame, count, seed)
+
+
+def _fmt(value) -> str:
+    return "n/a" if value is None else f"{value:.4f}"

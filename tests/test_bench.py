@@ -1,0 +1,112 @@
+"""The benchmark's measurements on a tiny model: the JSON has every key the README quotes, the FLOP count is
+2 x parameters x real tokens recomputed by hand from the architecture, and the two evaluators agree."""
+import json
+
+import pytest
+import torch
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+from bench import measure
+from bench.__main__ import main as bench_main
+from bench.flops import count_parameters, forward_flops, measure_peak, model_shapes, training_flops
+from bench.report import format_table, jsonable
+from bench.run import Sizes, run_benchmark
+from conftest import make_texts, tiny_config, write_config
+from pipeline.config import LoraConfig, validate
+from tasks.adapters import apply_method
+
+
+def _tiny_bert(tiny_models):
+    torch.manual_seed(0)
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_models["bert"], num_labels=4)
+    return model, AutoTokenizer.from_pretrained(tiny_models["bert"])
+
+
+def test_flop_count_matches_parameters_recomputed_from_the_architecture(tiny_models):
+    model, _ = _tiny_bert(tiny_models)
+    c = model.config
+    h, i, layers, vocab = c.hidden_size, c.intermediate_size, c.num_hidden_layers, c.vocab_size
+    layer = 4 * (h * h + h) + (h * i + i) + (i * h + h) + 2 * 2 * h  # q k v o, two feed-forward, two LayerNorms
+    embedding = (vocab + c.max_position_embeddings + c.type_vocab_size) * h + 2 * h
+    head = (h * h + h) + (h * 4 + 4)  # pooler, classifier
+    counts = count_parameters(model)
+    assert (counts.embedding, counts.per_token, counts.per_sequence) == (embedding, layers * layer, head)
+    assert counts.total == sum(p.numel() for p in model.parameters())
+
+    tokens, texts = 1000, 30
+    forward = 2 * (layers * layer * tokens + head * texts)
+    assert forward_flops(counts, tokens, texts) == forward
+    assert training_flops(counts, "full", tokens, texts) == 3 * forward
+
+    lora = apply_method(model, "lora", LoraConfig(r=4, target_modules=["query"]))
+    lora_counts = count_parameters(lora)
+    adapter = layers * 4 * (h + h)  # A: r x h, B: h x r, in every layer's query
+    classifier = h * 4 + 4  # the only head part that trains (the pooler stays frozen)
+    assert (lora_counts.per_token, lora_counts.per_sequence) == (layers * layer, head)
+    assert (lora_counts.adapter, lora_counts.trainable_head) == (adapter, classifier)
+    lora_forward = 2 * ((layers * layer + adapter) * tokens + head * texts)
+    assert training_flops(lora_counts, "lora", tokens, texts) == 2 * lora_forward + 2 * (adapter * tokens + classifier * texts)
+
+
+def test_evaluators_agree_and_training_counts_real_tokens(tiny_models, tmp_path):
+    model, tokenizer = _tiny_bert(tiny_models)
+    rows = make_texts(24, seed=7)
+    texts, labels = [t for t, _ in rows], [y for _, y in rows]
+    ids = tokenizer(texts, truncation=True, max_length=48)["input_ids"]
+    cpu = torch.device("cpu")
+    project = measure.evaluate_project(model, ids, tokenizer.pad_token_id, 8, cpu, False)
+    loop = measure.evaluate_per_text(model, tokenizer, texts, 48, cpu)
+    agree = measure.agreement(project["probabilities"], loop["predictions"], 1e-3)
+    assert agree["agreement"] == 1.0 and agree["texts"] == 24
+    assert project["tokens"] == sum(map(len, ids)) <= project["positions"]
+    assert measure.padded_positions([3, 9, 5], 2) == 2 * 9 + 3 and measure.padded_positions([3], 1, multiple=8) == 8
+
+    reference = measure.train_reference(model, tokenizer, "full", texts, labels, cpu, seed=0)
+    assert reference["samples"] == 24 and reference["positions"] == 24 * 64  # tiny model: 64 positions
+    assert reference["tokens"] == sum(map(len, tokenizer(texts, truncation=True, max_length=128)["input_ids"]))
+    counts = count_parameters(model)
+    assert reference["flops"] == training_flops(counts, "full", reference["tokens"], 24)
+
+
+def test_peak_is_the_best_shape(tiny_models):
+    model, _ = _tiny_bert(tiny_models)
+    peak = measure_peak(model_shapes(model.config), 64, torch.float32, torch.device("cpu"), seconds_per_shape=0.05)
+    assert len(peak["by_shape"]) == 3 and peak["gflops"] == pytest.approx(max(peak["by_shape"].values()), rel=1e-3)
+
+
+def test_benchmark_writes_every_reported_key(tiny_data, tiny_models, tmp_path):
+    raw = tiny_config(tiny_data, [tiny_models["bert"]], tmp_path / "results")
+    raw["tasks"] = {"B": raw["tasks"]["B"], "C": raw["tasks"]["C"]}
+    config = validate(raw, base_dir=tmp_path)
+    sizes = {"minilm": Sizes(test_texts=None, per_text_texts=12, train_samples=32, accuracy=True, peak_seconds=0.05)}
+    results = run_benchmark(config, ["minilm"], True, torch.device("cpu"), "fp32", log=lambda line: None,
+                            run_dir=tmp_path, sizes=sizes)
+    data = json.loads(json.dumps(jsonable(results)))
+    r = data["minilm"]
+    for key in ("speedup_vs_per_text", "utilization"):
+        assert r["eval"][key] > 0
+    assert r["eval"]["project"]["texts"] == 40 and r["eval"]["agreement"]["disagree_not_near_ties"] == 0
+    for method in ("full", "lora"):
+        t = r["train"][method]
+        for key in ("speedup_vs_reference", "utilization", "accuracy", "reference_accuracy"):
+            assert t[key] > 0, (method, key)
+        assert t["project"]["samples"] == t["reference"]["samples"] == 32
+        assert t["project"]["tokens"] == t["reference"]["tokens"]  # same texts, same real tokens
+        assert t["reference"]["padding_share"] > t["project"]["padding_share"]
+    assert r["peak_gflops"]["precision"] == "fp32" and r["peak_gflops"]["value"] > 0
+    assert "train lora" in format_table(results, ["minilm"])
+
+
+def test_command_line_writes_json(tiny_data, tiny_models, tmp_path, monkeypatch):
+    import bench.run
+
+    raw = tiny_config(tiny_data, [tiny_models["bert"]], tmp_path / "results")
+    raw["tasks"] = {"B": raw["tasks"]["B"], "C": raw["tasks"]["C"]}
+    config_path = write_config(tmp_path / "config.yaml", raw)
+    monkeypatch.setitem(bench.run.SIZES, "quick", {"minilm": Sizes(16, 8, 16, False, peak_seconds=0.05)})
+    out = tmp_path / "bench.json"
+    assert bench_main(["--quick", "--models", "minilm", "--config", str(config_path), "--out", str(out),
+                       "--device", "cpu"]) == 0
+    data = json.loads(out.read_text())
+    assert data["mode"] == "quick" and data["minilm"]["train"]["full"]["accuracy"] is None
+    assert data["minilm"]["train"]["lora"]["speedup_vs_reference"] > 0
