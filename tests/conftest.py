@@ -52,6 +52,17 @@ def write_original_csv(path: Path, rows) -> None:
             writer.writerow([label + 1, title, description])
 
 
+@pytest.fixture
+def one_thread():
+    """Torch on one thread for the test: tiny models gain nothing from two, and contend on a busy machine."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def tiny_data(tmp_path_factory) -> Path:
     """train.csv in the Hugging Face layout (120 rows), test.csv in the original layout (40 rows)."""

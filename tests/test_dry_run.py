@@ -14,12 +14,7 @@ LINE = re.compile(r"^(?P<run>\S+)\s.*?trainable=(?P<trainable>[\d,]+) of (?P<tot
                   r"\s+time(?P<time>\S+)")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: threads only contend
 
 
 def _dry_run(tmp_path, capsys, raw) -> tuple[list[str], str]:

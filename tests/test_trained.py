@@ -45,12 +45,7 @@ def trained(tiny_data, tiny_models, tmp_path_factory):
             "stdout": stdout.getvalue(), "stderr": stderr.getvalue()}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: threads only contend
 
 
 def _probabilities(frame: pd.DataFrame) -> np.ndarray:
