@@ -20,7 +20,7 @@ from bench.flops import count_parameters, forward_flops, synchronize, training_f
 from evaluation.inference import predict_probabilities
 from tasks.adapters import apply_method
 from tasks.base import RunContext
-from tasks.finetune import _dataset, training_arguments
+from tasks.finetune import TokenizedTexts, training_arguments
 
 # Hugging Face examples/pytorch/text-classification/run_classification.py, as shipped: DataTrainingArguments
 # max_seq_length=128 and pad_to_max_length=True (every text padded to 128, default_data_collator), and
@@ -138,7 +138,7 @@ def train_project(model, tokenizer, method: str, training, token_ids, labels, sa
         args = dataclasses.replace(args, max_steps=steps, eval_strategy="no", save_strategy="no",
                                    load_best_model_at_end=False, metric_for_best_model=None)
         collate = CountingCollator(DataCollatorWithPadding(tokenizer, pad_to_multiple_of=training.pad_to_multiple_of))
-        return _train(model, method, args, _dataset(token_ids, labels), collate, context.device, bf16)
+        return _train(model, method, args, TokenizedTexts(token_ids, labels), collate, context.device, bf16)
 
 
 def train_reference(model, tokenizer, method: str, texts: list[str], labels, device: torch.device, seed: int,
@@ -146,12 +146,11 @@ def train_reference(model, tokenizer, method: str, texts: list[str], labels, dev
     """run_classification.py's setup: every text padded to 128, fp32, batch 8, random order, TrainingArguments'
     defaults (lr 5e-5, no warm-up, no weight decay, linear decay); one epoch over exactly these texts
     (the ones the project's run trained on)."""
-    from datasets import Dataset
-
     # As the script: min(max_seq_length, what the model takes); only the tests' tiny models take fewer than 128.
     length = min(REFERENCE["max_length"], getattr(model.config, "max_position_embeddings", REFERENCE["max_length"]))
     encoded = tokenizer(texts, padding="max_length", max_length=length, truncation=True)
-    dataset = Dataset.from_dict({**encoded, "labels": list(labels)})
+    dataset = [{**{key: values[i] for key, values in encoded.items()}, "labels": label}
+               for i, label in enumerate(labels)]  # a list of feature dicts: what default_data_collator stacks
     with tempfile.TemporaryDirectory(prefix="bench-reference-") as folder:
         args = TrainingArguments(output_dir=folder, per_device_train_batch_size=batch_size,
                                  learning_rate=learning_rate, num_train_epochs=1, seed=seed,

@@ -5,7 +5,6 @@ import time
 from pathlib import Path
 
 import torch
-from datasets import Dataset
 from transformers import (DataCollatorWithPadding, PrinterCallback, Trainer, TrainerCallback, TrainingArguments,
                           set_seed)
 
@@ -32,10 +31,10 @@ def run(run, context: RunContext) -> TaskResult:
         ids = tokenize(frame["text"].tolist(), tokenizer, config.dataset.max_length, config.dataset.cache_dir)
         return ids, frame["label"].tolist()
 
-    train_set = _dataset(*encode(splits.train))
-    eval_sets = {"validation": _dataset(*encode(splits.validation), longest_first=True)}
+    train_set = TokenizedTexts(*encode(splits.train))
+    eval_sets = {"validation": TokenizedTexts(*encode(splits.validation), longest_first=True)}
     if training.eval_on_train:
-        eval_sets["train"] = _dataset(*encode(splits.train), longest_first=True)
+        eval_sets["train"] = TokenizedTexts(*encode(splits.train), longest_first=True)
 
     checkpoints = context.run_dir / "checkpoints"
     clock = ElapsedTime()
@@ -97,12 +96,21 @@ def training_arguments(training, output_dir: Path, bf16: bool, context: RunConte
     )
 
 
-def _dataset(ids, labels, longest_first: bool = False):
-    """Evaluation order does not change accuracy; longest first keeps each batch's padding small."""
-    if longest_first:
-        order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
-        ids, labels = [ids[i] for i in order], [labels[i] for i in order]
-    return Dataset.from_dict({"input_ids": ids, "labels": labels})
+class TokenizedTexts(torch.utils.data.Dataset):
+    """Token ids and labels held as Python lists, one {"input_ids", "labels"} dict per text: the Trainer pads
+    each batch itself (DataCollatorWithPadding), so an Arrow table would only add a conversion."""
+
+    def __init__(self, ids: list[list[int]], labels: list[int], longest_first: bool = False):
+        if longest_first:  # evaluation order does not change accuracy; longest first keeps each batch's padding small
+            order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
+            ids, labels = [ids[i] for i in order], [labels[i] for i in order]
+        self.ids, self.labels = ids, labels
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, index: int) -> dict:
+        return {"input_ids": self.ids[index], "labels": self.labels[index]}
 
 
 class FiniteLossTrainer(Trainer):
