@@ -8,12 +8,16 @@ from pathlib import Path
 
 import pandas as pd
 
+_UMASK = os.umask(0)  # read once: mkstemp creates files 0600, results should get the usual 0666 & ~umask
+os.umask(_UMASK)
+
 
 def write_text_atomic(path: Path, text: str) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(handle, 0o666 & ~_UMASK)
         with os.fdopen(handle, "w", encoding="utf-8", newline="") as file:
             file.write(text)
             file.flush()

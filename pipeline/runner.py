@@ -90,6 +90,8 @@ def run_plan(config: PipelineConfig, runs: list[Run], splits: Splits, force: boo
     run folders in output_dir."""
     if not show_progress:
         quiet_libraries()
+    if not is_main_process():  # under torchrun every rank runs the plan; rank 0 alone reports and writes
+        log = _discard
     device = pick_device()
     output = Path(config.output_dir)
     outcomes: list[Outcome] = []
@@ -233,6 +235,10 @@ def _check_probabilities(result: TaskResult, splits: Splits) -> None:
 def _epoch_columns(result: TaskResult) -> list[str]:
     extra = sorted({key for row in result.epochs for key in row} - set(EPOCH_COLUMNS))
     return EPOCH_COLUMNS + extra
+
+
+def _discard(line: str) -> None:
+    pass
 
 
 def _round(value: float | None, digits: int = 3) -> float | None:

@@ -12,7 +12,7 @@ from dataset import tokenize
 from evaluation.epoch_logs import epoch_rows, latest_checkpoint, remove_incomplete_checkpoints
 from evaluation.inference import predict_probabilities
 from evaluation.metrics import validation_metrics
-from pipeline.hardware import use_bf16
+from pipeline.hardware import is_main_process, use_bf16
 from pipeline.models import count_parameters, load_classifier
 from tasks.adapters import apply_method
 from tasks.base import RunContext, TaskResult
@@ -54,8 +54,9 @@ def run(run, context: RunContext) -> TaskResult:
     trainer.train(resume_from_checkpoint=str(resume) if resume else None)  # best epoch restored at the end
 
     model_dir = context.run_dir / "model"
-    trainer.save_model(str(model_dir))  # full weights, or adapter + head for PEFT methods
-    tokenizer.save_pretrained(str(model_dir))
+    trainer.save_model(str(model_dir))  # full weights, or adapter + head for PEFT methods (rank 0 only)
+    if is_main_process():
+        tokenizer.save_pretrained(str(model_dir))
 
     test_ids = tokenize(splits.test["text"].tolist(), tokenizer, config.dataset.max_length, config.dataset.cache_dir)
     # Adapters folded into the base weights predict the same, at the speed of the plain model.
@@ -93,6 +94,7 @@ def training_arguments(training, output_dir: Path, bf16: bool, context: RunConte
         report_to="none",
         disable_tqdm=not context.show_progress,
         dataloader_num_workers=0,
+        ddp_find_unused_parameters=False,  # every trainable parameter takes part in each step (several GPUs)
     )
 
 
