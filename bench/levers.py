@@ -143,7 +143,7 @@ def train_levers(config, splits, samples: int, log) -> dict:
 
     def one(name, method="full", reference=False, **changes):
         model, tokenizer = _model(config, splits)
-        model = measure.wrap(model, method, config.task_lora("C") if method == "lora" else None)
+        model = measure.wrap(model, method, config.task_lora("C", "v1") if method == "lora" else None)
         training = base.model_copy(update=changes)
         bf16 = training.precision == "bf16"
         if reference:
@@ -186,7 +186,7 @@ def tune(config, splits, samples: int, log, grid=None, test_texts: int = 1520) -
     grid = grid or [("full", 32, 1e-4), ("full", 16, 1e-4), ("full", 16, 2e-4), ("full", 8, 1e-4)]
     for method, batch, rate in grid:
         model, tokenizer = _model(config, splits)
-        model = measure.wrap(model, method, config.task_lora("C") if method == "lora" else None)
+        model = measure.wrap(model, method, config.task_lora("C", "v1") if method == "lora" else None)
         training = base.model_copy(update={"batch_size": batch, "learning_rate": rate})
         run = measure.train_project(model, tokenizer, method, training, _ids(frame, tokenizer, config),
                                     frame["label"].tolist(), samples, context, False, 42)

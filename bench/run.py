@@ -97,7 +97,7 @@ def bench_model(name: str, sizes: Sizes, bench: BenchContext) -> dict:
     max_length = config.dataset.max_length
     full_training = config.task_training(bench.full_task, "v1")
     lora_training = config.task_training(bench.lora_task, "v1")
-    lora_settings = config.task_lora(bench.lora_task)
+    lora_settings = config.task_lora(bench.lora_task, "v1")
     result = {"model": config.models[0] if name == "minilm" else "bert-base-uncased architecture, random init",
               "weights": "pretrained" if name == "minilm" else "random (accuracy meaningless: not measured)",
               "parameters": counts.as_dict(), "precision": precision,
@@ -288,7 +288,7 @@ def settings(config: PipelineConfig, bench: BenchContext) -> dict:
                                                        "weight_decay", "group_by_length", "pad_to_multiple_of",
                                                        "precision")},
         "project_lora": {"learning_rate": lora.learning_rate, "batch_size": lora.batch_size,
-                         **config.task_lora(bench.lora_task).model_dump()},
+                         **config.task_lora(bench.lora_task, "v1").model_dump()},
         "reference": {**measure.REFERENCE, "padding": "max_length", "precision": "fp32", "order": "random",
                       "warmup": 0, "weight_decay": 0.0, "lora_learning_rate": lora.learning_rate,
                       "source": "transformers examples/pytorch/text-classification/run_classification.py"

@@ -90,6 +90,13 @@ class LoraConfig(Strict):
 
 LoraOverrides = _all_optional(LoraConfig, "LoraOverrides")
 
+
+class VariantConfig(TrainingOverrides):  # type: ignore[valid-type,misc]
+    """A named hyperparameter set that tasks list: training overrides and, for LoRA tasks, LoRA overrides.
+    A sweep is a set of variants: {r4: {lora: {r: 4}}, r16: {lora: {r: 16}}} gives C1_r4 and C1_r16."""
+
+    lora: LoraOverrides | None = None  # type: ignore[valid-type]
+
 # What each method needs: does it train, does it load a transformer, which settings block it reads.
 # module: the tasks/ module that runs it; settings: the config block it reads (a top-level default
 # that a task's own block overrides). A new PEFT method is a row here, a settings block below and a
@@ -120,7 +127,7 @@ class PipelineConfig(Strict):
     dataset: DatasetConfig = Field(default_factory=DatasetConfig)
     models: list[str] = Field(min_length=1)  # local folders or hub ids; numbered from 1 in run ids
     training: TrainingConfig = Field(default_factory=TrainingConfig)
-    variants: dict[str, TrainingOverrides] = Field(default_factory=lambda: {"v1": TrainingOverrides()})  # type: ignore[valid-type]
+    variants: dict[str, VariantConfig] = Field(default_factory=lambda: {"v1": VariantConfig()})
     lora: LoraConfig = Field(default_factory=LoraConfig)
     tasks: dict[str, TaskConfig] = Field(min_length=1)
 
@@ -157,6 +164,9 @@ class PipelineConfig(Strict):
                 if variant not in self.variants:
                     problems.append(f"{where}.variants: unknown variant {variant!r}{_did_you_mean(variant, self.variants)};"
                                     f" defined: {', '.join(self.variants) or 'none'}")
+                elif self.variants[variant].lora is not None and method["settings"] != "lora":
+                    problems.append(f"{where}.variants: variant {variant!r} sets lora, which method {task.method!r}"
+                                    f" does not take; give this task variants without lora")
             for number in task.models or []:
                 if number > len(self.models):
                     problems.append(f"{where}.models: there is no model {number}; `models` lists {len(self.models)}")
@@ -169,14 +179,16 @@ class PipelineConfig(Strict):
     def task_training(self, task: str, variant: str) -> TrainingConfig:
         """Defaults, then the variant, then the task's own overrides."""
         merged = self.training.model_dump()
-        merged.update(self.variants[variant].model_dump(exclude_none=True))
+        merged.update(self.variants[variant].model_dump(exclude_none=True, exclude={"lora"}))
         merged.update(self.tasks[task].training.model_dump(exclude_none=True))
         return TrainingConfig(**merged)
 
-    def task_lora(self, task: str) -> LoraConfig:
+    def task_lora(self, task: str, variant: str) -> LoraConfig:
+        """Defaults, then the variant's lora block, then the task's own."""
         merged = self.lora.model_dump()
-        if self.tasks[task].lora is not None:
-            merged.update(self.tasks[task].lora.model_dump(exclude_none=True))
+        for block in (self.variants[variant].lora, self.tasks[task].lora):
+            if block is not None:
+                merged.update(block.model_dump(exclude_none=True))
         return LoraConfig(**merged)
 
 

@@ -80,7 +80,6 @@ def _base_runs(config: PipelineConfig) -> list[Run]:
         if not task.enabled:
             continue
         method = METHODS[task.method]
-        lora = config.task_lora(task_name) if method["settings"] == "lora" else None
         if not method["uses_models"]:
             runs.append(Run(task_name, task_name, task.method, seed=config.seed))
             continue
@@ -90,6 +89,7 @@ def _base_runs(config: PipelineConfig) -> list[Run]:
                 runs.append(Run(f"{task_name}{number}", task_name, task.method, number, model, seed=config.seed))
                 continue
             for variant in task.variants:
+                lora = config.task_lora(task_name, variant) if method["settings"] == "lora" else None
                 runs.append(Run(f"{task_name}{number}_{variant}", task_name, task.method, number, model, variant,
                                 config.task_training(task_name, variant), lora, config.seed))
     return runs

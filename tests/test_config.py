@@ -91,10 +91,11 @@ def test_every_problem_is_reported_together():
     ({"method": "pretrained", "variants": ["v1"]}, r"method 'pretrained' does not train; remove variants"),
     ({"method": "full", "variants": ["v1"], "models": [3]}, r"tasks\.B\.models: there is no model 3"),
     ({"method": "full", "variants": ["v1"], "lora": {"r": 4}}, r"method 'full' takes no LoRA settings"),
+    ({"method": "full", "variants": ["r4"]}, r"tasks\.B\.variants: variant 'r4' sets lora, which method 'full' does not take"),
 ])
 def test_task_cross_checks(task, message):
     with pytest.raises(ConfigError, match=message):
-        validate(config_with(tasks={"B": task}))
+        validate(config_with(tasks={"B": task}, variants={"v1": {}, "r4": {"lora": {"r": 4}}}))
 
 
 def test_relative_paths_resolve_against_the_config_folder(tmp_path):
@@ -115,6 +116,21 @@ def test_variant_and_task_overrides_layer_over_defaults():
                       tasks={"B": {"method": "full", "variants": ["v1"], "training": {"epochs": 5}}})
     training = validate(raw).task_training("B", "v1")
     assert (training.epochs, training.learning_rate, training.batch_size) == (5, 5e-5, 8)
+
+
+def test_a_lora_rank_sweep_is_a_set_of_variants():
+    """Defaults < variant < task, for LoRA settings as for training; each variant is its own run."""
+    raw = config_with(lora={"r": 8, "lora_alpha": 32},
+                      variants={"r4": {"lora": {"r": 4, "lora_alpha": 16}}, "r16": {"lora": {"r": 16}, "epochs": 2}},
+                      tasks={"C": {"method": "lora", "variants": ["r4", "r16"],
+                                   "lora": {"target_modules": ["key"], "lora_alpha": 64}}})
+    runs = {run.run_id: run for run in build_plan(validate(raw))}
+    assert sorted(runs) == ["C1_r16", "C1_r4"]
+    assert (runs["C1_r4"].lora.r, runs["C1_r4"].lora.lora_alpha, runs["C1_r4"].lora.target_modules) == (4, 64, ["key"])
+    assert (runs["C1_r16"].lora.r, runs["C1_r16"].training.epochs) == (16, 2)
+    assert runs["C1_r4"].training.epochs == 3  # the variant's lora block leaves training alone
+    with pytest.raises(ConfigError, match=r"unknown key 'variants\.r4\.lora\.rank'; valid keys here: r, "):
+        validate(config_with(variants={"r4": {"lora": {"rank": 4}}}))
 
 
 def test_overrides_set_dotted_keys_with_yaml_types():
