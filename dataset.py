@@ -11,6 +11,8 @@ import csv
 import hashlib
 import io
 import json
+import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -164,9 +166,14 @@ def tokenize(texts: list[str], tokenizer, max_length: int, cache_dir: str | Path
     offsets = np.concatenate([[0], np.cumsum([len(x) for x in ids])]).astype(np.int64)
     flat = np.fromiter((t for x in ids for t in x), dtype=np.int32, count=int(offsets[-1]))
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(f".{np.random.randint(1 << 30)}.tmp.npz")
-    np.savez(temporary, ids=flat, offsets=offsets)
-    temporary.replace(path)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
+    try:  # written aside, then renamed: a killed writer never leaves half a cache file
+        with os.fdopen(handle, "wb") as file:
+            np.savez(file, ids=flat, offsets=offsets)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
     return ids
 
 

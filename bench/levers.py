@@ -134,6 +134,7 @@ def eval_levers(config, splits, texts: int, log) -> dict:
 def train_levers(config, splits, samples: int, log) -> dict:
     from bench import measure
     from dataset import _cap
+    from tasks.adapters import apply_method
     from tasks.base import RunContext
 
     frame = _cap(splits.train, 4 * samples, 42).reset_index(drop=True)  # pool: one mega-batch is `samples`
@@ -143,7 +144,7 @@ def train_levers(config, splits, samples: int, log) -> dict:
 
     def one(name, method="full", reference=False, **changes):
         model, tokenizer = _model(config, splits)
-        model = measure.wrap(model, method, config.task_lora("C", "v1") if method == "lora" else None)
+        model = apply_method(model, method, config.task_lora("C", "v1") if method == "lora" else None)
         training = base.model_copy(update=changes)
         bf16 = training.precision == "bf16"
         if reference:
@@ -176,6 +177,7 @@ def tune(config, splits, samples: int, log, grid=None, test_texts: int = 1520) -
     """Fine-tuning of MiniLM for `samples` samples: accuracy on `test_texts` test texts (0: all) per setting."""
     from bench import measure
     from dataset import _cap
+    from tasks.adapters import apply_method, merged
     from tasks.base import RunContext
 
     frame = splits.train  # the pipeline's 4,500 rows; `samples` of them are trained on, as the first part of B1
@@ -186,11 +188,11 @@ def tune(config, splits, samples: int, log, grid=None, test_texts: int = 1520) -
     grid = grid or [("full", 32, 1e-4), ("full", 16, 1e-4), ("full", 16, 2e-4), ("full", 8, 1e-4)]
     for method, batch, rate in grid:
         model, tokenizer = _model(config, splits)
-        model = measure.wrap(model, method, config.task_lora("C", "v1") if method == "lora" else None)
+        model = apply_method(model, method, config.task_lora("C", "v1") if method == "lora" else None)
         training = base.model_copy(update={"batch_size": batch, "learning_rate": rate})
         run = measure.train_project(model, tokenizer, method, training, _ids(frame, tokenizer, config),
                                     frame["label"].tolist(), samples, context, False, 42)
-        scores = measure.evaluate_project(measure.ready_for_inference(run["model"]), _ids(test, tokenizer, config),
+        scores = measure.evaluate_project(merged(run["model"]), _ids(test, tokenizer, config),
                                           tokenizer.pad_token_id, 32, CPU, False)
         accuracy = measure.accuracy(scores["probabilities"], test["label"])
         out[f"{method} batch {batch} lr {rate:g}"] = {"accuracy": round(accuracy, 4), "seconds": round(run["seconds"], 1),

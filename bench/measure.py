@@ -16,9 +16,8 @@ import torch
 from transformers import (DataCollatorWithPadding, PrinterCallback, Trainer, TrainingArguments,
                           default_data_collator)
 
-from bench.flops import count_parameters, forward_flops, synchronize, training_flops
+from bench.flops import count_parameters, synchronize, training_flops
 from evaluation.inference import predict_probabilities
-from tasks.adapters import apply_method
 from tasks.base import RunContext
 from tasks.finetune import TokenizedTexts, training_arguments
 
@@ -181,16 +180,3 @@ def _train(model, method: str, args, dataset, collate: CountingCollator, device:
             "precision": "bf16" if bf16 else "fp32", "train_loss": float(output.training_loss),
             "flops": flops, "achieved_gflops": flops / seconds / 1e9, "busy_gflops": busy / seconds / 1e9,
             "parameters": counts.as_dict(), "model": trainer.model, "seen": fed["seen"]}
-
-
-def ready_for_inference(model):
-    """LoRA folded into the base weights, as tasks/finetune.py does before test inference."""
-    return model.merge_and_unload() if hasattr(model, "merge_and_unload") else model
-
-
-def wrap(model, method: str, lora_settings):
-    return apply_method(model, method, lora_settings)
-
-
-def eval_flops(model, tokens: int, texts: int) -> float:
-    return forward_flops(count_parameters(model), tokens, texts)

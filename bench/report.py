@@ -25,7 +25,7 @@ def format_table(results: dict, models: list[str]) -> str:
             rows.append([name, f"train {method} samples/s ({r['train']['samples']} samples)",
                          f"{t['project']['samples_per_s']:.2f}", f"{t['reference']['samples_per_s']:.2f}",
                          f"{t['speedup_vs_reference']:.1f}x", _pct(t["utilization"]), _pct(t["reference_utilization"]),
-                         f"{_acc(t['accuracy'])} / {_acc(t['reference_accuracy'])}"])
+                         f"{format_accuracy(t['accuracy'])} / {format_accuracy(t['reference_accuracy'])}"])
     widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
     line = lambda row: "  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)).rstrip()
     return "\n".join([line(header), line(["-" * w for w in widths]), *map(line, rows)])
@@ -50,5 +50,5 @@ def _pct(value) -> str:
     return "" if value is None else f"{value:.0%}"
 
 
-def _acc(value) -> str:
+def format_accuracy(value) -> str:
     return "n/a" if value is None else f"{value:.4f}"

@@ -17,10 +17,12 @@ import torch
 
 from bench import measure
 from bench.flops import count_parameters, forward_flops, measure_peak, model_shapes
-from dataset import load_splits, tokenize
+from bench.report import format_accuracy
+from dataset import _cap, load_splits, tokenize
 from pipeline.config import PipelineConfig
 from pipeline.hardware import cpu_flags, describe, use_bf16
 from pipeline.models import load_classifier
+from tasks.adapters import apply_method, merged
 from tasks.base import RunContext
 
 
@@ -106,28 +108,28 @@ def bench_model(name: str, sizes: Sizes, bench: BenchContext) -> dict:
     del model
 
     # Peak: the model's Linear shapes, at the tokens of one evaluation batch of typical padded length.
-    rows = full_training.eval_batch_size * 64
+    peak_rows = full_training.eval_batch_size * 64
     dtype = torch.bfloat16 if bf16 else torch.float32
-    peak = measure_peak(shapes, rows, dtype, device, seconds_per_shape=sizes.peak_seconds)
-    other = measure_peak(shapes, rows, torch.float32 if bf16 else torch.bfloat16, device,
+    peak = measure_peak(shapes, peak_rows, dtype, device, seconds_per_shape=sizes.peak_seconds)
+    other = measure_peak(shapes, peak_rows, torch.float32 if bf16 else torch.bfloat16, device,
                          seconds_per_shape=sizes.peak_seconds / 2)
     other_precision = "fp32" if bf16 else "bf16"
     peaks = {precision: peak["gflops"], other_precision: other["gflops"]}
     result["peak_gflops"] = {"value": peak["gflops"], "precision": precision, "by_shape": peak["by_shape"],
-                             "rows": rows, "other_precision": {other_precision: other["gflops"],
+                             "rows": peak_rows, "other_precision": {other_precision: other["gflops"],
                                                                "by_shape": other["by_shape"]}}
     log(f"[{name}] peak {precision} matmul {peak['gflops']:.0f} GFLOP/s ({other_precision}: {other['gflops']:.0f})")
 
     def encode(frame):
         return tokenize(frame["text"].tolist(), tokenizer, max_length, config.dataset.cache_dir)
 
-    test = splits.test if sizes.test_texts is None else _subset(splits.test, sizes.test_texts, bench.seed)
+    test = splits.test if sizes.test_texts is None else _cap(splits.test, sizes.test_texts, bench.seed)
     started = time.perf_counter()
     test_ids = encode(test)
     tokenize_seconds = time.perf_counter() - started  # a cache hit after the first run: the project tokenises once
     # The pool is 4 x the samples, so the project's length grouping forms mega-batches of exactly the samples
     # trained (measure.train_project); the reference then trains on exactly the texts the project's run saw.
-    pool = _subset(splits.train, 4 * sizes.train_samples, bench.seed).reset_index(drop=True)
+    pool = _cap(splits.train, 4 * sizes.train_samples, bench.seed).reset_index(drop=True)
     pool_ids, pool_labels = encode(pool), pool["label"].tolist()
     position = {tuple(ids): i for i, ids in enumerate(pool_ids)}
     context = RunContext(config, splits, bench.run_dir, device, show_progress=False)
@@ -137,27 +139,25 @@ def bench_model(name: str, sizes: Sizes, bench: BenchContext) -> dict:
     for method, training in (("full", full_training), ("lora", lora_training)):
         runs = {}
         for side in ("project", "reference"):
-            def train(samples: int):
+            def train(samples: int) -> dict:
                 fresh, _ = load_model(name, bench, splits.class_names)
-                fresh = measure.wrap(fresh, method, lora_settings if method == "lora" else None)
+                fresh = apply_method(fresh, method, lora_settings if method == "lora" else None)
                 if side == "project":
-                    return fresh, measure.train_project(fresh, tokenizer, method, training, pool_ids, pool_labels,
-                                                        samples, context, bf16, bench.seed)
+                    return measure.train_project(fresh, tokenizer, method, training, pool_ids, pool_labels,
+                                                 samples, context, bf16, bench.seed)
                 # LoRA has no run_classification.py default; it gets the project's LoRA learning rate (task C).
                 rate = measure.REFERENCE["learning_rate"] if method == "full" else training.learning_rate
-                texts = pool["text"].iloc[rows[:samples]].tolist()
-                return fresh, measure.train_reference(fresh, tokenizer, method, texts,
-                                                      [pool_labels[i] for i in rows[:samples]], device, bench.seed,
-                                                      learning_rate=rate)
+                rows = trained_rows[:samples]  # the texts the project's timed run trained on, in its order
+                return measure.train_reference(fresh, tokenizer, method, pool["text"].iloc[rows].tolist(),
+                                               [pool_labels[i] for i in rows], device, bench.seed, learning_rate=rate)
 
             if sizes.warmup_samples:
                 train(sizes.warmup_samples)  # untimed, its model dropped: kernels loaded, shapes seen
-            fresh, run = train(sizes.train_samples)
+            run = train(sizes.train_samples)
+            seen = run.pop("seen")
             if side == "project":
-                rows = [position[ids] for ids in run.pop("seen")]
-            else:
-                run.pop("seen")
-            trained = measure.ready_for_inference(run.pop("model"))
+                trained_rows = [position[ids] for ids in seen]
+            trained = merged(run.pop("model"))
             run["utilization"] = run["achieved_gflops"] / peaks[run["precision"]]  # against its own precision
             run["busy_utilization"] = run["busy_gflops"] / peaks[run["precision"]]  # padding counted as work
             run["accuracy"] = None
@@ -173,8 +173,8 @@ def bench_model(name: str, sizes: Sizes, bench: BenchContext) -> dict:
             log(f"[{name}] train {method} {side}: {run['samples_per_s']:.2f} samples/s ({run['seconds']:.1f} s for"
                 f" {run['samples']} samples, batch {run['batch_size']}, lr {run['learning_rate']:g},"
                 f" padding {run['padding_share']:.0%}), utilization {run['utilization']:.0%},"
-                f" accuracy {_fmt(run['accuracy'])}")
-            del trained, fresh
+                f" accuracy {format_accuracy(run['accuracy'])}")
+            del trained
         result["train"][method] = {
             "project": runs["project"], "reference": runs["reference"],
             "speedup_vs_reference": runs["project"]["samples_per_s"] / runs["reference"]["samples_per_s"],
@@ -200,7 +200,7 @@ def _evaluation(name: str, model, tokenizer, test, test_ids, tokenize_seconds, s
     project = measure.evaluate_project(model, test_ids, tokenizer.pad_token_id, batch_size, device, bf16)
     probabilities = project.pop("probabilities")
     flops = forward_flops(counts, project["tokens"], project["texts"])
-    loop_rows = _subset(test.reset_index(drop=True), sizes.per_text_texts, bench.seed).index  # positions in test
+    loop_rows = _cap(test.reset_index(drop=True), sizes.per_text_texts, bench.seed).index  # positions in test
     loop_ids = [test_ids[i] for i in loop_rows]
     loop_texts = test["text"].iloc[loop_rows].tolist()
     again = measure.evaluate_project(model, loop_ids, tokenizer.pad_token_id, batch_size, device, bf16)
@@ -295,14 +295,3 @@ def settings(config: PipelineConfig, bench: BenchContext) -> dict:
                                 " (max_seq_length=128, pad_to_max_length=True) + TrainingArguments defaults"},
         "max_length": config.dataset.max_length,
     }
-
-
-def _subset(frame, count: int, seed: int):
-    """A fixed stratified subset, in file order (dataset._cap: the same rows every run)."""
-    from dataset import _cap
-
-    return _cap(frame, count, seed)
-
-
-def _fmt(value) -> str:
-    return "n/a" if value is None else f"{value:.4f}"

@@ -19,14 +19,11 @@ def latest_checkpoint(checkpoints_dir: Path) -> Path | None:
     return max(candidates)[1] if candidates else None
 
 
-def remove_incomplete_checkpoints(checkpoints_dir: Path) -> list[Path]:
+def remove_incomplete_checkpoints(checkpoints_dir: Path) -> None:
     """Delete checkpoint folders without a readable trainer_state.json (the Trainer writes it last)."""
-    removed = []
     for folder in Path(checkpoints_dir).glob("checkpoint-*"):
         if folder.is_dir() and _read_state(folder) is None:
             shutil.rmtree(folder, ignore_errors=True)
-            removed.append(folder)
-    return removed
 
 
 def epoch_rows(checkpoints_dir: Path) -> list[dict]:
@@ -60,11 +57,7 @@ def rows_from_log_history(log_history: list[dict]) -> list[dict]:
 
 def best_row(rows: list[dict]) -> dict | None:
     """The first epoch with the highest validation accuracy (the Trainer keeps the first of ties)."""
-    best = None
-    for row in rows:
-        if best is None or row["validation_accuracy"] > best["validation_accuracy"]:
-            best = row
-    return best
+    return max(rows, key=lambda row: row["validation_accuracy"], default=None)
 
 
 def _read_state(checkpoint: Path) -> dict | None:

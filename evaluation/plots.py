@@ -15,6 +15,8 @@ import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import FuncFormatter  # noqa: E402
 
+from evaluation.statistics import CONFIDENCE, SIGNIFICANCE  # noqa: E402
+
 DPI = 110
 ROW_INCHES = 0.32  # height per run in the comparison charts, so run ids never overlap
 FOCUS = 0.15  # accuracy / F1 charts span the runs within this of the best; runs further below sit at the edge
@@ -109,12 +111,12 @@ def confusion_heatmap(record: dict, folder: Path) -> Path | None:
 
 
 def accuracy_chart(summary: pd.DataFrame, folder: Path) -> Path | None:
-    return _interval_chart(summary, "test_accuracy", "test accuracy (95% bootstrap interval)",
+    return _interval_chart(summary, "test_accuracy", f"test accuracy ({CONFIDENCE:.0%} bootstrap interval)",
                            folder / "compare-test-accuracy.png")
 
 
 def f1_chart(summary: pd.DataFrame, folder: Path) -> Path | None:
-    return _interval_chart(summary, "f1_macro", "macro-F1 (95% bootstrap interval)", folder / "compare-f1-macro.png")
+    return _interval_chart(summary, "f1_macro", f"macro-F1 ({CONFIDENCE:.0%} bootstrap interval)", folder / "compare-f1-macro.png")
 
 
 def seconds_per_epoch_chart(summary: pd.DataFrame, folder: Path) -> Path | None:
@@ -187,7 +189,7 @@ def _interval_chart(summary: pd.DataFrame, column: str, label: str, path: Path) 
                       fontweight="bold" if note.strip() == "best" else "normal")
     notes = []
     if column == "test_accuracy":
-        notes.append("tied = not significantly different from the best run (McNemar p >= 0.05)")
+        notes.append(f"tied = not significantly different from the best run (McNemar p >= {SIGNIFICANCE:g})")
     if not shown.all():
         notes.append(f"◄ = more than {FOCUS:.2f} below the best, off the axis (value on the right)")
     axes.set_xlabel(label)

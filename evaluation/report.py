@@ -11,7 +11,7 @@ import pandas as pd
 
 from evaluation import plots
 from evaluation.statistics import CONFIDENCE, EXACT_BELOW, RESAMPLES, SIGNIFICANCE
-from evaluation.summary import read_records, rebuild_summaries, seed_means
+from evaluation.summary import read_records, rebuild_summaries, seed_means, with_interval
 from pipeline.files import write_text_atomic
 
 
@@ -76,8 +76,8 @@ def _runs_section(complete: pd.DataFrame, reference_run: str | None) -> list[str
             "**best**" if is_best else f"{'yes' if row['tied_with_best'] else 'no'} ({_p(row['p_vs_best'])})")
         cells = [f"**{row['run_id']}**" if is_best else row["run_id"], row["task"], row["method"],
                  _text(row["model"]), _text(row["variant"]), _number(row["seconds_per_epoch"], "{:.1f}"),
-                 _number(row["validation_accuracy"], "{:.4f}"), _interval(row, "test_accuracy"),
-                 _interval(row, "f1_macro"), _number(row["trainable_percent"], "{:.3g}"), tied]
+                 _number(row["validation_accuracy"], "{:.4f}"), with_interval(row, "test_accuracy"),
+                 with_interval(row, "f1_macro"), _number(row["trainable_percent"], "{:.3g}"), tied]
         if with_reference:
             cells.append("reference" if row["run_id"] == row["reference_run"] else _p(row["p_vs_reference"]))
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
@@ -146,13 +146,6 @@ def _plots_section(figures: dict[str, list[Path]], output_dir: Path) -> list[str
             lines.append("")
     return lines
 
-
-def _interval(row, column: str) -> str:
-    if pd.isna(row[column]):
-        return "-"
-    if pd.isna(row[f"{column}_low"]):
-        return f"{row[column]:.4f}"
-    return f"{row[column]:.4f} [{row[f'{column}_low']:.4f}, {row[f'{column}_high']:.4f}]"
 
 
 def _mean_std(row, metric: str) -> str:

@@ -61,7 +61,7 @@ def _print_dry_run(config: PipelineConfig, runs: list[Run], log, note, states: d
         unknown |= METHODS[run.method]["uses_models"] and estimate.seconds is None
         state = f"  [{states[run.run_id]}]" if run.run_id in states else ""
         log(f"{run.describe()}  {_parameters(run, estimate)}  {_time(run, estimate)}{state}")
-    note(f"{len(runs)} runs; estimated time {'unknown (see above)' if unknown else _clock(total)}."
+    note(f"{len(runs)} runs; estimated time {'unknown (see above)' if unknown else clock(total)}."
         " Estimates time a few training steps and one inference batch per distinct setup (pipeline/estimate.py);"
         " expect the real time within about a factor of 1.5.")
 
@@ -236,10 +236,11 @@ def _time(run: Run, estimate: Estimate) -> str:
         return "time=seconds (TF-IDF, not timed)"
     if estimate.seconds is None:
         return "time=unknown" + (f" ({estimate.unknown_because})" if estimate.trainable is not None else "")
-    return f"time≈{_clock(estimate.seconds)}"
+    return f"time≈{clock(estimate.seconds)}"
 
 
-def _clock(seconds: float) -> str:
+def clock(seconds: float) -> str:
+    """12m05s, or 1h02m05s."""
     minutes, seconds = divmod(int(round(seconds)), 60)
     hours, minutes = divmod(minutes, 60)
     return f"{hours}h{minutes:02d}m{seconds:02d}s" if hours else f"{minutes}m{seconds:02d}s"

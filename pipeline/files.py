@@ -37,9 +37,7 @@ def write_csv_atomic(path: Path, frame: pd.DataFrame) -> None:
 
 
 def _jsonable(value):
-    if hasattr(value, "item"):  # numpy scalars
-        return value.item()
-    if hasattr(value, "tolist"):
+    if hasattr(value, "tolist"):  # numpy scalars and arrays
         return value.tolist()
     if isinstance(value, Path):
         return str(value)

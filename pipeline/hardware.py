@@ -24,14 +24,19 @@ def cpu_has_amx() -> bool:
 
 def cpu_flags() -> set[str]:
     """The CPU's feature flags (Linux /proc/cpuinfo); empty where that cannot be read."""
+    return set(_cpuinfo("flags").split())
+
+
+def _cpuinfo(field: str) -> str:
+    """The first value of `field` in /proc/cpuinfo; empty where that cannot be read (not Linux)."""
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as file:
             for line in file:
-                if line.startswith("flags"):
-                    return set(line.split(":", 1)[1].split())
+                if line.startswith(field):
+                    return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return set()
+    return ""
 
 
 def use_bf16(precision: str, device: torch.device) -> bool:
@@ -45,14 +50,7 @@ def use_bf16(precision: str, device: torch.device) -> bool:
 def describe(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    model = "unknown CPU"
-    try:
-        for line in open("/proc/cpuinfo", encoding="utf-8"):
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    model = _cpuinfo("model name") or "unknown CPU"
     return f"{model}, {torch.get_num_threads()} threads, AMX {'yes' if cpu_has_amx() else 'no'}"
 
 

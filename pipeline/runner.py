@@ -20,6 +20,7 @@ from evaluation.metrics import classification_metrics
 from evaluation.report import rebuild_outputs
 from evaluation.summary import format_table, read_records
 from pipeline.config import METHODS, PipelineConfig
+from pipeline.estimate import clock
 from pipeline.files import write_csv_atomic, write_json_atomic, write_text_atomic
 from pipeline.hardware import describe, is_main_process, pick_device
 from pipeline.lock import LockedError, OutputLock
@@ -109,14 +110,14 @@ def run_plan(config: PipelineConfig, runs: list[Run], splits: Splits, force: boo
             continue
         eta = _eta([r for r in runs[number - 1:] if actions[r.run_id] != SKIP], durations)
         log(f"[{number}/{len(runs)}] {run.run_id}  {'resuming' if action == RESUME else 'running'}"
-            f"  elapsed {_clock(time.perf_counter() - started)}  ETA {eta}")
+            f"  elapsed {clock(time.perf_counter() - started)}  ETA {eta}")
         if is_main_process():
             begin(run, config, action)
         context = RunContext(config, splits, output / run.run_id, device, show_progress)
         outcome = execute(run, context, fingerprint(run, config))
         durations.setdefault(run.method, []).append(outcome.seconds)
         outcomes.append(outcome)
-        log(f"      {run.run_id} {outcome.status} in {_clock(outcome.seconds)}"
+        log(f"      {run.run_id} {outcome.status} in {clock(outcome.seconds)}"
             + (f": {outcome.error}" if outcome.error else ""))
     if is_main_process():
         summary = rebuild_outputs(output, config.reference_run)
@@ -175,7 +176,7 @@ def execute(run: Run, context: RunContext, run_fingerprint: str | None = None) -
                    "peak_cuda_mb": round(memory.cuda_mb, 1) if memory.cuda_mb is not None else None},
     }
     if result is not None and error is None:
-        record.update(_result_fields(run, result, context))
+        record.update(_result_fields(result, context))
         write_csv_atomic(context.run_dir / "predictions.csv", predictions_frame(result, context.splits))
         write_csv_atomic(context.run_dir / "epochs.csv", pd.DataFrame(result.epochs, columns=_epoch_columns(result)))
     write_json_atomic(context.run_dir / "metrics.json", record)
@@ -202,7 +203,7 @@ def environment(context: RunContext) -> dict:
             "device": str(context.device), "device_name": describe(context.device)}
 
 
-def _result_fields(run: Run, result: TaskResult, context: RunContext) -> dict:
+def _result_fields(result: TaskResult, context: RunContext) -> dict:
     labels = context.splits.test["label"].to_numpy()
     metrics = classification_metrics(labels, result.probabilities.argmax(axis=1), context.splits.class_names)
     best = best_row(result.epochs)
@@ -259,9 +260,4 @@ def _eta(remaining: list[Run], durations: dict[str, list[float]]) -> str:
         if guess is None:
             return "unknown until a run of each kind has finished"
         total += guess
-    return _clock(total)
-
-
-def _clock(seconds: float) -> str:
-    minutes, seconds = divmod(int(seconds), 60)
-    return f"{minutes}m{seconds:02d}s"
+    return clock(total)

@@ -20,6 +20,7 @@ import pandas as pd
 
 from pipeline.config import ConfigError, PipelineConfig, _did_you_mean
 from pipeline.files import write_csv_atomic
+from tasks.adapters import merged
 
 
 class RunUnusable(ConfigError):
@@ -99,7 +100,7 @@ def export(trained: TrainedRun, folder: Path) -> Path:
     folder = Path(folder)
     if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
         raise ConfigError(f"export: {folder} already exists and is not an empty folder; name a new folder")
-    model = trained.model.merge_and_unload() if trained.is_adapter else trained.model
+    model = merged(trained.model)
     with _quiet_transformers():
         model.save_pretrained(str(folder))
     trained.tokenizer.model_max_length = trained.max_length

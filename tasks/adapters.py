@@ -113,3 +113,8 @@ def check_runs(runs) -> None:
             lora_targets(skeleton, run.lora.target_modules)
         except AdapterError as error:
             raise ModelError(f"tasks.{run.task}.lora.target_modules: {error}") from None
+
+
+def merged(model):
+    """LoRA (or any PEFT adapter that can) folded into the base weights: the plain model's speed at inference."""
+    return model.merge_and_unload() if hasattr(model, "merge_and_unload") else model

@@ -14,7 +14,7 @@ from evaluation.inference import predict_probabilities
 from evaluation.metrics import validation_metrics
 from pipeline.hardware import is_main_process, use_bf16
 from pipeline.models import count_parameters, load_classifier
-from tasks.adapters import apply_method
+from tasks.adapters import apply_method, merged
 from tasks.base import RunContext, TaskResult
 
 
@@ -31,10 +31,11 @@ def run(run, context: RunContext) -> TaskResult:
         ids = tokenize(frame["text"].tolist(), tokenizer, config.dataset.max_length, config.dataset.cache_dir)
         return ids, frame["label"].tolist()
 
-    train_set = TokenizedTexts(*encode(splits.train))
+    train_ids, train_labels = encode(splits.train)
+    train_set = TokenizedTexts(train_ids, train_labels)
     eval_sets = {"validation": TokenizedTexts(*encode(splits.validation), longest_first=True)}
     if training.eval_on_train:
-        eval_sets["train"] = TokenizedTexts(*encode(splits.train), longest_first=True)
+        eval_sets["train"] = TokenizedTexts(train_ids, train_labels, longest_first=True)
 
     checkpoints = context.run_dir / "checkpoints"
     clock = ElapsedTime()
@@ -60,8 +61,7 @@ def run(run, context: RunContext) -> TaskResult:
 
     test_ids = tokenize(splits.test["text"].tolist(), tokenizer, config.dataset.max_length, config.dataset.cache_dir)
     # Adapters folded into the base weights predict the same, at the speed of the plain model.
-    final = trainer.model.merge_and_unload() if hasattr(trainer.model, "merge_and_unload") else trainer.model
-    probabilities, test_seconds = predict_probabilities(final, test_ids, tokenizer.pad_token_id,
+    probabilities, test_seconds = predict_probabilities(merged(trainer.model), test_ids, tokenizer.pad_token_id,
                                                         training.eval_batch_size, context.device, bf16)
     return TaskResult(probabilities=probabilities, test_seconds=test_seconds, precision="bf16" if bf16 else "fp32",
                       trainable_parameters=trainable, total_parameters=total, train_seconds=clock.elapsed,
