@@ -46,9 +46,9 @@ from pathlib import Path
 out = Path(sys.argv[1])
 square = json.loads((out / "peak-gpu.json").read_text())["bf16_8192_cubed"]["gflops"]
 for name in ("results-gpu.json", "results-gpu-batch128.json"):
-    r = json.loads((out / name).read_text())["bert_base"]
+    results = json.loads((out / name).read_text())
+    r, batch = results["bert_base"], results["settings"]["project_full"]["batch_size"]
     peak = r["peak_gflops"]
-    batch = json.loads((out / name).read_text())["settings"]["project_full"]["batch_size"]
     print(f"\n{name}: bert-base, {r['precision']}, training batch {batch}; bf16 peak {peak['value'] / 1000:.0f} TFLOP/s"
           f" at its shapes ({peak['rows']} rows), {square / 1000:.0f} at 8192^3")
     e = r["eval"]

@@ -58,19 +58,17 @@ def _ids(frame, tokenizer, config):
 
 def _batched(model, ids, pad_id, batch_size, sort=True, width=None, autocast=False, grad=False, multiple=None):
     """Like evaluation.inference.predict_probabilities, with each lever switchable; returns texts/s."""
+    from evaluation.inference import pad_batch
+
     order = np.argsort([-len(x) for x in ids], kind="stable") if sort else np.arange(len(ids))
     context = torch.enable_grad() if grad else torch.inference_mode()
     start = time.perf_counter()
     with context, torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
         for begin in range(0, len(order), batch_size):
-            batch = order[begin: begin + batch_size]
-            w = width or max(len(ids[i]) for i in batch)
+            batch = [ids[i] for i in order[begin: begin + batch_size]]
+            w = width or max(len(x) for x in batch)
             w = -(-w // multiple) * multiple if multiple else w
-            input_ids = torch.full((len(batch), w), pad_id, dtype=torch.long)
-            mask = torch.zeros((len(batch), w), dtype=torch.long)
-            for row, index in enumerate(batch):
-                input_ids[row, : len(ids[index])] = torch.as_tensor(ids[index])
-                mask[row, : len(ids[index])] = 1
+            input_ids, mask = pad_batch(batch, pad_id, w)
             model(input_ids=input_ids, attention_mask=mask).logits.float().argmax(-1)
     return len(ids) / (time.perf_counter() - start)
 

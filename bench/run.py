@@ -20,7 +20,7 @@ from bench.flops import count_parameters, forward_flops, measure_peak, model_sha
 from bench.report import format_accuracy
 from dataset import _cap, load_splits, tokenize
 from pipeline.config import PipelineConfig
-from pipeline.hardware import cpu_flags, describe, use_bf16
+from pipeline.hardware import cpu_flags, cpu_has_amx, describe, use_bf16
 from pipeline.models import load_classifier
 from tasks.adapters import apply_method, merged
 from tasks.base import RunContext
@@ -274,9 +274,8 @@ def machine(device: torch.device) -> dict:
             "python": platform.python_version()}
     if device.type == "cpu":
         info["cpu_capability"] = torch.backends.cpu.get_cpu_capability()
-        flags = cpu_flags()
-        info["avx512_bf16"] = "avx512_bf16" in flags
-        info["amx"] = {"amx_bf16", "amx_tile"} <= flags
+        info["avx512_bf16"] = "avx512_bf16" in cpu_flags()
+        info["amx"] = cpu_has_amx()
     return info
 
 

@@ -22,13 +22,8 @@ def predict_probabilities(model, token_ids: list[list[int]], pad_token_id: int, 
     with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
         for begin in range(0, len(order), batch_size):
             batch = order[begin: begin + batch_size]
-            width = len(token_ids[batch[0]])
-            input_ids = torch.full((len(batch), width), pad_token_id, dtype=torch.long)
-            attention_mask = torch.zeros((len(batch), width), dtype=torch.long)
-            for row, index in enumerate(batch):
-                ids = token_ids[index]
-                input_ids[row, : len(ids)] = torch.as_tensor(ids)
-                attention_mask[row, : len(ids)] = 1
+            input_ids, attention_mask = pad_batch([token_ids[i] for i in batch], pad_token_id,
+                                                  width=len(token_ids[batch[0]]))
             logits = model(input_ids=input_ids.to(device), attention_mask=attention_mask.to(device)).logits
             probabilities = torch.softmax(logits.float(), dim=-1).cpu().numpy()
             for row, index in enumerate(batch):
@@ -37,3 +32,13 @@ def predict_probabilities(model, token_ids: list[list[int]], pad_token_id: int, 
         torch.cuda.synchronize(device)
     seconds = time.perf_counter() - start
     return np.stack(rows) if rows else np.zeros((0, 0)), seconds
+
+
+def pad_batch(rows: list[list[int]], pad_token_id: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """input_ids and attention_mask [len(rows), width]: each row's ids, then padding the mask leaves out."""
+    input_ids = torch.full((len(rows), width), pad_token_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for row, ids in enumerate(rows):
+        input_ids[row, : len(ids)] = torch.as_tensor(ids)
+        attention_mask[row, : len(ids)] = 1
+    return input_ids, attention_mask
