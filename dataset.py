@@ -11,8 +11,6 @@ import csv
 import hashlib
 import io
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,7 +18,8 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
-from pipeline.config import DatasetConfig
+from core.config import DatasetConfig
+from core.files import atomic_file
 
 
 class DataError(Exception):
@@ -107,9 +106,9 @@ def load_splits(config: DatasetConfig) -> Splits:
                         f" {len(classes)} classes with {len(train)} training rows")
     train, validation = _stratified_split(train, config.validation_size, config.split_seed)
     return Splits(
-        train=_cap(train, config.max_train_samples, config.split_seed),
-        validation=_cap(validation, config.max_eval_samples, config.split_seed),
-        test=_cap(test, config.max_test_samples, config.split_seed),
+        train=stratified_sample(train, config.max_train_samples, config.split_seed),
+        validation=stratified_sample(validation, config.max_eval_samples, config.split_seed),
+        test=stratified_sample(test, config.max_test_samples, config.split_seed),
         source=config.source,
         class_names=classes,
     )
@@ -137,7 +136,7 @@ def _stratified_split(frame: pd.DataFrame, size: int, seed: int) -> tuple[pd.Dat
     return keep.sort_values("row").reset_index(drop=True), held_out.sort_values("row").reset_index(drop=True)
 
 
-def _cap(frame: pd.DataFrame, limit: int | None, seed: int) -> pd.DataFrame:
+def stratified_sample(frame: pd.DataFrame, limit: int | None, seed: int) -> pd.DataFrame:
     """A stratified sample of `limit` rows, in file order; the frame itself when it is small enough."""
     if limit is None or limit >= len(frame):
         return frame
@@ -165,15 +164,8 @@ def tokenize(texts: list[str], tokenizer, max_length: int, cache_dir: str | Path
     ids = tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]
     offsets = np.concatenate([[0], np.cumsum([len(x) for x in ids])]).astype(np.int64)
     flat = np.fromiter((t for x in ids for t in x), dtype=np.int32, count=int(offsets[-1]))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
-    try:  # written aside, then renamed: a killed writer never leaves half a cache file
-        with os.fdopen(handle, "wb") as file:
-            np.savez(file, ids=flat, offsets=offsets)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    with atomic_file(path, "wb") as file:  # a killed writer never leaves half a cache file
+        np.savez(file, ids=flat, offsets=offsets)
     return ids
 
 

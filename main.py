@@ -69,7 +69,7 @@ def report_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    from pipeline.config import load_config
+    from core.config import load_config
     from pipeline.plan import build_plan
 
     config = load_config(args.config, args.overrides)
@@ -92,14 +92,14 @@ def run(args) -> int:
 
 
 def predict(args) -> int:
-    from pipeline.config import load_config
+    from core.config import load_config
     from pipeline.trained import predict_command
 
     return predict_command(load_config(args.config), args.run_id, args.texts, args.file, args.out)
 
 
 def export(args) -> int:
-    from pipeline.config import load_config
+    from core.config import load_config
     from pipeline.trained import export_command
 
     return export_command(load_config(args.config), args.run_id, args.dir)
@@ -108,7 +108,7 @@ def export(args) -> int:
 def report(args) -> int:
     from pathlib import Path
 
-    from pipeline.config import ConfigError, load_config
+    from core.config import ConfigError, load_config
     from pipeline.plan import build_plan
 
     config = load_config(args.config, args.overrides)
@@ -146,7 +146,7 @@ def parse_args(argv: list[str]) -> tuple[str, argparse.Namespace]:
 
 
 def main(argv=None) -> int:
-    from pipeline.config import ConfigError
+    from core.config import ConfigError
 
     try:
         name, args = parse_args(list(sys.argv[1:] if argv is None else argv))

@@ -31,7 +31,7 @@ def main(argv=None) -> int:
     parser.add_argument("--models", nargs="+", default=["minilm", "bert_base"], choices=["minilm", "bert_base"])
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp32"],
-                        help="auto: bf16 on GPUs and AMX CPUs, else fp32 (pipeline/hardware.py)")
+                        help="auto: bf16 on GPUs and AMX CPUs, else fp32 (core/hardware.py)")
     parser.add_argument("--config", default=str(ROOT / "config.yaml"),
                         help="the project config whose tasks B (full) and C (LoRA) give the training settings")
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted config overrides")
@@ -43,9 +43,9 @@ def main(argv=None) -> int:
     hf_logging.disable_progress_bar()  # "Loading weights" bars, once per model load
     from bench.report import format_table, jsonable
     from bench.run import run_benchmark
-    from pipeline.config import load_config
-    from pipeline.files import write_json_atomic
-    from pipeline.hardware import pick_device
+    from core.config import load_config
+    from core.files import write_json_atomic
+    from core.hardware import pick_device
 
     device = pick_device() if args.device == "auto" else torch.device(args.device)
     config = load_config(args.config, args.overrides)

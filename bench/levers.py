@@ -34,14 +34,14 @@ CPU = torch.device("cpu")
 
 def _setup(config_path: str):
     from dataset import load_splits
-    from pipeline.config import load_config
+    from core.config import load_config
 
     config = load_config(config_path)
     return config, load_splits(config.dataset)
 
 
 def _model(config, splits, attention: str | None = None):
-    from pipeline.models import load_classifier
+    from core.models import load_classifier
 
     torch.manual_seed(42)
     model, tokenizer = load_classifier(config.models[0], len(splits.class_names), splits.class_names)
@@ -75,9 +75,9 @@ def _batched(model, ids, pad_id, batch_size, sort=True, width=None, autocast=Fal
 
 def eval_levers(config, splits, texts: int, log) -> dict:
     from bench.flops import measure_peak, model_shapes
-    from dataset import _cap, tokenize
+    from dataset import stratified_sample, tokenize
 
-    frame = _cap(splits.test, texts, 42)
+    frame = stratified_sample(splits.test, texts, 42)
     model, tokenizer = _model(config, splits)
     ids = _ids(frame, tokenizer, config)
     pad = tokenizer.pad_token_id
@@ -131,11 +131,11 @@ def eval_levers(config, splits, texts: int, log) -> dict:
 
 def train_levers(config, splits, samples: int, log) -> dict:
     from bench import measure
-    from dataset import _cap
+    from dataset import stratified_sample
     from tasks.adapters import apply_method
     from tasks.base import RunContext
 
-    frame = _cap(splits.train, 4 * samples, 42).reset_index(drop=True)  # pool: one mega-batch is `samples`
+    frame = stratified_sample(splits.train, 4 * samples, 42).reset_index(drop=True)  # pool: one mega-batch is `samples`
     base = config.task_training("B", "v1")
     out = {"samples": samples, "pool": len(frame)}
     context = RunContext(config, splits, Path("/tmp"), CPU, show_progress=False)
@@ -174,12 +174,12 @@ def train_levers(config, splits, samples: int, log) -> dict:
 def tune(config, splits, samples: int, log, grid=None, test_texts: int = 1520) -> dict:
     """Fine-tuning of MiniLM for `samples` samples: accuracy on `test_texts` test texts (0: all) per setting."""
     from bench import measure
-    from dataset import _cap
+    from dataset import stratified_sample
     from tasks.adapters import apply_method, merged
     from tasks.base import RunContext
 
     frame = splits.train  # the pipeline's 4,500 rows; `samples` of them are trained on, as the first part of B1
-    test = _cap(splits.test, test_texts, 42) if test_texts else splits.test
+    test = stratified_sample(splits.test, test_texts, 42) if test_texts else splits.test
     context = RunContext(config, splits, Path("/tmp"), CPU, show_progress=False)
     base = config.task_training("B", "v1")
     out = {"samples": samples, "test_texts": len(test)}

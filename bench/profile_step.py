@@ -35,8 +35,8 @@ def main(argv=None) -> int:
     from bench import measure
     from bench.run import BenchContext, load_model
     from dataset import load_splits, tokenize
-    from pipeline.config import load_config
-    from pipeline.hardware import pick_device, use_bf16
+    from core.config import load_config
+    from core.hardware import pick_device, use_bf16
     from tasks.base import RunContext
 
     config = load_config(args.config, args.overrides)

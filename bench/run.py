@@ -18,10 +18,10 @@ import torch
 from bench import measure
 from bench.flops import count_parameters, forward_flops, measure_peak, model_shapes
 from bench.report import format_accuracy
-from dataset import _cap, load_splits, tokenize
-from pipeline.config import PipelineConfig
-from pipeline.hardware import cpu_flags, cpu_has_amx, describe, use_bf16
-from pipeline.models import load_classifier
+from dataset import stratified_sample, load_splits, tokenize
+from core.config import PipelineConfig
+from core.hardware import cpu_flags, cpu_has_amx, describe, use_bf16
+from core.models import load_classifier
 from tasks.adapters import apply_method, merged
 from tasks.base import RunContext
 
@@ -123,13 +123,13 @@ def bench_model(name: str, sizes: Sizes, bench: BenchContext) -> dict:
     def encode(frame):
         return tokenize(frame["text"].tolist(), tokenizer, max_length, config.dataset.cache_dir)
 
-    test = splits.test if sizes.test_texts is None else _cap(splits.test, sizes.test_texts, bench.seed)
+    test = splits.test if sizes.test_texts is None else stratified_sample(splits.test, sizes.test_texts, bench.seed)
     started = time.perf_counter()
     test_ids = encode(test)
     tokenize_seconds = time.perf_counter() - started  # a cache hit after the first run: the project tokenises once
     # The pool is 4 x the samples, so the project's length grouping forms mega-batches of exactly the samples
     # trained (measure.train_project); the reference then trains on exactly the texts the project's run saw.
-    pool = _cap(splits.train, 4 * sizes.train_samples, bench.seed).reset_index(drop=True)
+    pool = stratified_sample(splits.train, 4 * sizes.train_samples, bench.seed).reset_index(drop=True)
     pool_ids, pool_labels = encode(pool), pool["label"].tolist()
     position = {tuple(ids): i for i, ids in enumerate(pool_ids)}
     context = RunContext(config, splits, bench.run_dir, device, show_progress=False)
@@ -200,7 +200,7 @@ def _evaluation(name: str, model, tokenizer, test, test_ids, tokenize_seconds, s
     project = measure.evaluate_project(model, test_ids, tokenizer.pad_token_id, batch_size, device, bf16)
     probabilities = project.pop("probabilities")
     flops = forward_flops(counts, project["tokens"], project["texts"])
-    loop_rows = _cap(test.reset_index(drop=True), sizes.per_text_texts, bench.seed).index  # positions in test
+    loop_rows = stratified_sample(test.reset_index(drop=True), sizes.per_text_texts, bench.seed).index  # positions in test
     loop_ids = [test_ids[i] for i in loop_rows]
     loop_texts = test["text"].iloc[loop_rows].tolist()
     again = measure.evaluate_project(model, loop_ids, tokenizer.pad_token_id, batch_size, device, bf16)

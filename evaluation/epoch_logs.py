@@ -1,29 +1,12 @@
 """Per-epoch rows parsed from the Trainer's checkpoints (trainer_state.json's log_history)."""
 from __future__ import annotations
 
-import json
-import shutil
 from pathlib import Path
+
+from core.checkpoints import latest_checkpoint, read_state
 
 EPOCH_COLUMNS = ["epoch", "step", "train_loss", "validation_loss", "validation_accuracy", "validation_f1_macro",
                  "learning_rate", "elapsed_seconds"]
-
-
-def latest_checkpoint(checkpoints_dir: Path) -> Path | None:
-    """The newest checkpoint whose trainer_state.json parses (a half-written one is passed over)."""
-    candidates = []
-    for folder in Path(checkpoints_dir).glob("checkpoint-*"):
-        step = folder.name.split("-")[-1]
-        if step.isdigit() and _read_state(folder) is not None:
-            candidates.append((int(step), folder))
-    return max(candidates)[1] if candidates else None
-
-
-def remove_incomplete_checkpoints(checkpoints_dir: Path) -> None:
-    """Delete checkpoint folders without a readable trainer_state.json (the Trainer writes it last)."""
-    for folder in Path(checkpoints_dir).glob("checkpoint-*"):
-        if folder.is_dir() and _read_state(folder) is None:
-            shutil.rmtree(folder, ignore_errors=True)
 
 
 def epoch_rows(checkpoints_dir: Path) -> list[dict]:
@@ -31,7 +14,7 @@ def epoch_rows(checkpoints_dir: Path) -> list[dict]:
     checkpoint = latest_checkpoint(checkpoints_dir)
     if checkpoint is None:
         return []
-    return rows_from_log_history(_read_state(checkpoint)["log_history"])
+    return rows_from_log_history(read_state(checkpoint)["log_history"])
 
 
 def rows_from_log_history(log_history: list[dict]) -> list[dict]:
@@ -58,11 +41,3 @@ def rows_from_log_history(log_history: list[dict]) -> list[dict]:
 def best_row(rows: list[dict]) -> dict | None:
     """The first epoch with the highest validation accuracy (the Trainer keeps the first of ties)."""
     return max(rows, key=lambda row: row["validation_accuracy"], default=None)
-
-
-def _read_state(checkpoint: Path) -> dict | None:
-    try:
-        state = json.loads((checkpoint / "trainer_state.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return state if isinstance(state, dict) and "log_history" in state else None

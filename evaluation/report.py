@@ -12,7 +12,7 @@ import pandas as pd
 from evaluation import plots
 from evaluation.statistics import CONFIDENCE, EXACT_BELOW, RESAMPLES, SIGNIFICANCE
 from evaluation.summary import read_records, rebuild_summaries, seed_means, with_interval
-from pipeline.files import write_text_atomic
+from core.files import write_text_atomic
 
 
 def rebuild_outputs(output_dir: Path, reference_run: str | None = None) -> pd.DataFrame:

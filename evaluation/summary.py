@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from evaluation.statistics import SIGNIFICANCE, bootstrap_intervals, mcnemar
-from pipeline.files import write_csv_atomic
+from core.files import write_csv_atomic
 
 SUMMARY_COLUMNS = [
     "run_id", "base_run", "seed", "task", "method", "model", "variant", "status",

@@ -2,7 +2,7 @@
 
 Trainable parameters: the model is built from its config.json on PyTorch's `meta` device (shapes only:
 no weights read, no memory used) and wrapped by the run's method exactly as training does
-(tasks/adapters.py), then counted as the runner counts (pipeline/models.py).
+(tasks/adapters.py), then counted as the runner counts (core/models.py).
 
 Estimated time, when the model's folder (or its Hub cache entry) and a local data folder are there:
 a few real training steps are timed on the device and in the precision the run would use, with random
@@ -26,7 +26,7 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.config import METHODS, PipelineConfig
+from core.config import METHODS, PipelineConfig
 from pipeline.plan import Run
 
 WARMUP_STEPS = 1  # untimed: the first step allocates
@@ -97,7 +97,7 @@ def count_on_meta(run: Run, num_labels: int, trust_remote_code: bool = False) ->
     import torch
     from transformers import AutoModelForSequenceClassification
 
-    from pipeline.models import count_parameters
+    from core.models import count_parameters
     from tasks.adapters import apply_method
 
     model_config = _model_config(run.model, num_labels, trust_remote_code)
@@ -118,7 +118,7 @@ def _timing(run: Run, config: PipelineConfig, splits, training, timings: dict) -
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from pipeline.hardware import pick_device, use_bf16
+    from core.hardware import pick_device, use_bf16
     from tasks.adapters import apply_method
 
     device = pick_device()
@@ -188,13 +188,13 @@ def _now(device) -> float:
 
 def _model_problem(name: str) -> str | None:
     """Why the model's config cannot be read offline, or None when it can."""
-    from pipeline.models import _in_hub_cache
+    from core.models import in_hub_cache
 
     if Path(name).is_absolute():
         if (Path(name) / "config.json").is_file():
             return None
         return f"model folder {name} {'has no config.json' if Path(name).exists() else 'is missing'}"
-    if _in_hub_cache(name):
+    if in_hub_cache(name):
         return None
     return f"model {name!r} is not in the Hugging Face cache (not downloaded in a dry run)"
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from pipeline.config import METHODS, ConfigError, LoraConfig, PipelineConfig, TrainingConfig, _did_you_mean
+from core.config import METHODS, ConfigError, LoraConfig, PipelineConfig, TrainingConfig, did_you_mean
 
 
 @dataclass(frozen=True)
@@ -54,7 +54,7 @@ def build_plan(config: PipelineConfig, only: list[str] | None = None) -> list[Ru
     bases = [r.run_id for r in runs]
     if config.reference_run is not None and config.reference_run not in bases:
         raise ConfigError(f"reference_run: {config.reference_run!r} is not a run of this config"
-                          f"{_did_you_mean(config.reference_run, bases)}; name one of {', '.join(bases)}"
+                          f"{did_you_mean(config.reference_run, bases)}; name one of {', '.join(bases)}"
                           " (without the _s<seed> suffix)")
     if config.seeds is not None:
         runs = [replace(r, run_id=f"{r.run_id}_s{seed}", seed=seed, base_run_id=r.run_id)
@@ -68,7 +68,7 @@ def build_plan(config: PipelineConfig, only: list[str] | None = None) -> list[Ru
         missing = [name for name in only if name not in known]
         if missing:
             raise ConfigError(f"--only: {', '.join(missing)} is not a run of this config"
-                              f"{_did_you_mean(missing[0], known)}; runs: {', '.join(ids)}")
+                              f"{did_you_mean(missing[0], known)}; runs: {', '.join(ids)}")
         runs = [r for r in runs if r.run_id in only or r.base_run_id in only]
     return runs
 

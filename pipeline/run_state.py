@@ -11,9 +11,9 @@ import json
 import shutil
 from pathlib import Path
 
-from evaluation.epoch_logs import latest_checkpoint
-from pipeline.config import PipelineConfig
-from pipeline.files import write_json_atomic
+from core.checkpoints import latest_checkpoint
+from core.config import PipelineConfig
+from core.files import write_json_atomic
 from pipeline.plan import Run
 
 RUN = "run"  # from scratch (a changed config, or --force, clears the old folder first)

@@ -19,13 +19,13 @@ from evaluation.epoch_logs import EPOCH_COLUMNS, best_row
 from evaluation.metrics import classification_metrics
 from evaluation.report import rebuild_outputs
 from evaluation.summary import format_table, read_records
-from pipeline.config import METHODS, PipelineConfig
+from core.config import METHODS, PipelineConfig
 from pipeline.estimate import clock
-from pipeline.files import write_csv_atomic, write_json_atomic, write_text_atomic
-from pipeline.hardware import describe, is_main_process, pick_device
-from pipeline.lock import LockedError, OutputLock
-from pipeline.memory import PeakMemory
-from pipeline.models import ModelError, check_available
+from core.files import write_csv_atomic, write_json_atomic, write_text_atomic
+from core.hardware import describe, is_main_process, pick_device
+from core.lock import LockedError, OutputLock
+from core.memory import PeakMemory
+from core.models import ModelError, check_available
 from pipeline.plan import Run
 from pipeline.run_state import RESUME, SKIP, begin, decide, fingerprint
 from tasks import runner_for

@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pipeline.config import ConfigError, PipelineConfig, _did_you_mean
-from pipeline.files import write_csv_atomic
+from core.config import ConfigError, PipelineConfig, did_you_mean
+from core.files import write_csv_atomic
 from tasks.adapters import merged
 
 
@@ -47,7 +47,7 @@ class TrainedRun:
 
 def load(config: PipelineConfig, run_id: str) -> TrainedRun:
     """The run's saved model and tokenizer from config.output_dir, ready for inference."""
-    from pipeline.models import ModelError
+    from core.models import ModelError
 
     output_dir = Path(config.output_dir)
     record = _complete_record(output_dir, run_id)
@@ -73,7 +73,7 @@ def load(config: PipelineConfig, run_id: str) -> TrainedRun:
 def predict(trained: TrainedRun, texts: list[str]) -> np.ndarray:
     """Class probabilities [texts, classes], row i for texts[i]."""
     from evaluation.inference import predict_probabilities
-    from pipeline.hardware import pick_device
+    from core.hardware import pick_device
 
     ids = trained.tokenizer(list(texts), truncation=True, max_length=trained.max_length)["input_ids"]
     probabilities, _ = predict_probabilities(trained.model, ids, trained.tokenizer.pad_token_id,
@@ -184,7 +184,7 @@ def _complete_record(output_dir: Path, run_id: str) -> dict:
     path = output_dir / run_id / "metrics.json"
     if not path.is_file():
         known = sorted(p.parent.name for p in output_dir.glob("*/metrics.json"))
-        raise RunUnusable(f"run {run_id!r} has no results in {output_dir}{_did_you_mean(run_id, known)};"
+        raise RunUnusable(f"run {run_id!r} has no results in {output_dir}{did_you_mean(run_id, known)};"
                           f" runs there: {', '.join(known) or 'none'} (pass --config for another output_dir)")
     try:
         record = json.loads(path.read_text(encoding="utf-8"))
@@ -200,7 +200,7 @@ def _complete_record(output_dir: Path, run_id: str) -> dict:
 def _load_model(model_dir: Path, record: dict, class_names: list[str], trust_remote_code: bool):
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from pipeline.models import load_classifier
+    from core.models import load_classifier
 
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
     with _quiet_transformers():

@@ -2,7 +2,7 @@
 
 LoRA targets are written generically (query, key, value) and mapped per architecture here.
 Adding an architecture is one entry in ARCHITECTURES; adding a PEFT method is one branch in
-`peft_config` plus its settings block in pipeline/config.py.
+`peft_config` plus its settings block in core/config.py.
 """
 from __future__ import annotations
 
@@ -96,7 +96,7 @@ def check_runs(runs) -> None:
     """Before any run starts: every PEFT run's targets exist in its architecture (no weights loaded)."""
     from transformers import AutoConfig, AutoModelForSequenceClassification
 
-    from pipeline.models import ModelError, hub_options
+    from core.models import ModelError, hub_options
 
     checked = set()
     for run in runs:

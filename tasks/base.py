@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from dataset import Splits
-from pipeline.config import PipelineConfig
+from core.config import PipelineConfig
 
 
 @dataclass

@@ -9,11 +9,12 @@ from transformers import (DataCollatorWithPadding, PrinterCallback, Trainer, Tra
                           set_seed)
 
 from dataset import tokenize
-from evaluation.epoch_logs import epoch_rows, latest_checkpoint, remove_incomplete_checkpoints
+from core.checkpoints import latest_checkpoint, remove_incomplete_checkpoints
+from evaluation.epoch_logs import epoch_rows
 from evaluation.inference import predict_probabilities
 from evaluation.metrics import validation_metrics
-from pipeline.hardware import is_main_process, use_bf16
-from pipeline.models import count_parameters, load_classifier
+from core.hardware import is_main_process, use_bf16
+from core.models import count_parameters, load_classifier
 from tasks.adapters import apply_method, merged
 from tasks.base import RunContext, TaskResult
 

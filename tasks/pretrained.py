@@ -5,8 +5,8 @@ from transformers import set_seed
 
 from dataset import tokenize
 from evaluation.inference import predict_probabilities
-from pipeline.hardware import use_bf16
-from pipeline.models import count_parameters, load_classifier
+from core.hardware import use_bf16
+from core.models import count_parameters, load_classifier
 from tasks.base import RunContext, TaskResult
 
 

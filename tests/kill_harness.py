@@ -23,7 +23,7 @@ def die():
 def arm(point: str) -> None:
     import transformers
 
-    import pipeline.files
+    import core.files
     import tasks.finetune
 
     if point == "train_step":
@@ -70,13 +70,13 @@ def arm(point: str) -> None:
             die()
         tasks.finetune.predict_probabilities = predict
     elif point == "metrics_write":
-        original = pipeline.files.os.replace
+        original = core.files.os.replace
 
         def replace(source, target):
             if Path(target).name == "metrics.json" and Path(target).parent.name != "A0":
                 die()
             return original(source, target)
-        pipeline.files.os.replace = replace
+        core.files.os.replace = replace
     else:
         raise SystemExit(f"unknown kill point {point!r}")
 

@@ -3,8 +3,8 @@ import pytest
 import torch
 from transformers import AutoModelForSequenceClassification
 
-from pipeline.config import LoraConfig
-from pipeline.models import count_parameters
+from core.config import LoraConfig
+from core.models import count_parameters
 from tasks.adapters import AdapterError, ARCHITECTURES, apply_method
 
 KINDS = ["bert", "distilbert", "roberta"]

@@ -151,7 +151,7 @@ def test_second_writer_is_refused_and_a_stale_lock_is_taken_over(setup, capsys):
     out = tmp_path / "out"
     holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
         import sys, time; sys.path.insert(0, {str(ROOT)!r})
-        from pipeline.lock import OutputLock
+        from core.lock import OutputLock
         with OutputLock({str(out)!r}):
             print("locked", flush=True)
             time.sleep(120)

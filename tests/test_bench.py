@@ -12,7 +12,7 @@ from bench.flops import count_parameters, forward_flops, measure_peak, model_sha
 from bench.report import format_table, jsonable
 from bench.run import Sizes, run_benchmark
 from conftest import make_texts, tiny_config, write_config
-from pipeline.config import LoraConfig, validate
+from core.config import LoraConfig, validate
 from tasks.adapters import apply_method
 
 
@@ -122,7 +122,7 @@ def test_command_line_writes_json(tiny_data, tiny_models, tmp_path, monkeypatch)
 
 def test_amx_detection_falls_back_to_the_cpu_flags(monkeypatch):
     """torch 2.13 has no _is_amx_tile_supported: `precision: auto` must still find AMX from the CPU's flags."""
-    import pipeline.hardware as hardware
+    import core.hardware as hardware
 
     monkeypatch.delattr(torch._C._cpu, "_is_amx_tile_supported", raising=False)
     cpu = torch.device("cpu")

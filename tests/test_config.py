@@ -5,7 +5,7 @@ import pytest
 import yaml
 
 from conftest import ROOT
-from pipeline.config import ConfigError, PipelineConfig, apply_override, load_config, validate
+from core.config import ConfigError, PipelineConfig, apply_override, load_config, validate
 from pipeline.plan import build_plan
 
 MINIMAL = {"models": ["bert-base-uncased"], "tasks": {"B": {"method": "full", "variants": ["v1"]}}}

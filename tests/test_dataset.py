@@ -4,7 +4,7 @@ import pytest
 
 from conftest import make_texts, write_hf_csv, write_original_csv
 from dataset import DataError, load_splits, read_split_csv, tokenize
-from pipeline.config import DatasetConfig
+from core.config import DatasetConfig
 
 
 def test_both_layouts_give_the_same_frame(tmp_path):
@@ -123,7 +123,7 @@ def test_json_files_take_numpy_scalars_and_arrays(tmp_path):
 
     import numpy as np
 
-    from pipeline.files import write_json_atomic
+    from core.files import write_json_atomic
 
     write_json_atomic(tmp_path / "a.json", {"n": np.int64(3), "x": np.float32(0.5), "v": np.array([[1, 2], [3, 4]])})
     assert json.loads((tmp_path / "a.json").read_text()) == {"n": 3, "x": 0.5, "v": [[1, 2], [3, 4]]}

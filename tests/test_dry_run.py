@@ -28,8 +28,8 @@ def _dry_run(tmp_path, capsys, raw) -> tuple[list[str], str]:
 
 def _real_count(model_path, method, lora):
     """What the runner would record: the model loaded with weights, wrapped by its method."""
-    from pipeline.config import LoraConfig
-    from pipeline.models import count_parameters, load_classifier
+    from core.config import LoraConfig
+    from core.models import count_parameters, load_classifier
     from tasks.adapters import apply_method
 
     model, _ = load_classifier(str(model_path), 4, ["World", "Sports", "Business", "Sci/Tech"])

@@ -29,7 +29,7 @@ def test_weights_load_from_safetensors_only(tmp_path, tiny_models):
     import torch
     from transformers import AutoModel
 
-    from pipeline.models import ModelError, load_classifier
+    from core.models import ModelError, load_classifier
 
     folder = tmp_path / "pickled"
     model = AutoModel.from_pretrained(tiny_models["bert"])

@@ -10,7 +10,7 @@ import pytest
 from conftest import tiny_config
 from evaluation.summary import rebuild_summaries
 from fake_runs import labels, predictions_with_errors, write_run
-from pipeline.config import ConfigError, validate
+from core.config import ConfigError, validate
 from pipeline.plan import build_plan
 
 

@@ -22,7 +22,7 @@ def check_available(name: str) -> None:
             what = "does not exist" if not Path(name).exists() else "has no config.json"
             raise ModelError(f"model {name}: folder {what}; name a folder holding a Hugging Face model, or a hub id")
         return
-    if _in_hub_cache(name):
+    if in_hub_cache(name):
         return
     reason = "HF_HUB_OFFLINE is set" if _hub_offline() else _hub_unreachable_reason()
     if reason:
@@ -54,7 +54,7 @@ def load_classifier(name: str, num_labels: int, class_names, trust_remote_code: 
 
 def hub_options(name: str) -> dict:
     """A hub id already in the cache loads from it alone: no network round trip, no retries offline."""
-    return {"local_files_only": True} if not Path(name).is_absolute() and _in_hub_cache(name) else {}
+    return {"local_files_only": True} if not Path(name).is_absolute() and in_hub_cache(name) else {}
 
 
 def count_parameters(model) -> tuple[int, int]:
@@ -64,7 +64,7 @@ def count_parameters(model) -> tuple[int, int]:
     return trainable, total
 
 
-def _in_hub_cache(repo_id: str) -> bool:
+def in_hub_cache(repo_id: str) -> bool:
     try:
         from huggingface_hub import try_to_load_from_cache
 

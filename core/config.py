@@ -146,7 +146,7 @@ class PipelineConfig(Strict):
             if not name.isalnum():
                 problems.append(f"{where}: task names are letters and digits (they start run ids), got {name!r}")
             if task.method not in METHODS:
-                problems.append(f"{where}.method: unknown method {task.method!r}{_did_you_mean(task.method, METHODS)};"
+                problems.append(f"{where}.method: unknown method {task.method!r}{did_you_mean(task.method, METHODS)};"
                                 f" choose one of {', '.join(METHODS)}")
                 continue
             method = METHODS[task.method]
@@ -162,7 +162,7 @@ class PipelineConfig(Strict):
                 problems.append(f"{where}.models: method {task.method!r} uses no transformer model; remove models")
             for variant in task.variants:
                 if variant not in self.variants:
-                    problems.append(f"{where}.variants: unknown variant {variant!r}{_did_you_mean(variant, self.variants)};"
+                    problems.append(f"{where}.variants: unknown variant {variant!r}{did_you_mean(variant, self.variants)};"
                                     f" defined: {', '.join(self.variants) or 'none'}")
                 elif self.variants[variant].lora is not None and method["settings"] != "lora":
                     problems.append(f"{where}.variants: variant {variant!r} sets lora, which method {task.method!r}"
@@ -267,7 +267,7 @@ def _resolve_paths(config: PipelineConfig, base_dir: Path) -> PipelineConfig:
         "output_dir": _resolve(config.output_dir, base_dir), "dataset": dataset, "models": models})
 
 
-def _did_you_mean(word: str, choices) -> str:
+def did_you_mean(word: str, choices) -> str:
     close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.6)
     return f" (did you mean {close[0]!r}?)" if close else ""
 
@@ -280,7 +280,7 @@ def _explain(error: ValidationError) -> list[str]:
         kind = item["type"]
         if kind == "extra_forbidden":
             valid = _fields_at(PipelineConfig, item["loc"][:-1])
-            lines.append(f"unknown key {key!r}{_did_you_mean(loc[-1], valid)}; valid keys here: {', '.join(valid)}")
+            lines.append(f"unknown key {key!r}{did_you_mean(loc[-1], valid)}; valid keys here: {', '.join(valid)}")
         elif kind == "missing":
             lines.append(f"{key}: required key is missing")
         elif kind == "value_error":
