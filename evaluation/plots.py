@@ -184,7 +184,10 @@ def _interval_chart(summary: pd.DataFrame, column: str, label: str, path: Path) 
         note = ""
         if column == "test_accuracy":
             distinguishable = rows["distinguishable"].iloc[index]
-            note = "  reference" if is_reference else ("  ≠ ref" if pd.notna(distinguishable) and distinguishable else "")
+            if is_reference:
+                note = "  reference"
+            elif pd.notna(distinguishable) and distinguishable:
+                note = "  ≠ ref"
         axes.annotate(f"{values[index]:.4f}{note}", xy=(1, y[index]), xycoords=axes.get_yaxis_transform(),
                       xytext=(6, 0), textcoords="offset points", va="center", fontsize=8,
                       fontweight="bold" if is_reference and note else "normal")

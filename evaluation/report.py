@@ -84,7 +84,8 @@ def _runs_section(complete: pd.DataFrame, reference: str | None) -> list[str]:
                  _text(row["model"]), _text(row["variant"]), _number(row["seconds_per_epoch"], "{:.1f}"),
                  _number(row["validation_accuracy"], "{:.4f}"), with_interval(row, "test_accuracy"),
                  with_interval(row, "f1_macro"), _number(row["trainable_percent"], "{:.3g}"),
-                 "**reference**" if is_reference else _difference(row, reference), _p(row["p_value"]), _p(row["p_holm"])]
+                 "**reference**" if is_reference else _difference(row, reference),
+                 _p(row["p_value"]), _p(row["p_holm"])]
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     return lines + [""]
 
@@ -117,8 +118,9 @@ def _means_section(means: pd.DataFrame, reference: str | None) -> list[str]:
         if row["is_reference"]:
             difference, per_seed, unpaired, distinguishable = "**reference**", "-", "-", "-"
         else:
-            difference = "-" if pd.isna(row["seed_diff_mean"]) else f"{row['seed_diff_mean']:+.4f}" + (
-                f" [{row['seed_diff_low']:+.4f}, {row['seed_diff_high']:+.4f}]" if pd.notna(row["seed_diff_low"]) else "")
+            difference = "-" if pd.isna(row["seed_diff_mean"]) else f"{row['seed_diff_mean']:+.4f}"
+            if pd.notna(row["seed_diff_low"]):
+                difference += f" [{row['seed_diff_low']:+.4f}, {row['seed_diff_high']:+.4f}]"
             per_seed = _text(row["seed_diffs"]).replace(";", ", ") or "-"
             unpaired = "-" if pd.isna(row["seeds_unpaired"]) else int(row["seeds_unpaired"])
             distinguishable = f"{row['distinguishable']}/{row['compared']}"

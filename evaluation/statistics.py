@@ -54,7 +54,8 @@ def bootstrap_intervals(labels, predicted, num_classes: int, resamples: int = RE
 
 
 def paired_bootstrap_difference(correct_run, correct_reference, resamples: int = RESAMPLES,
-                                confidence: float = CONFIDENCE, seed: int = BOOTSTRAP_SEED) -> tuple[float, float, float]:
+                                confidence: float = CONFIDENCE,
+                                seed: int = BOOTSTRAP_SEED) -> tuple[float, float, float]:
     """(difference, low, high): accuracy of the run minus accuracy of the reference on the same texts, and
     its percentile bootstrap interval.
 

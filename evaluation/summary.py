@@ -34,7 +34,8 @@ SUMMARY_COLUMNS = [
 # Per base run: averaged over its complete seeds (std is the sample standard deviation, empty for one seed).
 SEED_MEAN_COLUMNS = ["test_accuracy", "f1_macro"]
 # Per base run with seeds: test-accuracy differences from the reference, paired by seed.
-SEED_DIFF_COLUMNS = ["seed_diff_mean", "seed_diff_low", "seed_diff_high", "seed_diffs", "seeds_paired", "seeds_unpaired"]
+SEED_DIFF_COLUMNS = ["seed_diff_mean", "seed_diff_low", "seed_diff_high", "seed_diffs",
+                     "seeds_paired", "seeds_unpaired"]
 
 
 def read_records(output_dir: Path) -> list[dict]:

@@ -65,6 +65,8 @@ def _runs_table(report: str) -> dict[str, str]:
 
 
 def test_report_table_statistics_data_and_image_links(study):
+    true = labels(400)  # E: right on 6 texts B gets wrong, never the reverse: McNemar p 0.031, Holm 0.062
+    write_run(study, "E1_v1", true, predictions_with_errors(true, range(6, 40)), method="lora")
     rebuild_outputs(study)
     report = (study / "report.md").read_text()
     rows = _runs_table(report)
@@ -79,17 +81,19 @@ def test_report_table_statistics_data_and_image_links(study):
     c = re.search(r"\| -0\.0050 \[(-0\.\d+), \+(0\.\d+)\] not distinguishable at 0\.05 \(Holm\) \| 0\.688 \| (\S+) \|$",
                   rows["C1_v1"])
     assert c and float(c[1]) < -0.005 < float(c[2]) and float(c[3]) >= 0.688
+    e = r"\| \+0\.0150 \[\+0\.\d+, \+0\.\d+\] not distinguishable at 0\.05 \(Holm\) \| 0\.031 \| 0\.062 \|$"
+    assert re.search(e, rows["E1_v1"])
     a0 = re.search(r"\| -0\.1500 \[(-0\.\d+), (-0\.\d+)\] \| <0\.001 \| <0\.001 \|$", rows["A0"])  # 60 texts, one way
     assert a0 and float(a0[1]) < -0.15 < float(a0[2])
     interval = re.search(r"0\.7500 \[(0\.\d+), (0\.\d+)\]", rows["A0"])
     assert float(interval[1]) < 0.75 < float(interval[2])
     assert "- **Reference run**: `B1_v1`, the run with the highest validation accuracy" in report
-    assert "over the whole family of 2 comparisons" in report
+    assert "over the whole family of 3 comparisons" in report
     assert "| `/data/ag_news` | 100 | 20 | 400 | World, Sports, Business, Sci/Tech | all |" in report
     assert "| D1_v1 | RuntimeError: boom |" in report
     assert "Means over seeds" not in report  # one seed each
     links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", report)
-    assert len(links) == 9 and all((study / link).is_file() for link in links)
+    assert len(links) == 10 and all((study / link).is_file() for link in links)
     assert "plots/B1_v1-curves.png" in links and not any(link.startswith("/") for link in links)
 
 
@@ -114,22 +118,25 @@ def test_report_without_a_reference_says_so(tmp_path):
 
 def test_report_compares_means_when_runs_have_seeds(tmp_path):
     true = labels(400)
-    for seed, (b_wrong, c_wrong) in {1: (40, 60), 2: (48, 66)}.items():
+    for seed, (b_wrong, c_wrong) in {1: (40, 60), 2: (48, 54), 3: (44, 50)}.items():
         write_run(tmp_path, f"B1_v1_s{seed}", true, predictions_with_errors(true, range(b_wrong)), seed=seed,
                   base_run_id="B1_v1", epochs=epoch_rows([0.9]))
         write_run(tmp_path, f"C1_v1_s{seed}", true, predictions_with_errors(true, range(c_wrong)), seed=seed,
                   base_run_id="C1_v1", method="lora", epochs=epoch_rows([0.8]))
-    write_run(tmp_path, "C1_v1_s3", true, true, seed=3, base_run_id="C1_v1", method="lora", status="failed")
+    write_run(tmp_path, "C1_v1_s4", true, true, seed=4, base_run_id="C1_v1", method="lora", status="failed")
     rebuild_outputs(tmp_path)
     report = (tmp_path / "report.md").read_text()
     assert "Reference: **B1_v1**." in report
     means = [line for line in report.split("## Means over seeds")[1].split("## Runs")[0].splitlines()
              if line.startswith("| B1_v1") or line.startswith("| C1_v1")]
-    assert means[0].startswith("| B1_v1") and "0.8900 ± 0.0141" in means[0] and "| **reference** |" in means[0]
-    # per seed (60 - 40) / 400 and (66 - 48) / 400 below B: mean -0.0475, sd 0.0035355 over 2 seeds,
-    # t(0.975, 1 df) = 12.706204736 x 0.0025 = 0.0317655; seed 3 failed on C's side: unpaired
-    assert "0.8425 ± 0.0106 | 0.8425 ± 0.0106 | -0.0475 [-0.0793, -0.0157] | -0.0500, -0.0450 | 1 |" in means[1]
-    assert means[1].endswith("| 2/2 |")  # 20 and 18 discordant texts, all one way: Holm p < 0.05 in both seeds
+    assert means[0].startswith("| B1_v1") and "| 0.8900 ± 0.0100 |" in means[0] and "| **reference** |" in means[0]
+    # C - B per seed: -20/400, -6/400, -6/400: mean -0.026667, sample sd 0.020207, se 0.011667,
+    # t(0.975, 2 df) = 4.302653 -> half-width 0.050198; seed 4 failed on C's side: 1 unpaired
+    assert "| 0.8633 ± 0.0126 |" in means[1]
+    assert "| -0.0267 [-0.0769, +0.0235] | -0.0500, -0.0150, -0.0150 | 1 |" in means[1]
+    # McNemar per seed: 20, 6 and 6 discordant texts, all one way: p = 2 x 0.5^20, 0.03125, 0.03125;
+    # Holm over the 3: 6 x 0.5^20, 0.0625, 0.0625: distinguishable in 1 seed of 3 (2 of 3 before correction)
+    assert means[1].endswith("| 1/3 |")
     assert "B1_v1_s1" in report and "B1_v1_s2" in report  # the per-run table is still there
     assert "Δ test accuracy vs B1_v1 (same seed) [95% CI]" in report
 
