@@ -122,7 +122,7 @@ class PipelineConfig(Strict):
     output_dir: str = "results"
     seed: int = 42  # model init, dropout and data order
     seeds: list[int] | None = Field(default=None, min_length=1)  # repeat every run per seed (ids get _s<seed>)
-    reference_run: str | None = None  # a run id (without _s<seed>) every run is also tested against (McNemar)
+    reference_run: str | None = None  # run id (without _s<seed>) all runs are compared with; default: best on validation
     trust_remote_code: bool = False  # never run code shipped with a model unless asked
     dataset: DatasetConfig = Field(default_factory=DatasetConfig)
     models: list[str] = Field(min_length=1)  # local folders or hub ids; numbered from 1 in run ids

@@ -19,7 +19,7 @@ from evaluation.statistics import CONFIDENCE, SIGNIFICANCE  # noqa: E402
 
 DPI = 110
 ROW_INCHES = 0.32  # height per run in the comparison charts, so run ids never overlap
-FOCUS = 0.15  # accuracy / F1 charts span the runs within this of the best; runs further below sit at the edge
+FOCUS = 0.15  # accuracy / F1 charts span the runs within this of the highest; runs further below sit at the edge
 METHOD_COLOURS = {"tfidf_nb": "#7f7f7f", "pretrained": "#bcbd22", "full": "#1f77b4", "lora": "#ff7f0e"}
 OTHER_COLOUR = "#9467bd"
 
@@ -156,7 +156,7 @@ def trainable_parameters_chart(summary: pd.DataFrame, folder: Path) -> Path | No
 
 
 def _interval_chart(summary: pd.DataFrame, column: str, label: str, path: Path) -> Path | None:
-    """One point and whisker per run. The axis spans the runs within FOCUS of the best value, so that
+    """One point and whisker per run. The axis spans the runs within FOCUS of the highest value, so that
     close intervals stay distinguishable; a run below it is a marker at the left edge. Values are
     written in a column right of the axes."""
     rows = summary[pd.to_numeric(summary[column]).notna()]
@@ -180,18 +180,22 @@ def _interval_chart(summary: pd.DataFrame, column: str, label: str, path: Path) 
             axes.plot(lower, y[index], "<", color=colour, markersize=9, clip_on=False)
     axes.set_xlim(lower, upper)
     for index in range(len(rows)):  # the values, as a column to the right of the axes
-        is_best = rows["run_id"].iloc[index] == rows["best_run"].iloc[index]
+        is_reference = rows["run_id"].iloc[index] == rows["compared_to"].iloc[index]
         note = ""
         if column == "test_accuracy":
-            note = "  best" if is_best else ("  tied" if rows["tied_with_best"].iloc[index] is True else "")
+            distinguishable = rows["distinguishable"].iloc[index]
+            if is_reference:
+                note = "  reference"
+            elif pd.notna(distinguishable) and distinguishable:
+                note = "  ≠ ref"
         axes.annotate(f"{values[index]:.4f}{note}", xy=(1, y[index]), xycoords=axes.get_yaxis_transform(),
                       xytext=(6, 0), textcoords="offset points", va="center", fontsize=8,
-                      fontweight="bold" if note.strip() == "best" else "normal")
+                      fontweight="bold" if is_reference and note else "normal")
     notes = []
-    if column == "test_accuracy":
-        notes.append(f"tied = not significantly different from the best run (McNemar p >= {SIGNIFICANCE:g})")
+    if column == "test_accuracy" and rows["compared_to"].notna().any():
+        notes.append(f"≠ ref = distinguishable from the reference run (McNemar, Holm-adjusted p < {SIGNIFICANCE:g})")
     if not shown.all():
-        notes.append(f"◄ = more than {FOCUS:.2f} below the best, off the axis (value on the right)")
+        notes.append(f"◄ = more than {FOCUS:.2f} below the highest, off the axis (value on the right)")
     axes.set_xlabel(label)
     axes.set_title(label[0].upper() + label[1:] + "".join(f"\n{n}" for n in notes), fontsize=10 if notes else None)
     _method_legend(axes, rows)

@@ -36,11 +36,12 @@ def render(summary: pd.DataFrame, records: list[dict], figures: dict[str, list[P
     if complete.empty:
         lines += ["No run has completed yet.", ""]
     else:
+        reference = _reference(complete)
         means = seed_means(summary)
         if (means["seeds"] > 1).any():
-            lines += _means_section(means)
-        lines += _runs_section(complete, reference_run)
-        lines += _statistics_notes(complete, reference_run)
+            lines += _means_section(means, reference)
+        lines += _runs_section(complete, reference)
+        lines += _statistics_notes(complete, reference, reference_run)
     lines += _failed_section(summary)
     lines += _plots_section(figures, output_dir)
     return "\n".join(lines).rstrip() + "\n"
@@ -64,60 +65,109 @@ def _data_section(records: list[dict]) -> list[str]:
     return lines + [""]
 
 
-def _runs_section(complete: pd.DataFrame, reference_run: str | None) -> list[str]:
-    with_reference = reference_run is not None and complete["p_vs_reference"].notna().any()
+def _reference(complete: pd.DataFrame) -> str | None:
+    """The base run the others were compared with (its runs are their own compared_to), or None."""
+    rows = complete[complete["run_id"] == complete["compared_to"]]
+    return rows["base_run"].iloc[0] if not rows.empty else None
+
+
+def _runs_section(complete: pd.DataFrame, reference: str | None) -> list[str]:
+    seeded = (complete["run_id"] != complete["base_run"]).any()
+    versus = f"vs {reference}{' (same seed)' if seeded else ''}" if reference else "vs reference"
     header = ["run", "task", "method", "model", "variant", "s/epoch", "val. accuracy", "test accuracy [95% CI]",
-              "macro-F1 [95% CI]", "trainable %", "tied with best (p)"] + (["p vs reference"] if with_reference else [])
-    align = ["---"] * 5 + ["---:"] * 6 + (["---:"] if with_reference else [])
+              "macro-F1 [95% CI]", "trainable %", f"Δ test accuracy {versus} [95% CI]", "McNemar p", "Holm p"]
+    align = ["---"] * 5 + ["---:"] * 5 + ["---", "---:", "---:"]
     lines = ["## Runs", "", "| " + " | ".join(header) + " |", "| " + " | ".join(align) + " |"]
     for _, row in complete.iterrows():
-        is_best = row["run_id"] == row["best_run"]
-        tied = "-" if pd.isna(row["tied_with_best"]) else (
-            "**best**" if is_best else f"{'yes' if row['tied_with_best'] else 'no'} ({_p(row['p_vs_best'])})")
-        cells = [f"**{row['run_id']}**" if is_best else row["run_id"], row["task"], row["method"],
+        is_reference = row["run_id"] == row["compared_to"]
+        cells = [f"**{row['run_id']}**" if is_reference else row["run_id"], row["task"], row["method"],
                  _text(row["model"]), _text(row["variant"]), _number(row["seconds_per_epoch"], "{:.1f}"),
                  _number(row["validation_accuracy"], "{:.4f}"), with_interval(row, "test_accuracy"),
-                 with_interval(row, "f1_macro"), _number(row["trainable_percent"], "{:.3g}"), tied]
-        if with_reference:
-            cells.append("reference" if row["run_id"] == row["reference_run"] else _p(row["p_vs_reference"]))
+                 with_interval(row, "f1_macro"), _number(row["trainable_percent"], "{:.3g}"),
+                 "**reference**" if is_reference else _difference(row, reference),
+                 _p(row["p_value"]), _p(row["p_holm"])]
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     return lines + [""]
 
 
-def _means_section(means: pd.DataFrame) -> list[str]:
-    means = means.sort_values("test_accuracy_mean", ascending=False, kind="stable")
-    best = means.iloc[0]
+def _difference(row, reference: str | None) -> str:
+    """`+0.0100 [-0.0075, +0.0275]`, and the verdict when Holm's correction leaves it indistinguishable."""
+    if pd.isna(row["compared_to"]):
+        return "- (no scored reference run of this seed)" if reference else "-"
+    if pd.isna(row["accuracy_diff"]):
+        return "- (scored on other test texts)"
+    text = f"{row['accuracy_diff']:+.4f} [{row['accuracy_diff_low']:+.4f}, {row['accuracy_diff_high']:+.4f}]"
+    if pd.notna(row["p_holm"]) and row["p_holm"] >= SIGNIFICANCE:
+        text += f" not distinguishable at {SIGNIFICANCE:g} (Holm)"
+    return text
+
+
+def _means_section(means: pd.DataFrame, reference: str | None) -> list[str]:
     lines = ["## Means over seeds", "",
-             f"Best by mean test accuracy: **{best['base_run']}** ({best['test_accuracy_mean']:.4f})."
-             " Δ is the difference of each mean from that best mean; *tied* counts the seeds in which the run was"
-             " not significantly different from that seed's best run.", "",
+             (f"Reference: **{reference}**. Δ is each base run's test accuracy minus the reference's, paired by"
+              " seed (only seeds complete on both sides; *unpaired* counts the seeds failed or missing on either"
+              f" side), with the mean and a {CONFIDENCE:.0%} Student-t interval over the paired seeds (none from"
+              " one seed); *distinguishable* counts the seeds in which the run differed from the reference's run"
+              " of that seed (McNemar, Holm-adjusted p < " f"{SIGNIFICANCE:g})." if reference else
+              "No reference run: runs are not compared."), "",
              "| base run | task | method | model | variant | seeds | s/epoch | val. accuracy"
-             " | test accuracy (mean ± std) | Δ vs best | macro-F1 (mean ± std) | trainable % | tied with best |",
-             "|---|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             " | test accuracy (mean ± std) | macro-F1 (mean ± std) | Δ vs reference, mean [95% t CI] | Δ per seed"
+             " | unpaired | trainable % | distinguishable (Holm) |",
+             "|---|---|---|---|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|"]
     for _, row in means.iterrows():
+        if row["is_reference"]:
+            difference, per_seed, unpaired, distinguishable = "**reference**", "-", "-", "-"
+        else:
+            difference = "-" if pd.isna(row["seed_diff_mean"]) else f"{row['seed_diff_mean']:+.4f}"
+            if pd.notna(row["seed_diff_low"]):
+                difference += f" [{row['seed_diff_low']:+.4f}, {row['seed_diff_high']:+.4f}]"
+            per_seed = _text(row["seed_diffs"]).replace(";", ", ") or "-"
+            unpaired = "-" if pd.isna(row["seeds_unpaired"]) else int(row["seeds_unpaired"])
+            distinguishable = f"{row['distinguishable']}/{row['compared']}"
         lines.append(
             f"| {row['base_run']} | {row['task']} | {row['method']} | {_text(row['model'])} | {_text(row['variant'])}"
             f" | {row['seeds']} | {_number(row['seconds_per_epoch'], '{:.1f}')}"
             f" | {_number(row['validation_accuracy'], '{:.4f}')} | {_mean_std(row, 'test_accuracy')}"
-            f" | {row['test_accuracy_mean'] - best['test_accuracy_mean']:+.4f} | {_mean_std(row, 'f1_macro')}"
-            f" | {_number(row['trainable_percent'], '{:.3g}')} | {row['tied_with_best']}/{row['compared']} |")
+            f" | {_mean_std(row, 'f1_macro')} | {difference} | {per_seed} | {unpaired}"
+            f" | {_number(row['trainable_percent'], '{:.3g}')} | {distinguishable} |")
     return lines + [""]
 
 
-def _statistics_notes(complete: pd.DataFrame, reference_run: str | None) -> list[str]:
-    bests = ", ".join(dict.fromkeys(complete["best_run"].dropna()))
+def _statistics_notes(complete: pd.DataFrame, reference: str | None, reference_run: str | None) -> list[str]:
+    comparisons = int(complete["p_value"].notna().sum())
     lines = ["## How to read the statistics", "",
              f"- **Intervals**: {CONFIDENCE:.0%} percentile bootstrap over the test texts ({RESAMPLES} resamples,"
-             " fixed seed, the same resamples for every run), from each run's `predictions.csv`.",
-             f"- **Best run**: the most accurate run on the test set ({bests or '-'}); with several seeds, the most"
-             " accurate run of each seed.",
-             f"- **Tied with best**: McNemar's test on the texts where the two runs disagree in correctness is not"
-             f" significant (p ≥ {SIGNIFICANCE}); exact binomial test below {EXACT_BELOW} such texts, else"
-             " chi-square with continuity correction. No correction for multiple comparisons is applied."]
-    if reference_run is not None:
-        lines.append(f"- **Reference run**: `{reference_run}` (per seed); the last column is McNemar's p against it."
-                     if complete["p_vs_reference"].notna().any() else
-                     f"- **Reference run**: `{reference_run}` has no complete run in this folder yet.")
+             " fixed seed, the same resamples for every run), from each run's `predictions.csv`."]
+    if reference_run is not None and reference is None:
+        lines.append(f"- **Reference run**: `{reference_run}` (the config's `reference_run`) has no complete run in"
+                     " this folder yet, so no run is compared.")
+        return lines + [""]
+    if reference is None:
+        lines.append("- **Reference run**: none. It is chosen by validation accuracy, and no complete run has one"
+                     " (untrained runs have none); set `reference_run` to name one. No run is compared.")
+        return lines + [""]
+    how = ("named by the config's `reference_run`" if reference_run is not None else
+           "the run with the highest validation accuracy (the best epoch's; averaged over complete seeds), chosen"
+           " before looking at the test set: test accuracy never enters the choice. Runs without a validation"
+           " accuracy (untrained) cannot be chosen; equals go to the first in run-id order")
+    lines += [f"- **Reference run**: `{reference}`, {how}. Every other run is compared with it"
+              + (" (with seeds, with its run of the same seed)." if (complete["run_id"] != complete["base_run"]).any()
+                 else "."),
+              f"- **Δ test accuracy**: the run's test accuracy minus the reference's, with a {CONFIDENCE:.0%} paired"
+              " bootstrap interval: each resample draws the same test texts for both runs (one seeded generator),"
+              " so the interval is that of the difference, not of two separate accuracies.",
+              f"- **McNemar p**: McNemar's test on the texts where the two runs disagree in correctness; exact binomial"
+              f" test below {EXACT_BELOW} such texts, else chi-square with continuity correction.",
+              f"- **Holm p**: McNemar's p adjusted by Holm's step-down method over the whole family of {comparisons}"
+              f" comparison{'s' if comparisons != 1 else ''} in this report, which keeps the chance of any false"
+              f" difference at {SIGNIFICANCE:g}. A run is *distinguishable* from the reference when its Holm p is"
+              f" below {SIGNIFICANCE:g}; otherwise the table says *not distinguishable at {SIGNIFICANCE:g} (Holm)*:"
+              " the test set cannot tell the two apart, which is not evidence that they are equal. The"
+              " intervals are not adjusted for multiplicity."]
+    if (complete["run_id"] != complete["base_run"]).any():
+        lines.append(f"- **Seeds**: the Δ over seeds pairs each seed with the reference's same seed; its"
+                     f" {CONFIDENCE:.0%} interval is Student-t with (paired seeds - 1) degrees of freedom, and measures"
+                     " the spread between seeds, not over test texts.")
     return lines + [""]
 
 

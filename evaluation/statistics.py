@@ -1,7 +1,9 @@
-"""How sure the numbers are: bootstrap intervals for one run, McNemar's test for two runs on the same texts.
+"""How sure the numbers are: bootstrap intervals for one run; for two runs on the same texts, the paired
+bootstrap interval of their accuracy difference and McNemar's test; Holm's correction over a family of
+tests; a Student-t interval over per-seed differences.
 
-Both work on what predictions.csv holds (true label and predicted class per test text), so they can be
-recomputed for any finished run at any time.
+All work on what predictions.csv and metrics.json hold (true label and predicted class per test text,
+validation accuracy), so they can be recomputed for any finished run at any time.
 """
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ from scipy import stats
 RESAMPLES = 2000  # bootstrap resamples per run; >= 1000 keeps the 2.5% tails stable to about 0.1 point
 CONFIDENCE = 0.95  # two-sided interval: the 2.5th and 97.5th percentiles of the resampled metric
 BOOTSTRAP_SEED = 0  # one seed for every run: runs over the same test texts get the same resamples
-SIGNIFICANCE = 0.05  # McNemar p at or above this: the difference is not significant, the runs are tied
+SIGNIFICANCE = 0.05  # family-wise: a Holm-adjusted McNemar p below this makes two runs distinguishable
 EXACT_BELOW = 25  # fewer discordant texts than this: exact binomial test; else chi-square, continuity-corrected
 _CHUNK = 200  # resamples drawn at once (bounded memory: _CHUNK x test rows indices)
 
@@ -39,19 +41,35 @@ def bootstrap_intervals(labels, predicted, num_classes: int, resamples: int = RE
     if n == 0:
         return {"accuracy": (np.nan, np.nan), "f1_macro": (np.nan, np.nan)}
     cell = labels * num_classes + predicted  # which confusion-matrix cell each text falls in
-    rng = np.random.default_rng(seed)
     accuracy, f1 = [], []
-    for start in range(0, resamples, _CHUNK):
-        size = min(_CHUNK, resamples - start)
-        drawn = cell[rng.integers(0, n, size=(size, n))]
+    for indices in _resamples(n, resamples, seed):
+        size = len(indices)
         offsets = np.arange(size)[:, None] * num_classes ** 2
-        counts = np.bincount((drawn + offsets).ravel(), minlength=size * num_classes ** 2)
+        counts = np.bincount((cell[indices] + offsets).ravel(), minlength=size * num_classes ** 2)
         confusion = counts.reshape(size, num_classes, num_classes)
         accuracy.append(np.trace(confusion, axis1=1, axis2=2) / n)
         f1.append(macro_f1(confusion))
-    tail = (1 - confidence) / 2 * 100
-    return {name: tuple(float(x) for x in np.percentile(np.concatenate(values), [tail, 100 - tail]))
+    return {name: _percentile_interval(np.concatenate(values), confidence)
             for name, values in (("accuracy", accuracy), ("f1_macro", f1))}
+
+
+def paired_bootstrap_difference(correct_run, correct_reference, resamples: int = RESAMPLES,
+                                confidence: float = CONFIDENCE,
+                                seed: int = BOOTSTRAP_SEED) -> tuple[float, float, float]:
+    """(difference, low, high): accuracy of the run minus accuracy of the reference on the same texts, and
+    its percentile bootstrap interval.
+
+    Each resample draws texts with replacement and scores both runs on the same drawn texts, so the
+    interval reflects the paired difference: its spread is that of the per-text difference in correctness,
+    much narrower than two separate intervals suggest when the runs mostly agree.
+    """
+    run, reference = _same_texts(correct_run, correct_reference)
+    n = len(run)
+    if n == 0:
+        return np.nan, np.nan, np.nan
+    per_text = run.astype(np.int8) - reference.astype(np.int8)  # +1, 0 or -1 per text
+    means = np.concatenate([per_text[indices].mean(axis=1) for indices in _resamples(n, resamples, seed)])
+    return (float(per_text.mean()), *_percentile_interval(means, confidence))
 
 
 def mcnemar(correct_a, correct_b) -> float:
@@ -61,9 +79,7 @@ def mcnemar(correct_a, correct_b) -> float:
     each is B's win with probability 1/2. Below EXACT_BELOW discordant texts the exact binomial test is
     used; above, the chi-square statistic (|b - c| - 1)^2 / (b + c) with one degree of freedom.
     """
-    correct_a, correct_b = np.asarray(correct_a, dtype=bool), np.asarray(correct_b, dtype=bool)
-    if correct_a.shape != correct_b.shape:
-        raise ValueError(f"McNemar needs the same texts for both runs; got {correct_a.shape} and {correct_b.shape}")
+    correct_a, correct_b = _same_texts(correct_a, correct_b)
     only_a = int(np.sum(correct_a & ~correct_b))
     only_b = int(np.sum(~correct_a & correct_b))
     discordant = only_a + only_b
@@ -73,3 +89,68 @@ def mcnemar(correct_a, correct_b) -> float:
         return float(stats.binomtest(only_a, discordant, 0.5).pvalue)
     statistic = (abs(only_a - only_b) - 1) ** 2 / discordant
     return float(stats.chi2.sf(statistic, df=1))
+
+
+def holm(p_values) -> np.ndarray:
+    """Holm-Bonferroni step-down adjusted p-values, in the order given; NaN stays NaN and is not counted.
+
+    With m p-values sorted ascending, the i-th smallest (i = 1..m) is multiplied by m - i + 1; a running
+    maximum keeps the adjusted values in the order of the raw ones (monotone), and they are capped at 1.
+    Rejecting where the adjusted p is below alpha keeps the family-wise error rate at alpha, whatever the
+    dependence between the tests.
+    """
+    p_values = np.asarray(p_values, dtype=np.float64)
+    adjusted = np.full(p_values.shape, np.nan)
+    tested = np.flatnonzero(~np.isnan(p_values))
+    order = tested[np.argsort(p_values[tested], kind="stable")]
+    factors = len(order) - np.arange(len(order))  # m, m - 1, ..., 1
+    adjusted[order] = np.minimum(np.maximum.accumulate(factors * p_values[order]), 1.0)
+    return adjusted
+
+
+def t_interval(values, confidence: float = CONFIDENCE) -> tuple[float, float, float]:
+    """(mean, low, high): the mean of paired differences and its Student-t interval (n - 1 degrees of
+    freedom, sample standard deviation); no interval from fewer than two values, nothing from none."""
+    values = np.asarray(values, dtype=np.float64)
+    if len(values) == 0:
+        return np.nan, np.nan, np.nan
+    mean = float(values.mean())
+    if len(values) < 2:
+        return mean, np.nan, np.nan
+    half = stats.t.ppf(1 - (1 - confidence) / 2, df=len(values) - 1) * values.std(ddof=1) / np.sqrt(len(values))
+    return mean, float(mean - half), float(mean + half)
+
+
+def choose_reference(names, validation_accuracies) -> str | None:
+    """The name with the highest validation accuracy (the first of equals, in the order given); NaN (no
+    validation accuracy, e.g. an untrained run) is never chosen. None when nothing has one.
+
+    Choosing on validation keeps the test set out of the choice: a run picked for its test accuracy is
+    favoured by the test set's noise, and every comparison against it is biased towards "different".
+    """
+    accuracies = np.asarray(validation_accuracies, dtype=np.float64)
+    if len(accuracies) == 0 or np.isnan(accuracies).all():
+        return None
+    return list(names)[int(np.nanargmax(accuracies))]  # nanargmax returns the first maximum
+
+
+def _same_texts(correct_a, correct_b) -> tuple[np.ndarray, np.ndarray]:
+    correct_a, correct_b = np.asarray(correct_a, dtype=bool), np.asarray(correct_b, dtype=bool)
+    if correct_a.shape != correct_b.shape:
+        raise ValueError(f"a paired comparison needs the same texts for both runs; got {correct_a.shape} and "
+                         f"{correct_b.shape}")
+    return correct_a, correct_b
+
+
+def _resamples(n: int, resamples: int, seed: int):
+    """Bootstrap resamples of n texts, _CHUNK at a time: arrays [size, n] of text indices drawn with
+    replacement from one generator seeded with `seed` (the same seed gives the same resamples)."""
+    rng = np.random.default_rng(seed)
+    for start in range(0, resamples, _CHUNK):
+        yield rng.integers(0, n, size=(min(_CHUNK, resamples - start), n))
+
+
+def _percentile_interval(values: np.ndarray, confidence: float) -> tuple[float, float]:
+    tail = (1 - confidence) / 2 * 100
+    low, high = np.percentile(values, [tail, 100 - tail])
+    return float(low), float(high)

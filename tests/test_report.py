@@ -21,7 +21,8 @@ def _png_size(path) -> tuple[int, int]:
 
 @pytest.fixture
 def study(tmp_path):
-    """A0 (no epochs), B1_v1 and C1_v1 (3 epochs each, C tied with B), a failed D1_v1."""
+    """A0 (no epochs), B1_v1 and C1_v1 (3 epochs each; B has the higher validation accuracy, so it is the
+    reference; C differs from B on 6 texts: not distinguishable), a failed D1_v1."""
     true = labels(400)
     write_run(tmp_path, "A0", true, predictions_with_errors(true, range(0, 100)), method="tfidf_nb",
               trainable=5000, total=5000, seconds_per_epoch=None)
@@ -55,46 +56,89 @@ def test_comparison_charts_grow_with_the_number_of_runs(study):
     assert _png_size(study / "plots" / "compare-test-accuracy.png")[1] > three_runs + 200  # run ids do not overlap
 
 
-def test_report_table_statistics_data_and_image_links(study):
-    rebuild_outputs(study, reference_run="A0")
-    report = (study / "report.md").read_text()
+def _runs_table(report: str) -> dict[str, str]:
     rows = {}
-    for line in report.splitlines():
+    for line in report.split("## Runs")[1].splitlines():
         if line.startswith("| "):
-            rows.setdefault(line.split(" | ")[0].strip("| *"), line)  # the first table: the runs
+            rows.setdefault(line.split(" | ")[0].strip("| *"), line)
+    return rows
+
+
+def test_report_table_statistics_data_and_image_links(study):
+    true = labels(400)  # E: right on 6 texts B gets wrong, never the reverse: McNemar p 0.031, Holm 0.062
+    write_run(study, "E1_v1", true, predictions_with_errors(true, range(6, 40)), method="lora")
+    rebuild_outputs(study)
+    report = (study / "report.md").read_text()
+    rows = _runs_table(report)
     header = rows["run"]
     for column in ("task", "method", "model", "variant", "s/epoch", "val. accuracy", "test accuracy [95% CI]",
-                   "macro-F1 [95% CI]", "trainable %", "tied with best (p)", "p vs reference"):
+                   "macro-F1 [95% CI]", "trainable %", "Δ test accuracy vs B1_v1 [95% CI]", "McNemar p", "Holm p"):
         assert column in header
+    assert "tied" not in report.lower() and "best run" not in report.lower()
     assert "| **B1_v1** | B | full | tiny-bert | v1 | 3.5 | 0.9000 | 0.9000 [" in rows["B1_v1"]
-    assert "**best**" in rows["B1_v1"]
-    assert re.search(r"\| yes \(0\.\d+\) \|", rows["C1_v1"])  # 4 discordant texts: tied
-    assert re.search(r"\| no \(<0\.001\) \| reference \|$", rows["A0"])
+    assert rows["B1_v1"].endswith("| **reference** | - | - |")
+    # C: right on 2 texts B gets wrong (0, 1), wrong on 4 B gets right (40-43): -0.005, exact p = 0.6875
+    c = re.search(r"\| -0\.0050 \[(-0\.\d+), \+(0\.\d+)\] not distinguishable at 0\.05 \(Holm\) \| 0\.688 \| (\S+) \|$",
+                  rows["C1_v1"])
+    assert c and float(c[1]) < -0.005 < float(c[2]) and float(c[3]) >= 0.688
+    e = r"\| \+0\.0150 \[\+0\.\d+, \+0\.\d+\] not distinguishable at 0\.05 \(Holm\) \| 0\.031 \| 0\.062 \|$"
+    assert re.search(e, rows["E1_v1"])
+    a0 = re.search(r"\| -0\.1500 \[(-0\.\d+), (-0\.\d+)\] \| <0\.001 \| <0\.001 \|$", rows["A0"])  # 60 texts, one way
+    assert a0 and float(a0[1]) < -0.15 < float(a0[2])
     interval = re.search(r"0\.7500 \[(0\.\d+), (0\.\d+)\]", rows["A0"])
     assert float(interval[1]) < 0.75 < float(interval[2])
+    assert "- **Reference run**: `B1_v1`, the run with the highest validation accuracy" in report
+    assert "over the whole family of 3 comparisons" in report
     assert "| `/data/ag_news` | 100 | 20 | 400 | World, Sports, Business, Sci/Tech | all |" in report
     assert "| D1_v1 | RuntimeError: boom |" in report
     assert "Means over seeds" not in report  # one seed each
     links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", report)
-    assert len(links) == 9 and all((study / link).is_file() for link in links)
+    assert len(links) == 10 and all((study / link).is_file() for link in links)
     assert "plots/B1_v1-curves.png" in links and not any(link.startswith("/") for link in links)
+
+
+def test_report_compares_with_the_configured_reference_run(study):
+    rebuild_outputs(study, reference_run="A0")
+    report = (study / "report.md").read_text()
+    rows = _runs_table(report)
+    assert "Δ test accuracy vs A0 [95% CI]" in rows["run"]
+    assert rows["A0"].startswith("| **A0** |") and "| **reference** |" in rows["A0"]
+    assert re.search(r"\| \+0\.1500 \[\+0\.\d+, \+0\.\d+\] \| <0\.001 \| <0\.001 \|$", rows["B1_v1"])
+    assert "- **Reference run**: `A0`, named by the config's `reference_run`." in report
+
+
+def test_report_without_a_reference_says_so(tmp_path):
+    true = labels(400)
+    write_run(tmp_path, "A0", true, predictions_with_errors(true, range(40)), method="tfidf_nb")
+    rebuild_outputs(tmp_path)
+    report = (tmp_path / "report.md").read_text()
+    assert "- **Reference run**: none." in report and "| A0 |" in report
+    assert _runs_table(report)["A0"].endswith("| - | - | - |")
 
 
 def test_report_compares_means_when_runs_have_seeds(tmp_path):
     true = labels(400)
-    for seed, (b_wrong, c_wrong) in {1: (40, 60), 2: (48, 66)}.items():
+    for seed, (b_wrong, c_wrong) in {1: (40, 60), 2: (48, 54), 3: (44, 50)}.items():
         write_run(tmp_path, f"B1_v1_s{seed}", true, predictions_with_errors(true, range(b_wrong)), seed=seed,
-                  base_run_id="B1_v1")
+                  base_run_id="B1_v1", epochs=epoch_rows([0.9]))
         write_run(tmp_path, f"C1_v1_s{seed}", true, predictions_with_errors(true, range(c_wrong)), seed=seed,
-                  base_run_id="C1_v1", method="lora")
+                  base_run_id="C1_v1", method="lora", epochs=epoch_rows([0.8]))
+    write_run(tmp_path, "C1_v1_s4", true, true, seed=4, base_run_id="C1_v1", method="lora", status="failed")
     rebuild_outputs(tmp_path)
     report = (tmp_path / "report.md").read_text()
-    assert "Best by mean test accuracy: **B1_v1** (0.8900)" in report
+    assert "Reference: **B1_v1**." in report
     means = [line for line in report.split("## Means over seeds")[1].split("## Runs")[0].splitlines()
              if line.startswith("| B1_v1") or line.startswith("| C1_v1")]
-    assert means[0].startswith("| B1_v1") and "0.8900 ± 0.0141 | +0.0000 |" in means[0]
-    assert "0.8425 ± 0.0106 | -0.0475 |" in means[1] and means[1].endswith("| 0/2 |")
+    assert means[0].startswith("| B1_v1") and "| 0.8900 ± 0.0100 |" in means[0] and "| **reference** |" in means[0]
+    # C - B per seed: -20/400, -6/400, -6/400: mean -0.026667, sample sd 0.020207, se 0.011667,
+    # t(0.975, 2 df) = 4.302653 -> half-width 0.050198; seed 4 failed on C's side: 1 unpaired
+    assert "| 0.8633 ± 0.0126 |" in means[1]
+    assert "| -0.0267 [-0.0769, +0.0235] | -0.0500, -0.0150, -0.0150 | 1 |" in means[1]
+    # McNemar per seed: 20, 6 and 6 discordant texts, all one way: p = 2 x 0.5^20, 0.03125, 0.03125;
+    # Holm over the 3: 6 x 0.5^20, 0.0625, 0.0625: distinguishable in 1 seed of 3 (2 of 3 before correction)
+    assert means[1].endswith("| 1/3 |")
     assert "B1_v1_s1" in report and "B1_v1_s2" in report  # the per-run table is still there
+    assert "Δ test accuracy vs B1_v1 (same seed) [95% CI]" in report
 
 
 def test_stale_plots_are_removed(study):
@@ -113,7 +157,7 @@ def test_report_command_rebuilds_an_existing_results_folder(study, tmp_path_fact
     assert main(["report", "--config", str(config)]) == 0
     assert "report.md" in capsys.readouterr().out
     assert (study / "report.md").stat().st_size > 1000 and (study / "summary.csv").is_file()
-    assert "p vs reference" in (study / "report.md").read_text()
+    assert "Δ test accuracy vs A0 [95% CI]" in (study / "report.md").read_text()
     assert main(["report", "--config", str(config), f"output_dir={study / 'nowhere'}"]) == 2
     assert "does not exist; nothing to report on" in capsys.readouterr().err
 

@@ -91,10 +91,10 @@ def test_summary_gives_mean_and_std_per_base_run(tmp_path):
     assert summary.loc["B1_v1_s2", "test_accuracy_mean"] == pytest.approx(np.mean(b_accuracies))
     assert summary.loc["B1_v1_s2", "test_accuracy_std"] == pytest.approx(np.std(b_accuracies, ddof=1))
     assert summary.loc["C1_v1_s3", "seeds"] == 2 and summary.loc["B1_v1_s1", "seeds"] == 3  # failed seed not counted
-    # Comparisons pair runs of the same seed: the best of seed 2 is B1_v1_s2, C's reference is itself.
-    assert summary.loc["C1_v1_s2", "best_run"] == "B1_v1_s2"
-    assert summary.loc["B1_v1_s2", "reference_run"] == "C1_v1_s2"
-    assert summary.loc["C1_v1_s1", "p_vs_reference"] == 1.0
+    # Comparisons pair runs of the same seed: B1_v1_s2 is compared with C1_v1_s2; C's own runs are the reference.
+    assert summary.loc["B1_v1_s2", "compared_to"] == "C1_v1_s2" and summary.loc["C1_v1_s1", "compared_to"] == "C1_v1_s1"
+    assert pd.isna(summary.loc["B1_v1_s3", "compared_to"])  # C1_v1_s3 failed
+    assert pd.isna(summary.loc["C1_v1_s1", "p_value"]) and summary.loc["B1_v1_s1", "p_value"] < 0.05
 
 
 def test_a_single_seed_has_no_std(tmp_path):

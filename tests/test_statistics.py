@@ -1,4 +1,6 @@
-"""Bootstrap intervals, McNemar's test, and the summary's tied / reference columns on constructed predictions."""
+"""Bootstrap intervals, McNemar's test, the paired difference, Holm's correction, the seed-paired t interval,
+and the summary's comparison columns, on constructed predictions; each expected value is recomputed here
+from its definition (or written out by hand), not by calling the code under test."""
 from __future__ import annotations
 
 import numpy as np
@@ -9,9 +11,10 @@ from hypothesis import strategies as st
 from scipy import stats
 from sklearn.metrics import confusion_matrix, f1_score
 
-from evaluation.statistics import EXACT_BELOW, bootstrap_intervals, macro_f1, mcnemar
+from evaluation.statistics import (EXACT_BELOW, bootstrap_intervals, choose_reference, holm, macro_f1, mcnemar,
+                                   paired_bootstrap_difference, t_interval)
 from evaluation.summary import rebuild_summaries
-from fake_runs import labels, predictions_with_errors, write_run
+from fake_runs import epoch_rows, labels, predictions_with_errors, write_run
 
 
 # ----------------------------------------------------------------------------------------------
@@ -93,52 +96,214 @@ def test_mcnemar_refuses_different_texts():
 
 
 # ----------------------------------------------------------------------------------------------
-# summary.csv: tied with best, reference run, intervals
+# Paired bootstrap difference, Holm, Student-t over seeds, choosing the reference
+
+
+def test_paired_difference_interval_matches_the_normal_approximation_of_the_paired_difference():
+    """Two runs that mostly agree: the interval of their difference is that of the per-text difference
+    (+1 where only the run is right, -1 where only the reference is), far narrower than two separate
+    intervals would suggest."""
+    n = 10_000
+    rng = np.random.default_rng(4)
+    reference = rng.random(n) < 0.9
+    right, wrong = np.flatnonzero(reference), np.flatnonzero(~reference)
+    run = reference.copy()
+    run[wrong[:300]] = True  # only the run is right on 300 texts
+    run[right[:200]] = False  # only the reference is right on 200
+    difference, low, high = paired_bootstrap_difference(run, reference)
+    assert difference == pytest.approx(100 / n)  # (300 - 200) / n
+    per_text_variance = 500 / n - (100 / n) ** 2  # E[d^2] - E[d]^2, d in {-1, 0, +1}
+    half_width = 1.96 * np.sqrt(per_text_variance / n)  # 0.0044
+    assert high - low == pytest.approx(2 * half_width, rel=0.1)
+    assert (low + high) / 2 == pytest.approx(difference, abs=0.0006)
+    unpaired_half_width = 1.96 * np.sqrt((run.var() + reference.var()) / n)  # resampling the runs separately: 0.0083
+    assert high - low < 0.6 * 2 * unpaired_half_width
+    assert paired_bootstrap_difference(run, reference) == (difference, low, high)  # seeded
+    assert paired_bootstrap_difference(reference, run) == pytest.approx((-difference, -high, -low))
+
+
+def test_paired_difference_needs_the_same_texts():
+    with pytest.raises(ValueError, match="same texts"):
+        paired_bootstrap_difference(np.ones(5, bool), np.ones(6, bool))
+
+
+@pytest.mark.parametrize("p_values, expected", [
+    ([0.01, 0.04, 0.03], [0.03, 0.06, 0.06]),  # 3 x 0.01; 2 x 0.03; max(1 x 0.04, 0.06): monotone
+    ([0.6, 0.4, 0.01], [0.8, 0.8, 0.03]),  # 3 x 0.01; 2 x 0.4; max(1 x 0.6, 0.8)
+    ([0.7, 0.9], [1.0, 1.0]),  # 2 x 0.7 capped at 1; max(0.9, 1)
+    ([0.2, 0.5], [0.4, 0.5]),
+    ([0.03], [0.03]),  # a family of one: unadjusted
+    ([np.nan, 0.02, 0.04], [np.nan, 0.04, 0.04]),  # NaN is no test: a family of two
+    ([], []),
+])
+def test_holm_on_hand_chosen_p_values(p_values, expected):
+    np.testing.assert_allclose(holm(p_values), expected, rtol=1e-12)
+
+
+def test_t_interval_by_hand():
+    # mean 0.02, sample sd 0.01, se 0.01 / sqrt(3); t(0.975, 2 df) = 4.302652729911275
+    mean, low, high = t_interval([0.01, 0.02, 0.03])
+    assert mean == pytest.approx(0.02)
+    assert (low, high) == pytest.approx((0.02 - 0.024841377117503, 0.02 + 0.024841377117503))
+    mean, low, high = t_interval([0.0123])
+    assert mean == pytest.approx(0.0123) and np.isnan(low) and np.isnan(high)  # one seed: no interval
+    assert all(np.isnan(t_interval([])))
+
+
+def test_choose_reference_takes_the_first_highest_and_never_a_run_without_validation():
+    assert choose_reference(["A0", "B1_v1", "C1_v1", "D1_v1"], [np.nan, 0.86, 0.9, 0.9]) == "C1_v1"
+    assert choose_reference(["A0", "A1"], [np.nan, np.nan]) is None
+    assert choose_reference([], []) is None
+
+
+def test_choosing_on_validation_and_holm_keep_false_differences_at_five_percent():
+    """Simulation of the protocol: 5 equally accurate runs (88%) on 7,600 test texts, the reference chosen on an
+    independent 500-text validation set, McNemar's test of the 4 others against it, Holm's correction. Every
+    "distinguishable" is false; the share of families with any stays at or below 5%. Texts differ in
+    difficulty (each text's P(right) is one of 4 levels, the same for every run), so the runs' errors are
+    correlated, as real models' are. 4,000 families: Monte Carlo sd 0.3 points around the ~4% this gives
+    over other seeds. The old protocol (reference = the most accurate on test, no correction), on the first
+    500 families, gives ~26%: the simulation sees the problem it guards against."""
+    rng = np.random.default_rng(10)
+    levels = np.array([0.995, 0.97, 0.9, 0.655])  # P(right) of a text; mean 0.88
+    runs, test_texts, validation_texts, families, old_families = 5, 7600, 500, 4000, 500
+    names = list(range(runs))
+    false_new = false_old = 0
+    for family in range(families):
+        correct = rng.random((runs, test_texts)) < levels[rng.integers(0, len(levels), test_texts)]
+        validation = (rng.random((runs, validation_texts)) < levels[rng.integers(0, len(levels), validation_texts)])
+        reference = choose_reference(names, validation.mean(axis=1))
+        p_values = [mcnemar(correct[i], correct[reference]) for i in names if i != reference]
+        false_new += bool((holm(p_values) < 0.05).any())
+        if family < old_families:
+            best_on_test = int(np.argmax(correct.mean(axis=1)))
+            p_values = [mcnemar(correct[i], correct[best_on_test]) for i in names if i != best_on_test]
+            false_old += bool((np.array(p_values) < 0.05).any())
+    assert false_new / families <= 0.05
+    assert false_old / old_families > 0.15
+
+
+# ----------------------------------------------------------------------------------------------
+# summary.csv: the reference, the paired difference, McNemar, Holm, distinguishable, intervals
 
 
 def _study(tmp_path, true):
-    """best: 90% right; close: 89% right, 10 discordant texts; far: 70% right; a failed run."""
-    wrong_best = list(range(0, 40))  # 400 texts: 40 wrong
-    wrong_close = list(range(4, 40)) + list(range(100, 108))  # 44 wrong; disagrees with best on 4 + 8 texts
-    wrong_far = list(range(0, 120))
-    write_run(tmp_path, "B1_v1", true, predictions_with_errors(true, wrong_best))
-    write_run(tmp_path, "C1_v1", true, predictions_with_errors(true, wrong_close), method="lora")
-    write_run(tmp_path, "D1_v1", true, predictions_with_errors(true, wrong_far), method="lora")
+    """400 texts. C1_v1 and D1_v1 share the highest validation accuracy (C first); A0 is the most accurate
+    on test but untrained (no validation accuracy); B1_v1 is more accurate than C on test. E1_v1 failed.
+
+    Against C (wrong on 0-59): A0 is right on 40 texts C gets wrong and never the reverse; B on 6 and never
+    the reverse (p = 0.031 < 0.05, but not after Holm); D on 3, and wrong on 4 that C gets right.
+    """
+    write_run(tmp_path, "A0", true, predictions_with_errors(true, range(40, 60)), method="tfidf_nb")
+    write_run(tmp_path, "B1_v1", true, predictions_with_errors(true, range(6, 60)), epochs=epoch_rows([0.8, 0.86]))
+    write_run(tmp_path, "C1_v1", true, predictions_with_errors(true, range(0, 60)), method="lora",
+              epochs=epoch_rows([0.9, 0.85]))
+    write_run(tmp_path, "D1_v1", true, predictions_with_errors(true, [*range(3, 60), *range(100, 104)]), method="lora",
+              epochs=epoch_rows([0.9]))
     write_run(tmp_path, "E1_v1", true, true, method="lora", status="failed")
 
 
-def test_summary_marks_runs_tied_with_the_best(tmp_path):
+def test_reference_is_chosen_on_validation_even_when_another_run_is_more_accurate_on_test(tmp_path):
     true = labels(400)
     _study(tmp_path, true)
-    summary = rebuild_summaries(tmp_path).set_index("run_id")
-    assert (summary.loc[["B1_v1", "C1_v1", "D1_v1"], "best_run"] == "B1_v1").all()
-    assert summary.loc["B1_v1", "p_vs_best"] == 1.0 and summary.loc["B1_v1", "tied_with_best"] is True
-    assert summary.loc["C1_v1", "p_vs_best"] == pytest.approx(stats.binomtest(4, 12, 0.5).pvalue)
-    assert summary.loc["C1_v1", "tied_with_best"] is True  # p = 0.39
-    assert summary.loc["D1_v1", "p_vs_best"] < 1e-10 and summary.loc["D1_v1", "tied_with_best"] is False
-    assert pd.isna(summary.loc["E1_v1", "p_vs_best"]) and pd.isna(summary.loc["E1_v1", "tied_with_best"])
-    on_disk = pd.read_csv(tmp_path / "summary.csv").set_index("run_id")
-    assert on_disk.loc[["B1_v1", "C1_v1", "D1_v1"], "tied_with_best"].tolist() == [True, True, False]
-    for run_id in ("B1_v1", "C1_v1", "D1_v1"):
-        row = on_disk.loc[run_id]
+    rebuild_summaries(tmp_path)
+    summary = pd.read_csv(tmp_path / "summary.csv").set_index("run_id")  # as written
+    accuracy = summary["test_accuracy"]
+    assert accuracy["A0"] > accuracy["B1_v1"] > accuracy["C1_v1"]  # the reference is not the most accurate on test
+    assert summary.loc[["A0", "B1_v1", "C1_v1", "D1_v1"], "compared_to"].tolist() == ["C1_v1"] * 4
+    assert pd.isna(summary.loc["E1_v1", "compared_to"])
+    assert summary.loc[["A0", "B1_v1", "D1_v1"], "accuracy_diff"].tolist() == pytest.approx([0.1, 0.015, -0.0025])
+    assert summary.loc["C1_v1", ["accuracy_diff", "p_value", "p_holm", "distinguishable"]].isna().all()
+    p_a0 = stats.chi2.sf((40 - 1) ** 2 / 40, df=1)  # 40 discordant texts: chi-square, continuity-corrected
+    p_b = 2 * 0.5 ** 6  # 6 discordant, all one way: exact binomial, both tails (0.03125)
+    p_d = stats.binomtest(3, 7, 0.5).pvalue  # 1.0
+    assert summary.loc[["A0", "B1_v1", "D1_v1"], "p_value"].tolist() == pytest.approx([p_a0, p_b, p_d])
+    # Holm over the family of 3: p_a0 < p_b < p_d, multiplied by 3, 2, 1
+    assert summary.loc[["A0", "B1_v1", "D1_v1"], "p_holm"].tolist() == pytest.approx([3 * p_a0, 2 * p_b, 1.0])
+    assert summary.loc[["A0", "B1_v1", "D1_v1"], "distinguishable"].tolist() == [True, False, False]  # B: 0.0625
+    for run_id in ("A0", "B1_v1", "D1_v1"):
+        row = summary.loc[run_id]
+        assert row["accuracy_diff_low"] <= row["accuracy_diff"] <= row["accuracy_diff_high"]
+    # A0 - C: d = +1 on 40 of 400 texts; the interval's width is about 2 x 1.96 standard errors of mean(d)
+    width = summary.loc["A0", "accuracy_diff_high"] - summary.loc["A0", "accuracy_diff_low"]
+    assert width == pytest.approx(2 * 1.96 * np.sqrt((40 / 400 - 0.1 ** 2) / 400), rel=0.15)
+    for run_id in ("A0", "B1_v1", "C1_v1", "D1_v1"):  # the per-run intervals are still there
+        row = summary.loc[run_id]
         assert row["test_accuracy_low"] <= row["test_accuracy"] <= row["test_accuracy_high"]
         assert row["f1_macro_low"] <= row["f1_macro"] <= row["f1_macro_high"]
+    assert not {"tied_with_best", "p_vs_best", "best_run"} & set(summary.columns)
 
 
-def test_summary_tests_every_run_against_the_reference_run(tmp_path):
+def test_reference_run_overrides_the_choice_on_validation(tmp_path):
     true = labels(400)
     _study(tmp_path, true)
-    summary = rebuild_summaries(tmp_path, reference_run="D1_v1").set_index("run_id")
-    assert summary.loc["D1_v1", "p_vs_reference"] == 1.0
-    assert (summary.loc[["B1_v1", "C1_v1", "D1_v1"], "reference_run"] == "D1_v1").all()
-    assert summary.loc["B1_v1", "p_vs_reference"] == pytest.approx(stats.chi2.sf((80 - 1) ** 2 / 80, df=1))
-    assert pd.isna(rebuild_summaries(tmp_path).set_index("run_id").loc["B1_v1", "p_vs_reference"])
+    summary = rebuild_summaries(tmp_path, reference_run="B1_v1").set_index("run_id")
+    assert summary.loc[["A0", "B1_v1", "C1_v1", "D1_v1"], "compared_to"].tolist() == ["B1_v1"] * 4
+    assert summary.loc[["A0", "C1_v1"], "accuracy_diff"].tolist() == pytest.approx([0.085, -0.015])
+    assert pd.isna(summary.loc["B1_v1", "p_value"])
+    # against B (wrong on 6-59): A0 right on 34 texts B gets wrong (6-39), never the reverse; C wrong on 6 B gets right
+    assert summary.loc["A0", "p_value"] == pytest.approx(stats.chi2.sf((34 - 1) ** 2 / 34, df=1))
+    assert summary.loc["C1_v1", "p_value"] == pytest.approx(2 * 0.5 ** 6)
 
 
-def test_runs_scored_on_other_texts_are_not_compared(tmp_path):
+def test_runs_scored_on_other_texts_are_not_compared_nor_counted_in_the_family(tmp_path):
     true = labels(400)
     _study(tmp_path, true)
-    write_run(tmp_path, "F1_v1", labels(200), labels(200), method="lora")  # 100% right, on another test set
+    before = rebuild_summaries(tmp_path).set_index("run_id")
+    write_run(tmp_path, "F1_v1", labels(200), labels(200), method="lora", epochs=epoch_rows([0.5]))  # another test set
     summary = rebuild_summaries(tmp_path).set_index("run_id")
-    assert summary.loc["B1_v1", "best_run"] == "F1_v1"
-    assert pd.isna(summary.loc["B1_v1", "p_vs_best"]) and pd.isna(summary.loc["B1_v1", "tied_with_best"])
+    assert summary.loc["F1_v1", "compared_to"] == "C1_v1"
+    assert summary.loc["F1_v1", ["accuracy_diff", "accuracy_diff_low", "p_value", "p_holm",
+                                 "distinguishable"]].isna().all()
+    assert summary["p_holm"].tolist() == pytest.approx(before["p_holm"].tolist() + [np.nan], nan_ok=True)
+
+
+def test_no_run_with_a_validation_accuracy_means_no_comparison(tmp_path):
+    true = labels(400)
+    write_run(tmp_path, "A0", true, predictions_with_errors(true, range(40)), method="tfidf_nb")
+    write_run(tmp_path, "A1", true, predictions_with_errors(true, range(300)), method="pretrained")
+    summary = rebuild_summaries(tmp_path)
+    assert summary[["compared_to", "accuracy_diff", "p_value", "p_holm", "distinguishable"]].isna().all().all()
+
+
+def test_seeds_are_paired_with_the_reference_s_same_seed_and_failed_seeds_stay_unpaired(tmp_path):
+    """B and C ran seeds 1-5; B's seed 5 and C's seed 4 failed, so seeds 1-3 pair. D ran seeds 1 and 2, and
+    seed 2 failed. C is the reference: its mean validation accuracy over complete seeds (0.85) beats B's
+    (0.8375), although B's seed 1 has the single highest (0.95)."""
+    true = labels(400)
+    b_validation = {1: 0.95, 2: 0.8, 3: 0.8, 4: 0.8, 5: 0.99}
+    for seed in range(1, 6):
+        write_run(tmp_path, f"B1_v1_s{seed}", true, predictions_with_errors(true, range(30 + 2 * seed)), seed=seed,
+                  base_run_id="B1_v1", epochs=epoch_rows([b_validation[seed]]),
+                  status="failed" if seed == 5 else "complete")
+        write_run(tmp_path, f"C1_v1_s{seed}", true, predictions_with_errors(true, range(40 + seed)), seed=seed,
+                  base_run_id="C1_v1", epochs=epoch_rows([0.85]), status="failed" if seed == 4 else "complete")
+    write_run(tmp_path, "D1_v1_s1", true, predictions_with_errors(true, range(40)), seed=1, base_run_id="D1_v1",
+              epochs=epoch_rows([0.7]))
+    write_run(tmp_path, "D1_v1_s2", true, true, seed=2, base_run_id="D1_v1", status="failed")
+    rebuild_summaries(tmp_path)
+    summary = pd.read_csv(tmp_path / "summary.csv").set_index("run_id")
+    assert summary.loc[["B1_v1_s1", "B1_v1_s2", "B1_v1_s3", "D1_v1_s1"], "compared_to"].tolist() == [
+        "C1_v1_s1", "C1_v1_s2", "C1_v1_s3", "C1_v1_s1"]
+    assert pd.isna(summary.loc["B1_v1_s4", "compared_to"])  # C1_v1_s4 failed: nothing to compare with
+    # B wrong on 30 + 2s texts, C on 40 + s: difference (10 - s) / 400 in seeds 1, 2, 3
+    b_rows = summary[summary["base_run"] == "B1_v1"]
+    assert (b_rows["seed_diffs"] == "0.0225;0.0200;0.0175").all()
+    assert (b_rows["seeds_paired"] == 3).all() and (b_rows["seeds_unpaired"] == 2).all()  # seeds 4 and 5
+    # mean 0.02, sample sd 0.0025, se 0.0025 / sqrt(3), t(0.975, 2 df) = 4.302652729911275
+    half = 4.302652729911275 * 0.0025 / np.sqrt(3)
+    assert b_rows["seed_diff_mean"].tolist() == pytest.approx([0.02] * 5)
+    assert b_rows["seed_diff_low"].tolist() == pytest.approx([0.02 - half] * 5)
+    assert b_rows["seed_diff_high"].tolist() == pytest.approx([0.02 + half] * 5)
+    d_row = summary.loc["D1_v1_s1"]  # one paired seed: a difference, no interval; seeds 2-5 unpaired
+    assert d_row["seed_diffs"] == "0.0025" and d_row["seed_diff_mean"] == pytest.approx(0.0025)
+    assert pd.isna(d_row["seed_diff_low"]) and pd.isna(d_row["seed_diff_high"])
+    assert d_row["seeds_paired"] == 1 and d_row["seeds_unpaired"] == 4
+    c_rows = summary[summary["base_run"] == "C1_v1"]
+    assert c_rows[["seed_diff_mean", "seed_diffs", "seeds_paired"]].isna().all().all()
+    # McNemar per seed: B right on 10 - s texts C gets wrong, never the reverse; D on 1. Holm over all 4.
+    p = {"B1_v1_s1": 2 * 0.5 ** 9, "B1_v1_s2": 2 * 0.5 ** 8, "B1_v1_s3": 2 * 0.5 ** 7, "D1_v1_s1": 1.0}
+    assert summary.loc[list(p), "p_value"].tolist() == pytest.approx(list(p.values()))
+    expected_holm = [4 * p["B1_v1_s1"], 3 * p["B1_v1_s2"], 2 * p["B1_v1_s3"], 1.0]  # 0.0156, 0.0234, 0.0313, 1
+    assert summary.loc[list(p), "p_holm"].tolist() == pytest.approx(expected_holm)
+    assert summary.loc[list(p), "distinguishable"].tolist() == [True, True, True, False]
