@@ -222,6 +222,7 @@ def _result_fields(result: TaskResult, context: RunContext) -> dict:
                        "trainable_percent": round(100 * trainable / total, 4) if trainable is not None and total else None},
         "best_epoch": {"epoch": best["epoch"], "validation_accuracy": best["validation_accuracy"]} if best else None,
         "precision": result.precision,
+        "resumed_from": result.resumed_from,
     }
 
 

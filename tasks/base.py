@@ -29,3 +29,5 @@ class TaskResult:
     total_parameters: int | None = None
     train_seconds: float | None = None
     epochs: list[dict] = field(default_factory=list)  # per-epoch rows (evaluation/epoch_logs.py)
+    # A resumed run: {"checkpoint": name, "step": its global step, "steps_trained": optimizer steps run after it}
+    resumed_from: dict | None = None

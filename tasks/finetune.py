@@ -54,6 +54,8 @@ def run(run, context: RunContext) -> TaskResult:
     remove_incomplete_checkpoints(checkpoints)  # a checkpoint cut off mid-write is never resumed from
     resume = latest_checkpoint(checkpoints)
     trainer.train(resume_from_checkpoint=str(resume) if resume else None)  # best epoch restored at the end
+    resumed_from = ({"checkpoint": resume.name, "step": int(resume.name.split("-")[-1]), "steps_trained": clock.steps}
+                    if resume else None)
 
     model_dir = context.run_dir / "model"
     trainer.save_model(str(model_dir))  # full weights, or adapter + head for PEFT methods (rank 0 only)
@@ -66,7 +68,7 @@ def run(run, context: RunContext) -> TaskResult:
                                                         training.eval_batch_size, context.device, bf16)
     return TaskResult(probabilities=probabilities, test_seconds=test_seconds, precision="bf16" if bf16 else "fp32",
                       trainable_parameters=trainable, total_parameters=total, train_seconds=clock.elapsed,
-                      epochs=epoch_rows(checkpoints))
+                      epochs=epoch_rows(checkpoints), resumed_from=resumed_from)
 
 
 def training_arguments(training, output_dir: Path, bf16: bool, context: RunContext, seed: int):
@@ -130,11 +132,13 @@ class FiniteLossTrainer(Trainer):
 class ElapsedTime(TrainerCallback):
     """Stamps wall-clock seconds since training began into the log, so each checkpoint carries them.
 
-    On resume the clock continues from the last stamp in the restored log.
+    On resume the clock continues from the last stamp in the restored log. It also counts the optimizer
+    steps this invocation ran (after a resume: only the remaining ones).
     """
 
     def __init__(self):
         self.elapsed = 0.0
+        self.steps = 0
         self._start = time.perf_counter()
         self._offset = 0.0
 
@@ -142,6 +146,9 @@ class ElapsedTime(TrainerCallback):
         stamps = [entry["elapsed_seconds"] for entry in state.log_history if "elapsed_seconds" in entry]
         self._offset = stamps[-1] if stamps else 0.0
         self._start = time.perf_counter()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.steps += 1
 
     def on_evaluate(self, args, state, control, **kwargs):
         state.log_history.append({"epoch": state.epoch, "step": state.global_step,

@@ -27,9 +27,12 @@ def arm(point: str) -> None:
     import tasks.finetune
 
     if point == "train_step":
+        original = tasks.finetune.ElapsedTime.on_step_end
+
         def on_step_end(self, args, state, control, **kwargs):
             if state.global_step > state.max_steps // 2 + 1:
                 die()
+            return original(self, args, state, control, **kwargs)
         tasks.finetune.ElapsedTime.on_step_end = on_step_end
     elif point == "validation":
         calls = []

@@ -90,3 +90,53 @@ def test_architecture_without_mapping_lists_its_linear_modules(tiny_models):
     model.config.model_type = "mystery"
     with pytest.raises(AdapterError, match=r"model type 'mystery' has no LoRA target mapping; .*Linear modules: .*query"):
         apply_method(model, "lora", LoraConfig())
+
+
+# The study's LoRA tasks (r 8, alpha 32) and, written out per architecture, the Linear modules each must adapt.
+STUDY_TASKS = {  # task: (generic targets, use_rslora, expected scale)
+    "C": (["query"], False, 32 / 8),
+    "D": (["key"], False, 32 / 8),
+    "E": (["query"], True, 32 / 8 ** 0.5),
+    "F": (["key"], True, 32 / 8 ** 0.5),
+}
+ATTENTION_NAMES = {  # the architectures' own names for query, key, value
+    "bert": {"query": "query", "key": "key", "value": "value"},
+    "distilbert": {"query": "q_lin", "key": "k_lin", "value": "v_lin"},
+    "roberta": {"query": "query", "key": "key", "value": "value"},
+}
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("task", sorted(STUDY_TASKS))
+def test_study_tasks_put_lora_on_exactly_the_named_matrices(tiny_models, kind, task):
+    targets, rslora, scale = STUDY_TASKS[task]
+    model = load(tiny_models[kind])
+    _, layers = dims(model)
+    linear = {name for name, module in model.named_modules() if isinstance(module, torch.nn.Linear)}
+    wrapped = apply_method(model, "lora", LoraConfig(r=8, lora_alpha=32, target_modules=targets, use_rslora=rslora))
+    names = ATTENTION_NAMES[kind]
+    wanted = {names[t] for t in targets}
+    prefix = "base_model.model."
+    with_a = {n.removeprefix(prefix).split(".lora_A.")[0] for n, _ in wrapped.named_parameters() if ".lora_A." in n}
+    with_b = {n.removeprefix(prefix).split(".lora_B.")[0] for n, _ in wrapped.named_parameters() if ".lora_B." in n}
+    expected = {name for name in linear if name.rsplit(".", 1)[-1] in wanted}
+    assert len(expected) == layers  # one such matrix per layer
+    assert with_a == expected and with_b == expected
+    for other in set(names.values()) - wanted:  # the other attention matrices carry no adapter at all
+        assert not any(name.rsplit(".", 1)[-1] == other for name in with_a | with_b), other
+        assert not any(f".{other}.lora_" in n for n, _ in wrapped.named_parameters()), other
+    for name in expected:
+        layer = wrapped.base_model.model.get_submodule(name)
+        assert layer.scaling["default"] == pytest.approx(scale)  # alpha / r, or alpha / sqrt(r) with rsLoRA
+
+
+def test_the_study_config_defines_the_tasks_tested_above():
+    from conftest import ROOT
+    from pipeline.config import load_config
+    from pipeline.plan import build_plan
+
+    lora_runs = [run for run in build_plan(load_config(ROOT / "configs" / "study.yaml")) if run.lora]
+    assert {run.task for run in lora_runs} == set(STUDY_TASKS)
+    for run in lora_runs:
+        targets, rslora, _ = STUDY_TASKS[run.task]
+        assert (run.lora.target_modules, run.lora.use_rslora, run.lora.r, run.lora.lora_alpha) == (targets, rslora, 8, 32)

@@ -68,11 +68,27 @@ def test_evaluators_agree_and_training_counts_real_tokens(tiny_models, tmp_path)
     assert reference["flops"] == training_flops(counts, "full", reference["tokens"], 24)
 
 
-def test_peak_is_the_best_shape(tiny_models):
-    model, _ = _tiny_bert(tiny_models)
-    peak = measure_peak(model_shapes(model.config), 64, torch.float32, torch.device("cpu"), seconds_per_shape=0.05)
-    assert len(peak["by_shape"]) == 3  # by_shape is rounded to 0.1 GFLOP/s for the table
-    assert peak["gflops"] == pytest.approx(max(peak["by_shape"].values()), abs=0.051)
+def test_peak_is_the_best_shape(monkeypatch):
+    """Each shape's matmul is made to run at a known rate (a fake clock advanced by FLOPs / rate): the peak must be
+    the fastest shape's rate, and every shape's rate must be reported as injected."""
+    import types
+
+    import bench.flops
+
+    rates = {(16, 16): 40.0, (16, 64): 120.0, (64, 16): 80.0}  # GFLOP/s per (in, out); the middle one is fastest
+    now = [0.0]
+
+    def linear(x, weight, bias=None):
+        fan_out, fan_in = weight.shape
+        now[0] += 2.0 * x.shape[0] * fan_in * fan_out / (rates[(fan_in, fan_out)] * 1e9)
+        return x
+
+    monkeypatch.setattr(torch.nn.functional, "linear", linear)
+    monkeypatch.setattr(bench.flops, "time", types.SimpleNamespace(perf_counter=lambda: now[0]))
+    peak = measure_peak(list(rates), 64, torch.float32, torch.device("cpu"), seconds_per_shape=0.001)
+    assert peak["by_shape"] == {"64x16 @ 16x16": 40.0, "64x16 @ 16x64": 120.0, "64x64 @ 64x16": 80.0}
+    assert peak["gflops"] == pytest.approx(120.0, rel=1e-9)
+    assert (peak["rows"], peak["dtype"]) == (64, "float32")
 
 
 def test_benchmark_writes_every_reported_key(tiny_data, tiny_models, tmp_path):

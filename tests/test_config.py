@@ -144,6 +144,44 @@ def test_overrides_set_dotted_keys_with_yaml_types():
     assert config.output_dir == "/tmp/x"
 
 
+def test_override_splits_at_the_first_equals_sign():
+    raw = {}
+    apply_override(raw, "a.b=c=d")
+    assert raw == {"a": {"b": "c=d"}}
+    apply_override(raw, "output_dir=/tmp/run=1")
+    assert raw["output_dir"] == "/tmp/run=1"
+
+
+def test_override_creates_nested_mappings_and_keeps_siblings():
+    raw = {"tasks": {"B": {"method": "full", "variants": ["v1"]}}}
+    apply_override(raw, "tasks.B.training.epochs=1")
+    apply_override(raw, "x.y.z=2")
+    assert raw == {"tasks": {"B": {"method": "full", "variants": ["v1"], "training": {"epochs": 1}}},
+                   "x": {"y": {"z": 2}}}
+
+
+def test_override_values_are_typed():
+    raw = {}
+    for override in ("flag=true", "off=false", "count=5", "rate=0.5", "name=abc", "quoted='5'", "empty=",
+                     "items=[1, 2]"):
+        apply_override(raw, override)
+    assert raw == {"flag": True, "off": False, "count": 5, "rate": 0.5, "name": "abc", "quoted": "5", "empty": "",
+                   "items": [1, 2]}
+    assert type(raw["flag"]) is bool and type(raw["count"]) is int
+
+
+def test_overrides_reach_the_validated_config_typed(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(MINIMAL))
+    config = load_config(path, ["training.learning_rate=5e-5", "training.group_by_length=false",
+                                "trust_remote_code=true", "dataset.max_train_samples=500",
+                                "tasks.B.training.epochs=1", "output_dir=out=1"])
+    assert type(config.training.learning_rate) is float and config.training.learning_rate == 5e-05
+    assert config.training.group_by_length is False and config.trust_remote_code is True
+    assert config.dataset.max_train_samples == 500 and config.task_training("B", "v1").epochs == 1
+    assert config.output_dir == str(tmp_path / "out=1")
+
+
 @pytest.mark.parametrize("override", ["novalue", "=3", "a..b=1", "training.epochs.x=1"])
 def test_malformed_overrides_are_usage_errors(override):
     raw = config_with(training={"epochs": 3})

@@ -127,3 +127,63 @@ def test_json_files_take_numpy_scalars_and_arrays(tmp_path):
 
     write_json_atomic(tmp_path / "a.json", {"n": np.int64(3), "x": np.float32(0.5), "v": np.array([[1, 2], [3, 4]])})
     assert json.loads((tmp_path / "a.json").read_text()) == {"n": 3, "x": 0.5, "v": [[1, 2], [3, 4]]}
+
+
+# ----------------------------------------------------------------------------------------------
+# dataset.split_seed: the validation split and every cap follow it, stratified
+
+
+SHARES = {0: 10, 1: 5, 2: 3, 3: 2}  # unbalanced on purpose: 50%, 25%, 15%, 10%
+
+
+@pytest.fixture(scope="module")
+def unbalanced(tmp_path_factory):
+    """train.csv: 200 rows (100/50/30/20 by class); test.csv: 80 rows (40/20/12/8)."""
+    folder = tmp_path_factory.mktemp("unbalanced")
+    for name, per_share in (("train.csv", 10), ("test.csv", 4)):
+        labels = [label for label, share in SHARES.items() for _ in range(share * per_share)]
+        texts = [text for text, _ in make_texts(len(labels), seed=len(labels))]
+        order = sorted(range(len(labels)), key=lambda i: (i * 7919) % len(labels))  # classes interleaved
+        write_hf_csv(folder / name, [(f"{texts[i]} {i}", labels[i]) for i in order])
+    return folder
+
+
+def _assert_proportional(frame, population: dict[int, int]):
+    """Each class within one row of its share of the frame (a stratified sample)."""
+    total = sum(population.values())
+    counts = frame["label"].value_counts().to_dict()
+    for label, size in population.items():
+        assert abs(counts.get(label, 0) - len(frame) * size / total) <= 1, (label, counts, population)
+
+
+def _load(folder, seed, **caps):
+    return load_splits(DatasetConfig(source=str(folder), validation_size=40, split_seed=seed, **caps))
+
+
+def test_split_seed_chooses_the_validation_rows(unbalanced):
+    one, two, again = _load(unbalanced, 1), _load(unbalanced, 2), _load(unbalanced, 1)
+    assert one.validation["row"].tolist() != two.validation["row"].tolist()
+    assert one.validation["row"].tolist() == again.validation["row"].tolist()
+    assert one.train["row"].tolist() == again.train["row"].tolist()
+    default = load_splits(DatasetConfig(source=str(unbalanced), validation_size=40))  # split_seed 42
+    assert default.validation["row"].tolist() != one.validation["row"].tolist()
+    for splits in (one, two):
+        _assert_proportional(splits.validation, {0: 100, 1: 50, 2: 30, 3: 20})  # 20/10/6/4 rows
+        assert len(splits.train) == 160 and not set(splits.train["row"]) & set(splits.validation["row"])
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 4, 5, 6])
+def test_caps_follow_split_seed_and_are_stratified(unbalanced, seed):
+    caps = dict(max_train_samples=30, max_eval_samples=10, max_test_samples=25)
+    splits, again, other = _load(unbalanced, seed, **caps), _load(unbalanced, seed, **caps), _load(unbalanced, seed + 10, **caps)
+    assert splits.sizes() == {"train": 30, "validation": 10, "test": 25}
+    for split in ("train", "validation", "test"):
+        rows = getattr(splits, split)["row"].tolist()
+        assert rows == getattr(again, split)["row"].tolist()  # the same seed, the same rows
+        assert rows != getattr(other, split)["row"].tolist(), split  # another seed, other rows
+        assert rows == sorted(rows)  # file order
+    _assert_proportional(splits.train, {0: 80, 1: 40, 2: 24, 3: 16})  # the 160 rows left after validation
+    _assert_proportional(splits.validation, {0: 20, 1: 10, 2: 6, 3: 4})
+    _assert_proportional(splits.test, {0: 40, 1: 20, 2: 12, 3: 8})
+    uncapped = _load(unbalanced, seed)
+    assert set(splits.train["row"]) <= set(uncapped.train["row"])  # caps sample the split, after it

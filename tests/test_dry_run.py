@@ -75,3 +75,56 @@ def test_dry_run_counts_parameters_even_without_data(tiny_models, tmp_path, caps
                       tasks={"B": {"method": "full", "variants": ["v1"]}})
     (line,), _ = _dry_run(tmp_path, capsys, raw)
     assert re.search(r"trainable=[\d,]+ of [\d,]+ \(100%\)  time=unknown \(data cannot be read", line)
+
+
+# ----------------------------------------------------------------------------------------------
+# The estimate's arithmetic, with injected step timings (no wall clock involved)
+
+STEP_SECONDS, INFERENCE_SECONDS = 1.0, 0.5  # per training step, per inference batch
+
+
+@pytest.fixture
+def injected_timings(monkeypatch):
+    import pipeline.estimate
+
+    monkeypatch.setattr(pipeline.estimate, "_timing", lambda *args: (STEP_SECONDS, INFERENCE_SECONDS))
+
+
+def _estimate(tiny_data, tiny_models, tmp_path, epochs=2, max_train_samples=None):
+    from dataset import load_splits
+    from pipeline.config import validate
+    from pipeline.estimate import estimate_run
+    from pipeline.plan import build_plan
+
+    raw = tiny_config(tiny_data, [tiny_models["bert"]], tmp_path / "out", tasks={"B": {"method": "full", "variants": ["v1"]}})
+    raw["training"].update(epochs=epochs, batch_size=10, eval_batch_size=10)
+    raw["dataset"]["max_train_samples"] = max_train_samples
+    config = validate(raw)
+    (run,) = build_plan(config)
+    return estimate_run(run, config, load_splits(config.dataset), None, {}).seconds
+
+
+def test_estimate_is_steps_times_step_seconds_plus_inference(tiny_data, tiny_models, tmp_path, injected_timings):
+    # 100 training texts / batch 10 = 10 steps an epoch; 20 validation texts an epoch and 40 test texts,
+    # in batches of 10.
+    assert _estimate(tiny_data, tiny_models, tmp_path, epochs=2) == pytest.approx(
+        10 * 2 * STEP_SECONDS + (20 * 2 + 40) / 10 * INFERENCE_SECONDS)  # 24 s
+    assert _estimate(tiny_data, tiny_models, tmp_path, epochs=2, max_train_samples=50) == pytest.approx(
+        5 * 2 * STEP_SECONDS + (20 * 2 + 40) / 10 * INFERENCE_SECONDS)  # 14 s
+
+
+def test_estimate_scales_with_epochs_and_training_rows(tiny_data, tiny_models, tmp_path, injected_timings):
+    base = _estimate(tiny_data, tiny_models, tmp_path, epochs=2, max_train_samples=50)
+    twice_the_epochs = _estimate(tiny_data, tiny_models, tmp_path, epochs=4, max_train_samples=50)
+    twice_the_rows = _estimate(tiny_data, tiny_models, tmp_path, epochs=2, max_train_samples=100)
+    assert 1.5 < twice_the_epochs / base < 2.5
+    assert 1.5 < twice_the_rows / base < 2.5
+
+
+def test_dry_run_prints_the_estimate(tiny_data, tiny_models, tmp_path, capsys, injected_timings):
+    raw = tiny_config(tiny_data, [tiny_models["bert"]], tmp_path / "out", tasks={"B": {"method": "full", "variants": ["v1"]}})
+    raw["training"].update(epochs=30, batch_size=10, eval_batch_size=10)
+    (line,), err = _dry_run(tmp_path, capsys, raw)
+    # 10 steps x 30 epochs x 1 s + (20 x 30 + 40) / 10 batches x 0.5 s = 332 s
+    assert LINE.match(line)["time"] == "≈5m32s"
+    assert err.startswith("1 runs; estimated time 5m32s.")

@@ -1,4 +1,4 @@
-"""`seeds` and `reference_run`: validation, run ids, and the summary's mean and std per base run."""
+"""`seeds` and `reference_run`: validation, run ids, the summary's mean and std per base run, and seeds reaching training."""
 from __future__ import annotations
 
 import json
@@ -120,3 +120,85 @@ def test_runner_records_seed_and_base_run(tiny_data, tmp_path):
     summary = pd.read_csv(tmp_path / "out" / "summary.csv")
     assert summary["base_run"].tolist() == ["A0", "A0"] and summary["seeds"].tolist() == [2, 2]
     assert summary["test_accuracy_std"].tolist() == [0.0, 0.0]  # TF-IDF + NB does not depend on the seed
+
+
+# ----------------------------------------------------------------------------------------------
+# Seeds reach training: initial weights, batch order and the saved model follow the seed
+
+
+@pytest.fixture(scope="module")
+def seeded_training(tmp_path_factory, tiny_data, tiny_models):
+    """B (full) and C (LoRA) on tiny BERT, 1 epoch of 2 steps, under seeds 1 and 2, then seed 1 again in a fresh
+    folder. Per run: the trainable weights right after wrapping (before any step), the token ids of every training
+    batch in order, and the saved weights."""
+    import torch
+    from safetensors.torch import load_file
+
+    import tasks.finetune
+    from dataset import load_splits
+    from tasks.base import RunContext
+
+    root = tmp_path_factory.mktemp("seeded")
+    raw = tiny_config(tiny_data, [tiny_models["bert"]], root / "results", seeds=[1, 2],
+                      tasks={"B": {"method": "full", "variants": ["v1"]},
+                             "C": {"method": "lora", "variants": ["v1"], "lora": {"target_modules": ["query"]}}})
+    raw["dataset"]["max_train_samples"] = 16
+    raw["training"].update(epochs=1, batch_size=8)
+    config = validate(raw)
+    splits = load_splits(config.dataset)
+    runs = build_plan(config)
+    assert [r.run_id for r in runs] == ["B1_v1_s1", "C1_v1_s1", "B1_v1_s2", "C1_v1_s2"]
+    seen: dict = {}
+    current: list = []
+
+    def apply_method(model, method, settings=None):
+        wrapped = original_apply(model, method, settings)
+        seen[current[0]]["initial"] = {n: p.detach().clone() for n, p in wrapped.named_parameters() if p.requires_grad}
+        return wrapped
+
+    def training_step(self, model, inputs, *args, **kwargs):
+        seen[current[0]]["batches"].append(inputs["input_ids"].tolist())
+        return original_step(self, model, inputs, *args, **kwargs)
+
+    original_apply, original_step = tasks.finetune.apply_method, tasks.finetune.FiniteLossTrainer.training_step
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(tasks.finetune, "apply_method", apply_method)
+            patch.setattr(tasks.finetune.FiniteLossTrainer, "training_step", training_step)
+            for folder, run in [("first", r) for r in runs] + [("again", r) for r in runs if r.run_id.endswith("_s1")]:
+                key = (folder, run.run_id)
+                current[:] = [key]
+                seen[key] = {"batches": []}
+                context = RunContext(config, splits, root / folder / run.run_id, torch.device("cpu"), show_progress=False)
+                context.run_dir.mkdir(parents=True)
+                tasks.finetune.run(run, context)
+                weights = "model.safetensors" if run.method == "full" else "adapter_model.safetensors"
+                seen[key]["saved"] = load_file(context.run_dir / "model" / weights)
+    finally:
+        torch.set_num_threads(threads)
+    return seen
+
+
+def _same(a: dict, b: dict) -> bool:
+    import torch
+
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("task", ["B", "C"], ids=["full", "lora"])
+def test_two_seeds_train_differently(seeded_training, task):
+    one, two = seeded_training[("first", f"{task}1_v1_s1")], seeded_training[("first", f"{task}1_v1_s2")]
+    assert len(one["batches"]) == len(two["batches"]) == 2  # 16 texts, batch 8, 1 epoch
+    assert not _same(one["initial"], two["initial"])  # the new head (and LoRA's A matrices) start from the seed
+    assert one["batches"] != two["batches"]  # the data order follows the seed
+    assert not _same(one["saved"], two["saved"])
+
+
+@pytest.mark.parametrize("task", ["B", "C"], ids=["full", "lora"])
+def test_the_same_seed_twice_gives_bit_identical_weights(seeded_training, task):
+    first, again = seeded_training[("first", f"{task}1_v1_s1")], seeded_training[("again", f"{task}1_v1_s1")]
+    assert _same(first["initial"], again["initial"])
+    assert first["batches"] == again["batches"]
+    assert _same(first["saved"], again["saved"])  # torch.equal: bit for bit
