@@ -132,7 +132,7 @@ def test_study_tasks_put_lora_on_exactly_the_named_matrices(tiny_models, kind, t
 
 def test_the_study_config_defines_the_tasks_tested_above():
     from conftest import ROOT
-    from pipeline.config import load_config
+    from core.config import load_config
     from pipeline.plan import build_plan
 
     lora_runs = [run for run in build_plan(load_config(ROOT / "configs" / "study.yaml")) if run.lora]

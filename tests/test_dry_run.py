@@ -92,7 +92,7 @@ def injected_timings(monkeypatch):
 
 def _estimate(tiny_data, tiny_models, tmp_path, epochs=2, max_train_samples=None):
     from dataset import load_splits
-    from pipeline.config import validate
+    from core.config import validate
     from pipeline.estimate import estimate_run
     from pipeline.plan import build_plan
 

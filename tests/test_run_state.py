@@ -6,7 +6,7 @@ import pytest
 
 import main
 from conftest import tiny_config, write_config
-from pipeline.config import validate
+from core.config import validate
 from pipeline.plan import build_plan
 from pipeline.run_state import RESUME, RUN, SKIP, begin, decide, fingerprint
 

@@ -4,7 +4,8 @@ import json
 
 import pytest
 
-from evaluation.epoch_logs import epoch_rows, latest_checkpoint, remove_incomplete_checkpoints
+from core.checkpoints import latest_checkpoint, remove_incomplete_checkpoints
+from evaluation.epoch_logs import epoch_rows
 
 
 def complete(folder, step):
