@@ -13,7 +13,7 @@ def latest_checkpoint(checkpoints_dir: Path) -> Path | None:
     """The newest checkpoint whose trainer_state.json parses (a half-written one is passed over)."""
     candidates = []
     for folder in Path(checkpoints_dir).glob("checkpoint-*"):
-        step = folder.name.split("-")[-1]
+        step = folder.name.removeprefix("checkpoint-")  # the Trainer names them checkpoint-<step>
         if step.isdigit() and read_state(folder) is not None:
             candidates.append((int(step), folder))
     return max(candidates)[1] if candidates else None

@@ -5,7 +5,9 @@
 
 Each module is mutated alone and tested only by the tests of its own module (a bug must be caught
 where it lives, not by an end-to-end test by accident). The run happens in a temporary copy of the
-tracked files, so the checkout is never touched. Survivors judged equivalent (no test can tell them
+tracked files (.cache/mutation/, git-ignored), so the checkout is never touched; after a run,
+`cd .cache/mutation/project && python -m mutmut show NAME` shows a mutant. Each survivor's diff is
+kept in the JSON. Survivors judged equivalent (no test can tell them
 apart from the original) are listed in docs/results/mutation-equivalent.json with one line each saying
 why; the score counts them out: killed / (killed + survived + timeout - equivalent).
 """
@@ -18,7 +20,6 @@ import re
 import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -62,8 +63,17 @@ def run_module(name: str, workdir: Path) -> dict:
     counts: dict[str, int] = {}
     for status in statuses.values():
         counts[status] = counts.get(status, 0) + 1
-    return {"file": target, "tests": tests, "counts": counts,
-            "survivors": sorted(m for m, s in statuses.items() if s in ("survived", "timeout", "no tests"))}
+    survivors = sorted(m for m, s in statuses.items() if s in ("survived", "timeout", "no tests"))
+    diffs = {m: _changed_lines(subprocess.run([sys.executable, "-m", "mutmut", "show", m], cwd=workdir, env=env,
+                                              capture_output=True, text=True, check=False).stdout)
+             for m in survivors}
+    return {"file": target, "tests": tests, "counts": counts, "survivors": survivors, "diffs": diffs}
+
+
+def _changed_lines(diff: str) -> str:
+    """The - and + lines of a unified diff, stripped: what the mutant changed."""
+    return " | ".join(line.strip() for line in diff.splitlines()
+                      if line[:1] in "+-" and not line.startswith(("+++", "---")))
 
 
 def score(entry: dict, equivalent: dict[str, str]) -> dict:
@@ -77,7 +87,7 @@ def score(entry: dict, equivalent: dict[str, str]) -> dict:
     return {"file": entry.get("file"), "killed": killed, "survived": survived, "timeout": timeout,
             "no_tests": counts.get("no tests", 0), "equivalent": len(judged),
             "score": round(killed / denominator, 4) if denominator else None,
-            "equivalent_mutants": judged, "surviving_mutants": live}
+            "equivalent_mutants": judged, "surviving_mutants": {m: entry["diffs"].get(m, "") for m in live}}
 
 
 def main() -> int:
@@ -87,26 +97,24 @@ def main() -> int:
     equivalent = json.loads(EQUIVALENT.read_text()) if EQUIVALENT.is_file() else {}
     results = json.loads(OUT.read_text()) if OUT.is_file() else {}
     files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
-    with tempfile.TemporaryDirectory(prefix="mutation-") as temporary:
-        workdir = Path(temporary) / "project"
-        for file in files:
-            if (ROOT / file).is_file():
-                (workdir / file).parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(ROOT / file, workdir / file)
-        workdir.mkdir(exist_ok=True)
-        for link in (Path(temporary) / "shared", workdir / "shared"):
-            link.symlink_to(ROOT.parent / "shared")  # tests find ../shared beside the (mutants') root
-        for name in args.modules:
-            print(f"mutating {name} ({MODULES[name][0]}) ...", flush=True)
-            results[name] = score(run_module(name, workdir), equivalent)
-            entry = results[name]
-            if "error" in entry:
-                print(f"  {entry['error']}", flush=True)
-            else:
-                print(f"  killed {entry['killed']}, survived {entry['survived']}, timeout {entry['timeout']},"
-                      f" equivalent {entry['equivalent']}: score {entry['score']}", flush=True)
-            OUT.parent.mkdir(parents=True, exist_ok=True)  # after each module: a long run keeps what it has
-            OUT.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+    workdir = ROOT / ".cache" / "mutation" / "project"
+    shutil.rmtree(workdir.parent, ignore_errors=True)
+    for file in files:
+        if (ROOT / file).is_file():
+            (workdir / file).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / file, workdir / file)
+    for link in (workdir.parent / "shared", workdir / "shared"):
+        link.symlink_to(ROOT.parent / "shared")  # the tests find ../shared beside the (mutants') root
+    for name in args.modules:
+        print(f"mutating {name} ({MODULES[name][0]}) ...", flush=True)
+        results[name] = entry = score(run_module(name, workdir), equivalent)
+        if "error" in entry:
+            print(f"  {entry['error']}", flush=True)
+        else:
+            print(f"  killed {entry['killed']}, survived {entry['survived']}, timeout {entry['timeout']},"
+                  f" equivalent {entry['equivalent']}: score {entry['score']}", flush=True)
+        OUT.parent.mkdir(parents=True, exist_ok=True)  # after each module: a long run keeps what it has
+        OUT.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
     return 0
 
 

@@ -65,3 +65,22 @@ def test_incomplete_checkpoints_are_removed_and_complete_ones_stay(checkpoints):
 def test_epoch_rows_come_from_the_newest_complete_checkpoint(checkpoints):
     rows = epoch_rows(checkpoints)
     assert [(row["step"], row["validation_accuracy"]) for row in rows] == [(100, 0.1)]
+
+
+@pytest.mark.parametrize("state", ["{}", "[]", '{"global_step": 7}', '"log_history"'])
+def test_a_state_without_a_log_history_is_incomplete(tmp_path, state):
+    # JSON that parses but is not the Trainer's state (no log_history mapping): nothing to resume from.
+    root = tmp_path / "checkpoints"
+    complete(root / "checkpoint-3", 3)
+    incomplete(root / "checkpoint-7", state=state)
+    assert latest_checkpoint(root) == root / "checkpoint-3"
+    remove_incomplete_checkpoints(root)
+    assert sorted(p.name for p in root.iterdir()) == ["checkpoint-3"]
+
+
+def test_only_checkpoint_step_folders_count(tmp_path):
+    root = tmp_path / "checkpoints"
+    complete(root / "checkpoint-3", 3)
+    complete(root / "checkpoint-9-copy", 9)  # not a name the Trainer writes: never resumed from
+    complete(root / "checkpoint-copy-9", 9)
+    assert latest_checkpoint(root) == root / "checkpoint-3"
