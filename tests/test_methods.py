@@ -126,11 +126,12 @@ def test_predict_and_export_reproduce_predictions(methods, run_id, tmp_path, cap
     assert np.abs(probabilities - _probabilities(expected)).max() < 1e-5
 
 
-def test_predict_takes_options_after_the_texts(methods, capsys):
-    text = pd.read_csv(methods["results"] / "H1_v1" / "predictions.csv")["text"][0]
-    assert main(["predict", "H1_v1", text, "--config", str(methods["config"]),
-                 "--set", f"output_dir={methods['results']}"]) == 0
-    assert capsys.readouterr().out.strip().endswith(f"| {text}")
+def test_predict_takes_options_between_and_after_the_texts(methods, capsys):
+    texts = pd.read_csv(methods["results"] / "H1_v1" / "predictions.csv")["text"][:2].tolist()
+    assert main(["predict", "H1_v1", "--config", str(methods["config"]), texts[0],
+                 "--set", f"output_dir={methods['results']}", texts[1]]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 2 and lines[0].endswith(f"| {texts[0]}") and lines[1].endswith(f"| {texts[1]}")
 
 
 def test_an_override_written_as_a_text_is_refused_with_the_fix(methods, capsys):
