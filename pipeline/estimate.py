@@ -48,6 +48,7 @@ def print_dry_run(config: PipelineConfig, runs: list[Run], log=print, note=None,
     note = note or (lambda line: print(line, file=sys.stderr))
     with warnings.catch_warnings():  # library deprecation notices would break the one-line-per-run listing
         warnings.simplefilter("ignore", FutureWarning)
+        warnings.filterwarnings("ignore", category=UserWarning, module=r"peft\.")  # e.g. BOFT's CUDA extension
         _print_dry_run(config, runs, log, note, states or {})
 
 

@@ -142,6 +142,7 @@ def quiet_libraries() -> None:
     hf_logging.disable_progress_bar()
     datasets.disable_progress_bars()
     warnings.filterwarnings("ignore", category=FutureWarning, module=r"(transformers|peft)\.")
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"peft\.")  # advice on layer types, extensions
 
 
 def execute(run: Run, context: RunContext, run_fingerprint: str | None = None) -> Outcome:
