@@ -171,3 +171,39 @@ def test_bad_adapter_blocks_are_refused_before_any_run(tiny_data, tiny_models, t
     assert err.startswith("error: ") and len(err.strip().splitlines()) == 1, err
     assert fragment in err, err
     assert not (tmp_path / "out").exists(), "something was written"
+
+
+# ----------------------------------------------------------------------------------------------
+# The committed configs
+
+
+def test_the_study_configs_keep_their_run_ids_and_records():
+    """`lora` stays the short form: config.yaml's runs and what they record (hence their fingerprints) are as before."""
+    from conftest import ROOT
+    from core.config import load_config
+    from pipeline.plan import build_plan
+
+    runs = build_plan(load_config(ROOT / "config.yaml"))
+    assert [r.run_id for r in runs] == ["A0", "A1", "B1_v1", "C1_v1", "D1_v1", "E1_v1", "F1_v1"]
+    for run in runs:
+        assert set(run.resolved()) == {"run_id", "base_run_id", "task", "method", "model_number", "model", "variant",
+                                       "seed", "training", "lora"}
+    study = build_plan(load_config(ROOT / "configs" / "study.yaml"))
+    assert len(study) == 1 + 3 + 3 * 2 * 5  # A0; A per model; B-F per model and variant
+
+
+def test_methods_config_plans_every_method_and_passes_the_checks():
+    from conftest import ROOT, SHARED
+    from core.config import load_config
+    from pipeline.plan import build_plan
+    from tasks.adapters import check_runs
+
+    if not (SHARED / "models" / "all-MiniLM-L6-v2" / "config.json").is_file():
+        pytest.skip("the offline default model is not in ../shared")
+    runs = build_plan(load_config(ROOT / "configs" / "methods.yaml"))
+    methods = {r.method for r in runs}
+    types = {r.adapter["peft_type"] for r in runs if r.adapter}
+    assert methods == {"tfidf_nb", "full", "head", "bitfit", "lora", "peft"}
+    assert types == {"LORA", "ADALORA", "IA3", "VERA", "LN_TUNING", "PROMPT_TUNING"}
+    assert len({r.base_run_id for r in runs}) == 21 and len(runs) == 63  # three seeds
+    check_runs([r for r in runs if r.seed == 42], train_rows=2000)  # every block fits MiniLM (meta device)
