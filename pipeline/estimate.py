@@ -75,10 +75,10 @@ def estimate_run(run: Run, config: PipelineConfig, splits, data_problem: str | N
     problem = _model_problem(run.model)
     if problem:
         return Estimate(unknown_because=problem)
-    num_labels = len(config.dataset.class_names)
-    training = run.training or config.training
     from tasks.hooks import total_steps
 
+    num_labels = len(config.dataset.class_names)
+    training = run.training or config.training
     steps = total_steps(len(splits.train), training) if splits is not None else None
     try:
         trainable, total = count_on_meta(run, num_labels, config.trust_remote_code, steps)

@@ -161,8 +161,8 @@ def check_adapter(adapter: dict) -> dict:
     settings["peft_type"] = peft_type
     try:
         _build(peft_type, settings, total_steps=10 ** 9)  # targets as written; the model is checked later
-    except (TypeError, ValueError) as error:
-        raise AdapterError(f"PEFT rejects it: {str(error).strip().splitlines()[0]}") from None
+    except Exception as error:  # PEFT's own checks (ValueError mostly) on the values as written
+        raise AdapterError(f"PEFT rejects it: {(str(error).strip() or type(error).__name__).splitlines()[0]}") from None
     return settings
 
 
@@ -174,7 +174,8 @@ def _typed(cls, key: str, value):
     if key not in hints:
         return value
     try:
-        return TypeAdapter(hints[key]).validate_python(value)
+        typed = TypeAdapter(hints[key]).validate_python(value)
+        return list(typed) if isinstance(typed, (set, frozenset, tuple)) else typed  # recorded as JSON
     except ValidationError as error:
         if "Literal" in str(hints[key]) and isinstance(value, str):  # e.g. pissa_niter_16: PEFT checks those
             return value

@@ -126,6 +126,19 @@ def test_predict_and_export_reproduce_predictions(methods, run_id, tmp_path, cap
     assert np.abs(probabilities - _probabilities(expected)).max() < 1e-5
 
 
+def test_dry_run_counts_what_each_run_trained_and_skips_them(methods, capsys):
+    import re
+
+    assert main(["--config", str(methods["config"]), "--dry-run", "--set", f"output_dir={methods['results']}"]) == 0
+    lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines() if line.strip()}
+    for run_id in RUNS:
+        record = json.loads((methods["results"] / run_id / "metrics.json").read_text())
+        counted = re.search(r"trainable=([\d,]+) of ([\d,]+)", lines[run_id])
+        assert counted, lines[run_id]
+        assert int(counted.group(1).replace(",", "")) == record["parameters"]["trainable"], run_id
+        assert lines[run_id].endswith("[skip]"), lines[run_id]
+
+
 def test_predict_takes_options_between_and_after_the_texts(methods, capsys):
     texts = pd.read_csv(methods["results"] / "H1_v1" / "predictions.csv")["text"][:2].tolist()
     assert main(["predict", "H1_v1", "--config", str(methods["config"]), texts[0],
