@@ -1,9 +1,11 @@
 """Fine-tune and evaluate transformer text classifiers, as planned in config.yaml.
 
-    python main.py [--config PATH] [--only RUN_ID ...] [--dry-run] [--force] [--quiet] [KEY=VALUE ...]
-    python main.py predict RUN_ID [TEXT ...] [--file PATH [--out PATH]] [--config PATH]
-    python main.py export RUN_ID DIR [--config PATH]
-    python main.py report [--config PATH] [KEY=VALUE ...]
+    python main.py [--config PATH] [--only RUN_ID ...] [--dry-run] [--force] [--quiet] [--set KEY=VALUE ...] [KEY=VALUE ...]
+    python main.py predict RUN_ID [TEXT ...] [--file PATH [--out PATH]] [--config PATH] [--set KEY=VALUE ...]
+    python main.py export RUN_ID DIR [--config PATH] [--set KEY=VALUE ...]
+    python main.py report [--config PATH] [--set KEY=VALUE ...] [KEY=VALUE ...]
+
+Options may come before or after the positional arguments.
 
 Exit codes: 0 every run complete, 1 a run failed, 2 a config, data or usage error.
 """
@@ -40,6 +42,13 @@ def run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bars or training logs (for logs and CI)")
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
                         help="dotted config overrides, e.g. output_dir=/tmp/x dataset.max_train_samples=500")
+    set_argument(parser)
+
+
+def set_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="set",
+                        help="a dotted config override, typed as YAML; repeatable (e.g. --set output_dir=/tmp/x):"
+                             " the same overrides as the run, so the command finds the run where it was written")
 
 
 def predict_arguments(parser: argparse.ArgumentParser) -> None:
@@ -50,18 +59,21 @@ def predict_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", metavar="PATH",
                         help="where --file's predictions go (default: beside it, <name>.<RUN_ID>.predictions.csv)")
     parser.add_argument("--config", default="config.yaml", help="the config whose output_dir holds the run")
+    set_argument(parser)
 
 
 def export_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_id", metavar="RUN_ID", help="a complete run that trained (e.g. C1_v1)")
     parser.add_argument("dir", metavar="DIR", help="a new folder for the standalone Hugging Face model")
     parser.add_argument("--config", default="config.yaml", help="the config whose output_dir holds the run")
+    set_argument(parser)
 
 
 def report_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", default="config.yaml", help="the config whose output_dir to report on")
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
                         help="dotted config overrides, e.g. output_dir=/tmp/x")
+    set_argument(parser)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -95,14 +107,26 @@ def predict(args) -> int:
     from core.config import load_config
     from pipeline.trained import predict_command
 
-    return predict_command(load_config(args.config), args.run_id, args.texts, args.file, args.out)
+    _check_texts(args.texts)
+    return predict_command(load_config(args.config, args.set), args.run_id, args.texts, args.file, args.out)
 
 
 def export(args) -> int:
     from core.config import load_config
     from pipeline.trained import export_command
 
-    return export_command(load_config(args.config), args.run_id, args.dir)
+    return export_command(load_config(args.config, args.set), args.run_id, args.dir)
+
+
+def _check_texts(texts: list[str]) -> None:
+    """`predict B1_v1 output_dir=/tmp/x "text"`: a text that is a config override was meant as one."""
+    from core.config import PipelineConfig
+
+    for text in texts:
+        key, sep, value = text.partition("=")
+        if sep and value and key.split(".")[0] in PipelineConfig.model_fields and " " not in key:
+            raise UsageError(f"{text!r} looks like a config override, not a text to classify;"
+                             f" write --set {text}")
 
 
 def report(args) -> int:
@@ -134,11 +158,14 @@ def parse_args(argv: list[str]) -> tuple[str, argparse.Namespace]:
     name = argv[0] if argv and argv[0] in COMMANDS else "run"
     rest = argv[1:] if argv and argv[0] == name else argv
     description, add_arguments, _ = COMMANDS[name]
-    parser = Parser(prog="main.py" if name == "run" else f"main.py {name}", description=description,
-                    epilog=None if name != "run" else "other commands: " + ", ".join(
-                        f"{n} ({h})" for n, (h, _, _) in COMMANDS.items() if n != "run"))
+    epilog = "Options may come before or after the positional arguments."
+    if name == "run":
+        epilog += " Other commands: " + ", ".join(f"{n} ({h})" for n, (h, _, _) in COMMANDS.items() if n != "run")
+    parser = Parser(prog="main.py" if name == "run" else f"main.py {name}", description=description, epilog=epilog)
     add_arguments(parser)
-    args = parser.parse_args(rest)
+    args = parser.parse_intermixed_args(rest)  # options before or after the texts
+    if hasattr(args, "overrides"):
+        args.overrides = args.set + args.overrides
     if getattr(args, "only", None):  # `--only B1_v1 key=value`: the greedy list stops being run ids at KEY=VALUE
         args.overrides = [x for x in args.only if "=" in x] + args.overrides
         args.only = [x for x in args.only if "=" not in x]

@@ -96,16 +96,22 @@ class VariantConfig(TrainingOverrides):  # type: ignore[valid-type,misc]
     A sweep is a set of variants: {r4: {lora: {r: 4}}, r16: {lora: {r: 16}}} gives C1_r4 and C1_r16."""
 
     lora: LoraOverrides | None = None  # type: ignore[valid-type]
+    adapter: dict[str, Any] | None = None  # overrides of a `peft` task's adapter block (e.g. {r: 16})
 
 # What each method needs: does it train, does it load a transformer, which settings block it reads.
-# module: the tasks/ module that runs it; settings: the config block it reads (a top-level default
-# that a task's own block overrides). A new PEFT method is a row here, a settings block below and a
-# branch in tasks/adapters.py.
+# module: the tasks/ module that runs it; settings: the config block it reads (`lora`: the top-level
+# block, then the variant's, then the task's; `adapter`: the variant's, then the task's).
+# How each training method wraps the model is tasks/adapters.py's WRAPPERS. A PEFT type needs no row:
+# it is `method: peft` with an `adapter:` block of PEFT's own fields (validated against PEFT's config
+# class in tasks/adapters.py); a method that needs a training hook adds one class to tasks/hooks.py.
 METHODS = {
     "tfidf_nb": dict(trains=False, uses_models=False, settings=None, module="tasks.tfidf_nb"),
     "pretrained": dict(trains=False, uses_models=True, settings=None, module="tasks.pretrained"),
     "full": dict(trains=True, uses_models=True, settings=None, module="tasks.finetune"),
-    "lora": dict(trains=True, uses_models=True, settings="lora", module="tasks.finetune"),
+    "head": dict(trains=True, uses_models=True, settings=None, module="tasks.finetune"),  # linear probe
+    "bitfit": dict(trains=True, uses_models=True, settings=None, module="tasks.finetune"),  # biases + head
+    "lora": dict(trains=True, uses_models=True, settings="lora", module="tasks.finetune"),  # short for peft + LORA
+    "peft": dict(trains=True, uses_models=True, settings="adapter", module="tasks.finetune"),
 }
 
 
@@ -115,6 +121,7 @@ class TaskConfig(Strict):
     variants: list[str] = Field(default_factory=list)  # training variants, for methods that train
     training: TrainingOverrides = Field(default_factory=TrainingOverrides)  # type: ignore[valid-type]
     lora: LoraOverrides | None = None  # type: ignore[valid-type]
+    adapter: dict[str, Any] | None = None  # method peft: peft_type and PEFT's own config fields
     enabled: bool = True
 
 
@@ -164,14 +171,22 @@ class PipelineConfig(Strict):
                 if variant not in self.variants:
                     problems.append(f"{where}.variants: unknown variant {variant!r}{did_you_mean(variant, self.variants)};"
                                     f" defined: {', '.join(self.variants) or 'none'}")
-                elif self.variants[variant].lora is not None and method["settings"] != "lora":
-                    problems.append(f"{where}.variants: variant {variant!r} sets lora, which method {task.method!r}"
-                                    f" does not take; give this task variants without lora")
+                else:
+                    for block in ("lora", "adapter"):
+                        if getattr(self.variants[variant], block) is not None and method["settings"] != block:
+                            problems.append(f"{where}.variants: variant {variant!r} sets {block}, which method"
+                                            f" {task.method!r} does not take; give this task variants without {block}")
             for number in task.models or []:
                 if number > len(self.models):
                     problems.append(f"{where}.models: there is no model {number}; `models` lists {len(self.models)}")
             if task.lora is not None and method["settings"] != "lora":
                 problems.append(f"{where}.lora: method {task.method!r} takes no LoRA settings; remove lora")
+            if task.adapter is not None and method["settings"] != "adapter":
+                problems.append(f"{where}.adapter: method {task.method!r} takes no adapter block; use method peft")
+            if method["settings"] == "adapter" and task.adapter is None and not any(
+                    self.variants[v].adapter for v in task.variants if v in self.variants):
+                problems.append(f"{where}.adapter: method 'peft' needs an adapter block with a peft_type,"
+                                f" e.g. adapter: {{peft_type: IA3, target_modules: [key, value]}}")
         if problems:
             raise ValueError("\n".join(problems))
         return self
@@ -179,7 +194,7 @@ class PipelineConfig(Strict):
     def task_training(self, task: str, variant: str) -> TrainingConfig:
         """Defaults, then the variant, then the task's own overrides."""
         merged = self.training.model_dump()
-        merged.update(self.variants[variant].model_dump(exclude_none=True, exclude={"lora"}))
+        merged.update(self.variants[variant].model_dump(exclude_none=True, exclude={"lora", "adapter"}))
         merged.update(self.tasks[task].training.model_dump(exclude_none=True))
         return TrainingConfig(**merged)
 
@@ -190,6 +205,13 @@ class PipelineConfig(Strict):
             if block is not None:
                 merged.update(block.model_dump(exclude_none=True))
         return LoraConfig(**merged)
+
+    def task_adapter(self, task: str, variant: str) -> dict:
+        """The variant's adapter block, then the task's own (checked against PEFT in tasks/adapters.py)."""
+        merged: dict = {}
+        for block in (self.variants[variant].adapter, self.tasks[task].adapter):
+            merged.update({str(key): value for key, value in (block or {}).items()})
+        return merged
 
 
 # ----------------------------------------------------------------------------------------------

@@ -57,6 +57,20 @@ def hub_options(name: str) -> dict:
     return {"local_files_only": True} if not Path(name).is_absolute() and in_hub_cache(name) else {}
 
 
+def meta_skeleton(name: str, num_labels: int = 2, trust_remote_code: bool = False):
+    """The model's architecture on PyTorch's meta device: shapes and module names, no weights read."""
+    import torch
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    try:
+        config = AutoConfig.from_pretrained(name, num_labels=num_labels, trust_remote_code=trust_remote_code,
+                                            **hub_options(name))
+    except OSError as error:
+        raise ModelError(f"model {name}: config cannot be read ({str(error).splitlines()[0]})") from None
+    with torch.device("meta"):
+        return AutoModelForSequenceClassification.from_config(config, trust_remote_code=trust_remote_code)
+
+
 def count_parameters(model) -> tuple[int, int]:
     """(trainable, total). For PEFT models total counts the frozen base once plus the adapters."""
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)

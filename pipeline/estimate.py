@@ -48,6 +48,7 @@ def print_dry_run(config: PipelineConfig, runs: list[Run], log=print, note=None,
     note = note or (lambda line: print(line, file=sys.stderr))
     with warnings.catch_warnings():  # library deprecation notices would break the one-line-per-run listing
         warnings.simplefilter("ignore", FutureWarning)
+        warnings.filterwarnings("ignore", category=UserWarning, module=r"peft\.")  # e.g. BOFT's CUDA extension
         _print_dry_run(config, runs, log, note, states or {})
 
 
@@ -74,11 +75,17 @@ def estimate_run(run: Run, config: PipelineConfig, splits, data_problem: str | N
     problem = _model_problem(run.model)
     if problem:
         return Estimate(unknown_because=problem)
+    from tasks.hooks import total_steps
+
     num_labels = len(config.dataset.class_names)
-    trainable, total = count_on_meta(run, num_labels, config.trust_remote_code)
+    training = run.training or config.training
+    steps = total_steps(len(splits.train), training) if splits is not None else None
+    try:
+        trainable, total = count_on_meta(run, num_labels, config.trust_remote_code, steps)
+    except Exception as error:  # a PEFT type the meta device cannot build (BOFT calls .item())
+        return Estimate(unknown_because=f"not countable on the meta device: {str(error).splitlines()[0]}")
     if splits is None:
         return Estimate(trainable, total, unknown_because=data_problem)
-    training = run.training or config.training
     step, inference = _timing(run, config, splits, training, timings)
     texts_evaluated = len(splits.test)
     seconds = 0.0
@@ -92,20 +99,21 @@ def estimate_run(run: Run, config: PipelineConfig, splits, data_problem: str | N
     return Estimate(trainable, total, seconds)
 
 
-def count_on_meta(run: Run, num_labels: int, trust_remote_code: bool = False) -> tuple[int, int]:
+def count_on_meta(run: Run, num_labels: int, trust_remote_code: bool = False,
+                  steps: int | None = None) -> tuple[int, int]:
     """(trainable, total) parameters of the run's model as trained, built on the meta device."""
     import torch
     from transformers import AutoModelForSequenceClassification
 
     from core.models import count_parameters
-    from tasks.adapters import apply_method
+    from tasks.adapters import apply_method, run_settings
 
     model_config = _model_config(run.model, num_labels, trust_remote_code)
     with torch.device("meta"):
         model = AutoModelForSequenceClassification.from_config(model_config, trust_remote_code=trust_remote_code)
         if not METHODS[run.method]["trains"]:
             return 0, count_parameters(model)[1]  # evaluated as is: nothing trains
-        model = apply_method(model, run.method, run.lora)
+        model = apply_method(model, run.method, run_settings(run), steps or 10 ** 9)  # steps: AdaLoRA's schedule
     return count_parameters(model)
 
 
@@ -119,13 +127,14 @@ def _timing(run: Run, config: PipelineConfig, splits, training, timings: dict) -
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     from core.hardware import pick_device, use_bf16
-    from tasks.adapters import apply_method
+    from tasks.adapters import apply_method, run_settings
+    from tasks.hooks import total_steps
 
     device = pick_device()
     bf16 = use_bf16(training.precision, device)
     lora = run.lora
     key = (run.model, run.method, training.batch_size, training.eval_batch_size, bf16,
-           (lora.r, tuple(lora.target_modules), lora.use_dora) if lora else None)
+           (lora.r, tuple(lora.target_modules), lora.use_dora) if lora else None, repr(run.adapter))
     if key in timings:
         return timings[key]
     tokenizer = AutoTokenizer.from_pretrained(run.model, local_files_only=True)
@@ -140,7 +149,7 @@ def _timing(run: Run, config: PipelineConfig, splits, training, timings: dict) -
     torch.manual_seed(0)
     model = AutoModelForSequenceClassification.from_config(model_config, trust_remote_code=config.trust_remote_code)
     if METHODS[run.method]["trains"]:
-        model = apply_method(model, run.method, run.lora)
+        model = apply_method(model, run.method, run_settings(run), total_steps(len(splits.train), training))
     model.to(device)
     vocabulary = model_config.vocab_size
 

@@ -1,7 +1,7 @@
 """The plan: tasks x models x variants expanded into runs with resolved settings and study-style ids."""
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from core.config import METHODS, ConfigError, LoraConfig, PipelineConfig, TrainingConfig, did_you_mean
 
@@ -18,6 +18,7 @@ class Run:
     lora: LoraConfig | None = None
     seed: int = 42
     base_run_id: str = ""  # the run id without its seed suffix (B1_v1 for B1_v1_s43); the run id when unseeded
+    adapter: dict | None = field(default=None, hash=False)  # method peft: peft_type and PEFT's config fields
 
     def __post_init__(self):
         if not self.base_run_id:
@@ -25,12 +26,15 @@ class Run:
 
     def resolved(self) -> dict:
         """Everything that determines this run's results, as written into its metrics.json."""
-        return {
+        resolved = {
             "run_id": self.run_id, "base_run_id": self.base_run_id, "task": self.task, "method": self.method,
             "model_number": self.model_number, "model": self.model, "variant": self.variant, "seed": self.seed,
             "training": self.training.model_dump() if self.training else None,
             "lora": self.lora.model_dump() if self.lora else None,
         }
+        if self.adapter is not None:  # only then: runs without one keep their fingerprints
+            resolved["adapter"] = dict(self.adapter)
+        return resolved
 
     def describe(self) -> str:
         parts = [f"{self.run_id:<10}", f"method={self.method}"]
@@ -42,6 +46,8 @@ class Run:
         if self.lora:
             parts.append(f"targets={','.join(self.lora.target_modules)} r={self.lora.r}"
                          + (" rslora" if self.lora.use_rslora else "") + (" dora" if self.lora.use_dora else ""))
+        if self.adapter:
+            parts.append(" ".join(f"{key}={_short(value)}" for key, value in self.adapter.items()))
         return "  ".join(parts)
 
 
@@ -90,6 +96,22 @@ def _base_runs(config: PipelineConfig) -> list[Run]:
                 continue
             for variant in task.variants:
                 lora = config.task_lora(task_name, variant) if method["settings"] == "lora" else None
+                adapter = _adapter(config, task_name, variant) if method["settings"] == "adapter" else None
                 runs.append(Run(f"{task_name}{number}_{variant}", task_name, task.method, number, model, variant,
-                                config.task_training(task_name, variant), lora, config.seed))
+                                config.task_training(task_name, variant), lora, config.seed, adapter=adapter))
     return runs
+
+
+def _adapter(config: PipelineConfig, task: str, variant: str) -> dict:
+    """The task's adapter block, checked against PEFT's config class (no model needed)."""
+    from tasks.adapters import AdapterError, check_adapter  # imports peft only for configs that use it
+
+    adapter = config.task_adapter(task, variant)
+    try:
+        return check_adapter(adapter)
+    except AdapterError as error:
+        raise ConfigError(f"tasks.{task}.{error.where('adapter')}") from None
+
+
+def _short(value) -> str:
+    return ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)

@@ -61,17 +61,17 @@ def run_all(config: PipelineConfig, runs: list[Run], force: bool = False, show_p
 
 
 def prepare(config: PipelineConfig, runs: list[Run]) -> Splits:
-    """Everything that can fail before the first run: models, LoRA targets, data, the output folder.
+    """Everything that can fail before the first run: models, data, PEFT settings and targets, the output folder.
     Nothing is written unless all of it is fine."""
     models = sorted({run.model for run in runs if run.model})
     try:
         for model in models:
             check_available(model)
-        if any(run.lora for run in runs):
+        splits = load_splits(config.dataset)
+        if any(METHODS[run.method]["settings"] for run in runs):
             from tasks.adapters import check_runs  # loads transformers only when needed
 
-            check_runs(runs)
-        splits = load_splits(config.dataset)
+            check_runs(runs, len(splits.train))  # AdaLoRA's schedule needs the run's steps
     except (DataError, ModelError) as error:
         raise PlanError(str(error)) from None
     output = Path(config.output_dir)
@@ -142,6 +142,7 @@ def quiet_libraries() -> None:
     hf_logging.disable_progress_bar()
     datasets.disable_progress_bars()
     warnings.filterwarnings("ignore", category=FutureWarning, module=r"(transformers|peft)\.")
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"peft\.")  # advice on layer types, extensions
 
 
 def execute(run: Run, context: RunContext, run_fingerprint: str | None = None) -> Outcome:

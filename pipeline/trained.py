@@ -1,7 +1,8 @@
 """A finished run's saved model, used again: classify new texts, or export a standalone Hugging Face folder.
 
-Runs that train save `results/<RUN_ID>/model/`: the whole model (full fine-tuning) or a PEFT adapter plus
-the new head (LoRA), which is applied here to the base model named in the run's metrics.json. Texts are
+Runs that train save `results/<RUN_ID>/model/`: the whole model (full, head, bitfit) or a PEFT adapter plus
+the new head (every PEFT method; PiSSA/OLoRA converted to a plain LoRA adapter over the original weights),
+which is applied here to the base model named in the run's metrics.json. Texts are
 tokenised as the run's test texts were (its tokenizer and `max_length`) and classified by the same batched
 inference (evaluation/inference.py) with the run's eval batch size and precision, so a run's own test
 texts get back the probabilities in its predictions.csv.
@@ -20,7 +21,7 @@ import pandas as pd
 
 from core.config import ConfigError, PipelineConfig, did_you_mean
 from core.files import write_csv_atomic
-from tasks.adapters import merged
+from tasks.adapters import can_merge, merged
 
 
 class RunUnusable(ConfigError):
@@ -91,21 +92,44 @@ def prediction_frame(trained: TrainedRun, texts: list[str], probabilities: np.nd
     return frame
 
 
+ADAPTER_FOLDER = "adapter"  # export of a prompt-learning run: DIR is the base model, DIR/adapter the adapter
+
+
 def export(trained: TrainedRun, folder: Path) -> Path:
     """A standalone Hugging Face model folder: adapters merged into the base weights, tokenizer included.
 
     Its tokenizer truncates at the run's max_length by default, so AutoTokenizer + AutoModelFor-
-    SequenceClassification from this folder reproduce the run's predictions.
+    SequenceClassification from this folder reproduce the run's predictions. Prompt-learning adapters
+    (prompt, prefix, P-tuning) cannot merge: the folder holds the base model and, in `adapter/`, the
+    adapter with the trained head, loaded with PeftModel.from_pretrained(base, DIR/adapter).
     """
     folder = Path(folder)
     if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
         raise ConfigError(f"export: {folder} already exists and is not an empty folder; name a new folder")
-    model = merged(trained.model)
     with _quiet_transformers():
-        model.save_pretrained(str(folder))
+        if trained.is_adapter and not can_merge(trained.model):
+            trained.model.save_pretrained(str(folder / ADAPTER_FOLDER))
+            model = trained.model.get_base_model()
+            from peft.utils.other import ModulesToSaveWrapper
+
+            saved = {name: module for name, module in model.named_modules() if isinstance(module, ModulesToSaveWrapper)}
+            for name, module in saved.items():  # the base as loaded: original head, no PEFT wrappers
+                _set_module(model, name, module.original_module)
+            try:
+                model.save_pretrained(str(folder))
+            finally:
+                for name, module in saved.items():
+                    _set_module(model, name, module)
+        else:
+            merged(trained.model).save_pretrained(str(folder))
     trained.tokenizer.model_max_length = trained.max_length
     trained.tokenizer.save_pretrained(str(folder))
     return folder
+
+
+def _set_module(model, name: str, module) -> None:
+    parent, _, child = name.rpartition(".")
+    setattr(model.get_submodule(parent), child, module)
 
 
 def read_texts(path: Path) -> list[str]:
@@ -170,8 +194,13 @@ def predict_command(config: PipelineConfig, run_id: str, texts: list[str], file:
 def export_command(config: PipelineConfig, run_id: str, folder: str) -> int:
     """`python main.py export`."""
     trained = load(config, run_id)
-    merged = " (LoRA merged into the base weights)" if trained.is_adapter else ""
     export(trained, Path(folder))
+    if trained.is_adapter and not can_merge(trained.model):
+        print(f"{run_id} exported to {folder}: the base model, and in {ADAPTER_FOLDER}/ its adapter (prompt learning"
+              f" cannot merge); load it with PeftModel.from_pretrained(AutoModelForSequenceClassification"
+              f".from_pretrained(DIR), DIR/{ADAPTER_FOLDER}) and AutoTokenizer.from_pretrained(DIR)")
+        return 0
+    merged = " (adapter merged into the base weights)" if trained.is_adapter else ""
     print(f"{run_id} exported to {folder}{merged}; load it with AutoModelForSequenceClassification and"
           " AutoTokenizer.from_pretrained")
     return 0
@@ -185,7 +214,7 @@ def _complete_record(output_dir: Path, run_id: str) -> dict:
     if not path.is_file():
         known = sorted(p.parent.name for p in output_dir.glob("*/metrics.json"))
         raise RunUnusable(f"run {run_id!r} has no results in {output_dir}{did_you_mean(run_id, known)};"
-                          f" runs there: {', '.join(known) or 'none'} (pass --config for another output_dir)")
+                          f" runs there: {', '.join(known) or 'none'} (pass --config, and --set output_dir=DIR if the run had it)")
     try:
         record = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):

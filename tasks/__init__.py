@@ -1,7 +1,7 @@
 """Tasks: what a run does, by method. Each module has `run(run, context) -> TaskResult`.
 
-Full fine-tuning and every PEFT method share one module (finetune); they differ only in
-tasks/adapters.py. Modules are named in core.config.METHODS and load lazily, so that
+Every method that trains (full, head, bitfit, lora, peft) shares one module (finetune); they differ
+only in how tasks/adapters.py wraps the model and, for a few PEFT methods, a hook in tasks/hooks.py. Modules are named in core.config.METHODS and load lazily, so that
 `--dry-run` and config errors stay instant.
 """
 from __future__ import annotations

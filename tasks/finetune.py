@@ -1,4 +1,5 @@
-"""Tasks B-F: one training path for every method. Only `apply_method` differs between full and LoRA."""
+"""Tasks B-F: one training path for every method that trains. Methods differ only in how the model is
+wrapped (tasks/adapters.py) and, for a few PEFT methods, a hook (tasks/hooks.py)."""
 from __future__ import annotations
 
 import time
@@ -15,7 +16,8 @@ from evaluation.inference import predict_probabilities
 from evaluation.metrics import validation_metrics
 from core.hardware import is_main_process, use_bf16
 from core.models import count_parameters, load_classifier
-from tasks.adapters import apply_method, merged
+from tasks import hooks
+from tasks.adapters import adapter_settings, apply_method, merged, run_settings
 from tasks.base import RunContext, TaskResult
 
 
@@ -24,7 +26,10 @@ def run(run, context: RunContext) -> TaskResult:
     set_seed(run.seed)  # the new head's initial weights, LoRA's A matrices, dropout and data order
     model, tokenizer = load_classifier(run.model, len(splits.class_names), splits.class_names,
                                        config.trust_remote_code)
-    model = apply_method(model, run.method, run.lora)
+    steps = hooks.total_steps(len(splits.train), training)
+    model = apply_method(model, run.method, run_settings(run), steps)
+    adapter = adapter_settings(run.method, run_settings(run))
+    active = hooks.active(adapter)
     trainable, total = count_parameters(model)
     bf16 = use_bf16(training.precision, context.device)
 
@@ -47,12 +52,15 @@ def run(run, context: RunContext) -> TaskResult:
         eval_dataset=eval_sets,
         data_collator=DataCollatorWithPadding(tokenizer, pad_to_multiple_of=training.pad_to_multiple_of),
         compute_metrics=validation_metrics,
-        callbacks=[clock],
+        callbacks=[clock, *filter(None, (hook.callback() for hook in active))],
+        optimizers=(next(filter(None, (hook.optimizer(model, adapter, training) for hook in active)), None), None),
     )
     if not context.show_progress:
         trainer.remove_callback(PrinterCallback)  # the per-epoch log dicts; epochs.csv has them
     remove_incomplete_checkpoints(checkpoints)  # a checkpoint cut off mid-write is never resumed from
     resume = latest_checkpoint(checkpoints)
+    for hook in active if is_main_process() else []:
+        hook.before_training(model, context.run_dir)
     trainer.train(resume_from_checkpoint=str(resume) if resume else None)  # best epoch restored at the end
     resumed_from = ({"checkpoint": resume.name, "step": int(resume.name.split("-")[-1]), "steps_trained": clock.steps}
                     if resume else None)
@@ -60,6 +68,8 @@ def run(run, context: RunContext) -> TaskResult:
     model_dir = context.run_dir / "model"
     trainer.save_model(str(model_dir))  # full weights, or adapter + head for PEFT methods (rank 0 only)
     if is_main_process():
+        for hook in active:
+            hook.after_save(trainer.model, model_dir, context.run_dir)
         tokenizer.save_pretrained(str(model_dir))
 
     test_ids = tokenize(splits.test["text"].tolist(), tokenizer, config.dataset.max_length, config.dataset.cache_dir)

@@ -1,13 +1,29 @@
-"""Methods wrap models as intended: the right modules train, with the expected parameter counts."""
+"""Methods wrap models as intended: the right modules train, with parameter counts recomputed from the shapes."""
+import json
+
 import pytest
 import torch
 from transformers import AutoModelForSequenceClassification
 
 from core.config import LoraConfig
 from core.models import count_parameters
-from tasks.adapters import AdapterError, ARCHITECTURES, apply_method
+from tasks import hooks
+from tasks.adapters import AdapterError, apply_method, check_adapter, merged
 
 KINDS = ["bert", "distilbert", "roberta"]
+HEAD = {"bert": ["classifier"], "distilbert": ["pre_classifier", "classifier"], "roberta": ["classifier"]}
+# Each architecture's own full-name endings for the generic names (written out here, not read from the code).
+NATIVE = {
+    "bert": {"query": "attention.self.query", "key": "attention.self.key", "value": "attention.self.value",
+             "attention_output": "attention.output.dense", "intermediate": "intermediate.dense",
+             "output": "{layer}.output.dense"},
+    "distilbert": {"query": "attention.q_lin", "key": "attention.k_lin", "value": "attention.v_lin",
+                   "attention_output": "attention.out_lin", "intermediate": "ffn.lin1", "output": "ffn.lin2"},
+}
+NATIVE["roberta"] = NATIVE["bert"]
+ENCODER = {"bert": "bert.encoder.layer", "distilbert": "distilbert.transformer.layer", "roberta": "roberta.encoder.layer"}
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def load(path):
@@ -23,7 +39,15 @@ def dims(model):
 
 
 def head_parameters(model, kind):
-    return sum(p.numel() for name in ARCHITECTURES[kind].head for p in getattr(model, name).parameters())
+    return sum(p.numel() for name in HEAD[kind] for p in getattr(model, name).parameters())
+
+
+def trainable_names(model):
+    return [name for name, p in model.named_parameters() if p.requires_grad]
+
+
+def peft(model, **adapter):
+    return apply_method(model, "peft", check_adapter(adapter), total_steps=20)
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -43,12 +67,33 @@ def test_lora_trainable_parameters_match_the_formula(tiny_models, kind, targets)
 @pytest.mark.parametrize("kind", KINDS)
 def test_lora_trains_only_adapters_and_the_head(tiny_models, kind):
     wrapped = apply_method(load(tiny_models[kind]), "lora", LoraConfig(r=4, target_modules=["key"]))
-    trainable = [name for name, p in wrapped.named_parameters() if p.requires_grad]
-    native_key = ARCHITECTURES[kind].attention["key"]
-    for name in trainable:
+    native_key = NATIVE[kind]["key"]
+    for name in trainable_names(wrapped):
         assert ("lora_" in name and f".{native_key}." in name) or "modules_to_save" in name, name
-    for module in ARCHITECTURES[kind].head:
-        assert any(f"{module}.modules_to_save" in name for name in trainable), f"{module} is not trained"
+    for module in HEAD[kind]:
+        assert any(f"{module}.modules_to_save" in name for name in trainable_names(wrapped)), f"{module} is not trained"
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_generic_names_map_to_each_architectures_modules(tiny_models, kind):
+    """attention output and the feed-forward output are both `dense` in BERT: each generic name gets only its own."""
+    for generic, ending in NATIVE[kind].items():
+        wrapped = apply_method(load(tiny_models[kind]), "lora", LoraConfig(r=2, target_modules=[generic]))
+        adapted = {name.split(".lora_A")[0].removeprefix("base_model.model.")
+                   for name in trainable_names(wrapped) if ".lora_A." in name}
+        layers = dims(wrapped)[1]
+        expected = {f"{ENCODER[kind]}.{i}.{ending.format(layer='')}".replace("..", ".") for i in range(layers)}
+        assert adapted == expected, generic
+
+
+def test_all_linear_adapts_every_encoder_linear_but_not_the_head(tiny_models):
+    model = load(tiny_models["bert"])
+    linears = {name for name, module in model.named_modules()
+               if isinstance(module, torch.nn.Linear) and name.startswith("bert.encoder.")}
+    wrapped = peft(model, peft_type="LORA", r=2, target_modules="all-linear")
+    adapted = {name.split(".lora_A")[0].removeprefix("base_model.model.")
+               for name in trainable_names(wrapped) if ".lora_A." in name}
+    assert adapted >= linears and not any(name.startswith("classifier") for name in adapted)
 
 
 def test_rslora_changes_the_scale_not_the_parameter_count(tiny_models):
@@ -74,22 +119,188 @@ def test_full_fine_tuning_trains_everything(tiny_models):
     assert trainable == total
 
 
-def test_unknown_target_lists_the_architectures_linear_modules(tiny_models):
-    with pytest.raises(AdapterError, match=r"LoRA target 'q_proj' is unknown for model type 'distilbert'; "
-                                           r"use query, key, value or one of its Linear modules: .*q_lin"):
+@pytest.mark.parametrize("kind", KINDS)
+def test_head_trains_only_the_classifier(tiny_models, kind):
+    model = load(tiny_models[kind])
+    wrapped = apply_method(model, "head")
+    assert all(name.split(".")[0] in HEAD[kind] for name in trainable_names(wrapped))
+    assert count_parameters(wrapped)[0] == head_parameters(model, kind)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_bitfit_trains_every_bias_and_the_head(tiny_models, kind):
+    model = load(tiny_models[kind])
+    wrapped = apply_method(model, "bitfit")
+    encoder_biases = [p for name, p in model.named_parameters()
+                      if name.endswith("bias") and name.split(".")[0] not in HEAD[kind]]
+    assert len(encoder_biases) > 4 * dims(model)[1]  # attention, feed-forward and LayerNorm biases per layer
+    for name in trainable_names(wrapped):
+        assert name.endswith("bias") or name.split(".")[0] in HEAD[kind], name
+    assert count_parameters(wrapped)[0] == head_parameters(model, kind) + sum(p.numel() for p in encoder_biases)
+
+
+def _layer_norms(model):
+    return sum(p.numel() for module in model.modules() if isinstance(module, torch.nn.LayerNorm)
+               for p in module.parameters())
+
+
+# (adapter block, trainable parameters besides the head: a function of hidden size, layers and the model)
+PEFT_TYPES = {
+    "IA3": ({"target_modules": ["key", "value", "intermediate"], "feedforward_modules": ["intermediate"]},
+            lambda hidden, layers, model: layers * 3 * hidden),  # one scale per output (key, value) or input (ff)
+    "VERA": ({"target_modules": ["query", "value"], "r": 4},
+             lambda hidden, layers, model: layers * 2 * (hidden + 4)),  # lambda_b (out) and lambda_d (r)
+    "LN_TUNING": ({"target_modules": ["layer_norm"]}, lambda hidden, layers, model: _layer_norms(model)),
+    "PROMPT_TUNING": ({"num_virtual_tokens": 5}, lambda hidden, layers, model: 5 * hidden),
+    "LORA": ({"target_modules": ["query", "value"], "r": 2, "init_lora_weights": "pissa"},
+             lambda hidden, layers, model: layers * 2 * 2 * 2 * hidden),
+}
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("peft_type", PEFT_TYPES)
+def test_peft_types_build_on_every_architecture(tiny_models, kind, peft_type):
+    block, expected = PEFT_TYPES[peft_type]
+    model = load(tiny_models[kind])
+    hidden, layers = dims(model)
+    head = head_parameters(model, kind)
+    count = expected(hidden, layers, model)
+    wrapped = peft(model, peft_type=peft_type, **block)
+    assert count_parameters(wrapped)[0] == count + head
+    for module in HEAD[kind]:
+        assert any(name.startswith(f"base_model.model.{module}.modules_to_save") or f".{module}.modules_to_save" in name
+                   for name in trainable_names(wrapped)), module
+    ids = torch.tensor([[2, 10, 11, 12, 3]])
+    assert wrapped(input_ids=ids, attention_mask=torch.ones_like(ids)).logits.shape == (1, 4)
+
+
+def test_pissa_moves_the_principal_part_out_of_the_base_weights(tiny_models):
+    original = load(tiny_models["bert"]).bert.encoder.layer[0].attention.self.query.weight.detach().clone()
+    wrapped = peft(load(tiny_models["bert"]), peft_type="LORA", r=2, target_modules=["query"], init_lora_weights="pissa")
+    layer = wrapped.base_model.model.bert.encoder.layer[0].attention.self.query
+    residual = layer.base_layer.weight.detach()
+    assert (residual - original).abs().max() > 1e-3  # PiSSA changed the base weights
+    update = layer.lora_B["default"].weight @ layer.lora_A["default"].weight * layer.scaling["default"]
+    assert torch.allclose(residual + update, original, atol=1e-5)  # residual + adapter = the original
+
+
+@pytest.mark.parametrize("kind", ["bert", "roberta"])
+def test_merged_keeps_the_trained_head_for_every_type(tiny_models, kind):
+    """RoBERTa's head is a module, not a Linear: PEFT 0.21 unloads it only for LoRA."""
+    wrapped = peft(load(tiny_models[kind]), peft_type="IA3", target_modules=["key"], feedforward_modules=[])
+    with torch.no_grad():
+        for name, parameter in wrapped.named_parameters():
+            if "modules_to_save" in name or "ia3_l" in name:
+                parameter.add_(0.3)  # as if trained
+    ids = torch.tensor([[2, 10, 11, 12, 3], [2, 20, 21, 3, 0]])
+    mask = (ids != 0).long()
+    wrapped.eval()
+    before = wrapped(input_ids=ids, attention_mask=mask).logits
+    after = merged(wrapped)(input_ids=ids, attention_mask=mask).logits
+    assert torch.allclose(before, after, atol=1e-5)
+
+
+def test_adalora_total_step_comes_from_the_plan(tiny_models):
+    wrapped = peft(load(tiny_models["bert"]), peft_type="ADALORA", target_modules=["query"], init_r=4, target_r=2)
+    assert wrapped.peft_config["default"].total_step == 20
+    kept = peft(load(tiny_models["bert"]), peft_type="ADALORA", target_modules=["query"], total_step=7)
+    assert kept.peft_config["default"].total_step == 7
+    assert hooks.total_steps(100, _training(batch_size=16, gradient_accumulation_steps=1, epochs=2)) == 14
+    assert hooks.total_steps(100, _training(batch_size=16, gradient_accumulation_steps=3, epochs=1.5)) == 5
+
+
+def _training(**fields):
+    from core.config import TrainingConfig
+
+    return TrainingConfig(**fields)
+
+
+def test_loraplus_gives_b_matrices_the_ratio_of_the_learning_rate(tiny_models):
+    adapter = check_adapter({"peft_type": "LORA", "r": 2, "target_modules": ["query"], "loraplus_lr_ratio": 16})
+    wrapped = apply_method(load(tiny_models["bert"]), "peft", adapter)
+    active = hooks.active(adapter)
+    assert [type(hook).__name__ for hook in active] == ["LoraPlus"]
+    optimizer = active[0].optimizer(wrapped, adapter, _training(learning_rate=1e-3))
+    rates = {}
+    for group in optimizer.param_groups:
+        for parameter in group["params"]:
+            rates[id(parameter)] = group["lr"]
+    for name, parameter in wrapped.named_parameters():
+        if "lora_A" in name:
+            assert rates[id(parameter)] == pytest.approx(1e-3), name
+        elif "lora_B" in name:
+            assert rates[id(parameter)] == pytest.approx(16e-3), name
+    assert not hooks.active({"peft_type": "LORA", "r": 2})  # no ratio: the Trainer's own optimizer
+
+
+def test_generic_names_in_every_module_field(tiny_models):
+    """feedforward_modules and modules_to_save take generic names too; a user's modules_to_save keeps the head."""
+    wrapped = peft(load(tiny_models["distilbert"]), peft_type="IA3", target_modules=["value", "output"],
+                   feedforward_modules=["output"], modules_to_save=["attention_output"])
+    config = wrapped.peft_config["default"]
+    assert all(name.endswith("ffn.lin2") for name in config.feedforward_modules)
+    assert set(config.modules_to_save) >= {"pre_classifier", "classifier"}
+    assert any("out_lin.modules_to_save" in name for name in trainable_names(wrapped))
+
+
+# ----------------------------------------------------------------------------------------------
+# Bad blocks: AdapterError names the key and what would work
+
+
+@pytest.mark.parametrize("block, key, pattern", [
+    ({"peft_type": "IA4"}, "peft_type", r"unknown PEFT type 'IA4' \(did you mean 'IA3'\?\); PEFT's types: .*LORA"),
+    ({}, "peft_type", r"required; one of .*IA3"),
+    ({"peft_type": "IA3", "rank": 4}, "rank", r"unknown key 'rank' for IA3; valid fields of IA3Config: peft_type, "
+                                              r"target_modules, .*feedforward_modules"),
+    ({"peft_type": "LORA", "lora_alhpa": 4}, "lora_alhpa", r"did you mean 'lora_alpha'\?"),
+    ({"peft_type": "LORA", "task_type": "SEQ_CLS"}, "task_type", r"set by the pipeline"),
+    ({"peft_type": "LORA", "r": "x"}, "r", r"'x' is invalid"),
+    ({"peft_type": "IA3", "target_modules": ["key"], "feedforward_modules": ["value"]}, None, r"PEFT rejects it: .*"),
+])
+def test_bad_blocks_name_the_key(block, key, pattern):
+    with pytest.raises(AdapterError, match=pattern) as error:
+        check_adapter(block)
+    assert error.value.key == key
+
+
+def test_yaml_strings_become_numbers_and_types_upper_case():
+    adapter = check_adapter({"peft_type": "lora", "lora_dropout": "5e-2", "r": 4})
+    assert adapter == {"peft_type": "LORA", "lora_dropout": 0.05, "r": 4}
+    json.dumps(adapter)  # recorded in metrics.json and hashed into the fingerprint
+
+
+def test_unknown_target_lists_the_architectures_modules(tiny_models):
+    with pytest.raises(AdapterError, match=r"'q_proj' is not a module of model type 'distilbert'; use generic names"
+                                           r" query, key, value, .*all-linear, or its own modules: .*q_lin") as error:
         apply_method(load(tiny_models["distilbert"]), "lora", LoraConfig(target_modules=["q_proj"]))
+    assert error.value.key == "target_modules"
 
 
-def test_native_linear_names_pass_through(tiny_models):
+@pytest.mark.parametrize("block, key", [
+    ({"feedforward_modules": ["nope"], "target_modules": ["key", "nope"]}, "target_modules"),
+    ({"target_modules": ["key"], "modules_to_save": ["nope"]}, "modules_to_save"),
+    ({"target_modules": ["key"], "layers_to_transform": [5]}, "layers_to_transform"),
+    ({"target_modules": r".*\.nothing"}, "target_modules"),
+])
+def test_every_module_field_is_checked(tiny_models, block, key):
+    with pytest.raises(AdapterError) as error:
+        peft(load(tiny_models["bert"]), peft_type="IA3" if "feedforward_modules" in block else "LORA", **block)
+    assert error.value.key == key
+
+
+def test_native_names_pass_through(tiny_models):
     wrapped = apply_method(load(tiny_models["distilbert"]), "lora", LoraConfig(r=4, target_modules=["out_lin"]))
     assert any("out_lin.lora_A" in name for name, _ in wrapped.named_parameters())
 
 
-def test_architecture_without_mapping_lists_its_linear_modules(tiny_models):
+def test_architecture_without_mapping_lists_its_modules(tiny_models):
     model = load(tiny_models["bert"])
     model.config.model_type = "mystery"
-    with pytest.raises(AdapterError, match=r"model type 'mystery' has no LoRA target mapping; .*Linear modules: .*query"):
-        apply_method(model, "lora", LoraConfig())
+    with pytest.raises(AdapterError, match=r"'attention_output' is not a module of model type 'mystery'; use \(no"
+                                           r" generic names for it: add it to ARCHITECTURES.*its own modules: .*query"):
+        apply_method(model, "lora", LoraConfig(target_modules=["attention_output"]))
+    wrapped = apply_method(load(tiny_models["bert"]), "lora", LoraConfig(r=2, target_modules=["query"]))
+    assert count_parameters(wrapped)[0] > 0  # own names work without a mapping
 
 
 # The study's LoRA tasks (r 8, alpha 32) and, written out per architecture, the Linear modules each must adapt.

@@ -28,7 +28,7 @@ CONFIG_CASES = {
     "unknown variant": (lambda r: r["tasks"]["B"].update(variants=["v7"]), "unknown variant 'v7'"),
     "models is not a list": (lambda r: r.update(models="bert"), "models: 'bert' is invalid"),
     "unknown LoRA target": (lambda r: r["tasks"]["C"]["lora"].update(target_modules=["q_proj"]),
-                            "tasks.C.lora.target_modules: LoRA target 'q_proj' is unknown for model type 'bert'"),
+                            "tasks.C.lora.target_modules: 'q_proj' is not a module of model type 'bert'"),
     "validation as large as train": (lambda r: r["dataset"].update(validation_size=120),
                                      "validation_size: 120 leaves no training rows"),
     "missing model folder": (lambda r: r.update(models=["/nonexistent/model"]), "folder does not exist"),
