@@ -13,7 +13,7 @@ from core.checkpoints import latest_checkpoint, remove_incomplete_checkpoints
 from evaluation.epoch_logs import epoch_rows
 from evaluation.inference import predict_probabilities
 from evaluation.metrics import validation_metrics
-from core.hardware import is_main_process, use_bf16
+from core.hardware import is_main_process
 from core.models import count_parameters, load_classifier
 from tasks.adapters import apply_method, merged
 from tasks.base import RunContext, TaskResult
@@ -26,7 +26,7 @@ def run(run, context: RunContext) -> TaskResult:
                                        config.trust_remote_code)
     model = apply_method(model, run.method, run.lora)
     trainable, total = count_parameters(model)
-    bf16 = use_bf16(training.precision, context.device)
+    bf16 = context.bf16  # resolved by the runner: explicit, or auto by measurement
 
     def encode(frame):
         ids = tokenize(frame["text"].tolist(), tokenizer, config.dataset.max_length, config.dataset.cache_dir)
