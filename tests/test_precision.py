@@ -236,3 +236,24 @@ def test_dry_run_shows_an_explicit_precision(tiny_data, tiny_models, tmp_path, m
     assert main.main(["--config", str(write_config(tmp_path / "config.yaml", raw)), "--dry-run"]) == 0
     assert "precision=fp32 (explicit)" in capsys.readouterr().out
     assert not (tmp_path / "out").exists()  # nothing probed, nothing written
+
+
+def test_the_probe_command_writes_every_distinct_shape(tiny_data, tiny_models, tmp_path, monkeypatch):
+    """bench/precision_probe.py: one entry per distinct probe shape, naming its runs; the project's cache untouched."""
+    from bench.precision_probe import main as probe_main
+
+    raw = tiny_config(tiny_data, [tiny_models["bert"]], tmp_path / "out",
+                      tasks={"A": {"method": "pretrained"}, "B": {"method": "full", "variants": ["v1"]},
+                             "C": {"method": "lora", "variants": ["v1"], "training": {"batch_size": 4}}})
+    raw["training"]["precision"] = "auto"
+    probe = FakeProbe(100.0, 150.0)
+    monkeypatch.setattr(precision, "probe_rates", probe)
+    out = tmp_path / "probe.json"
+    assert probe_main(["--config", str(write_config(tmp_path / "config.yaml", raw)), "--out", str(out)]) == 0
+    data = json.loads(out.read_text())
+    # eval batch 32 (A1), training batch 16 (B1_v1), training batch 4 (C1_v1): three shapes, three probes
+    assert sorted(entry["runs"] for entry in data["probes"].values()) == [["A1"], ["B1_v1"], ["C1_v1"]]
+    assert len(probe.calls) == 3 and len({shapes.tokens for shapes in probe.calls}) == 3
+    assert all(entry["precision"] == "bf16" and entry["bf16_speedup"] == 1.5 for entry in data["probes"].values())
+    assert data["threads"] == torch.get_num_threads() and data["torch"] == torch.__version__
+    assert not (tmp_path / "out").exists()  # measured afresh in a scratch cache
