@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -62,6 +63,7 @@ class Choice:
     threads: int | None = None  # torch intra-op threads the probe ran with
     torch: str | None = None
     measured_at: str | None = None  # when the probe ran (UTC)
+    load_average: float | None = None  # the machine's 1-minute load average then (a busy machine skews rates)
 
     @property
     def bf16(self) -> bool:
@@ -97,7 +99,8 @@ def choose(setting: str, device: torch.device, shapes: Shapes, cache_file: Path 
         rates = (measure or probe_rates)(device, shapes)
         entry = {"gflops": {k: round(float(v), 1) for k, v in rates.items()}, "shapes": asdict(shapes),
                  "threads": _threads(device), "torch": torch.__version__, "device": name,
-                 "measured_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+                 "measured_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                 "load_average": _load_average()}
         source = "measured"
         if cache_file:
             _store(cache_file, key, entry)
@@ -105,7 +108,7 @@ def choose(setting: str, device: torch.device, shapes: Shapes, cache_file: Path 
     speedup = rates.get("bf16", 0.0) / rates["fp32"] if rates.get("fp32") else 0.0
     precision = "bf16" if speedup >= BF16_MIN_SPEEDUP else "fp32"
     return Choice(precision, setting, source, device.type, name, dict(rates), round(speedup, 3), BF16_MIN_SPEEDUP,
-                  entry["shapes"], entry["threads"], entry["torch"], entry["measured_at"])
+                  entry["shapes"], entry["threads"], entry["torch"], entry["measured_at"], entry.get("load_average"))
 
 
 def cache_key(device: torch.device, shapes: Shapes) -> str:
@@ -118,17 +121,13 @@ def cache_key(device: torch.device, shapes: Shapes) -> str:
 
 def probe_rates(device: torch.device, shapes: Shapes, seconds_per_shape: float = PROBE_SECONDS_PER_SHAPE
                 ) -> dict[str, float]:
-    """GFLOP/s per dtype over the model's Linear shapes (total FLOPs / total best time). A dtype the device
-    cannot run rates 0."""
+    """GFLOP/s per dtype over the model's Linear shapes (total FLOPs / total best time), the dtypes timed in
+    turns. A dtype the device cannot run rates 0."""
     names = ["fp32", "bf16"] + (["fp16"] if device.type == "cuda" else [])
-    rates = {}
-    for name in names:
-        try:
-            rates[name] = measure_peak(shapes.linears(), shapes.tokens, DTYPES[name], device,
-                                       seconds_per_shape)["overall_gflops"]
-        except (RuntimeError, TypeError):  # e.g. bf16 on a GPU without it
-            rates[name] = 0.0
-    return rates
+    best = time_linears(shapes.linears(), shapes.tokens, {name: DTYPES[name] for name in names}, device,
+                        seconds_per_shape)
+    flops = sum(2.0 * shapes.tokens * fan_in * fan_out for fan_in, fan_out in shapes.linears())
+    return {name: flops / sum(best[name].values()) / 1e9 if best.get(name) else 0.0 for name in names}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -147,6 +146,44 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def time_linears(shapes: list[tuple[int, int]], rows: int, dtypes: dict[str, torch.dtype], device: torch.device,
+                 seconds_per_shape: float) -> dict[str, dict[tuple[int, int], float]]:
+    """Best seconds of one `F.linear([rows x in], [out x in], bias)` per dtype and shape. Per shape the dtypes
+    take turns in ~50 ms groups until each has had `seconds_per_shape`, so a machine whose load changes
+    during the probe slows them alike. A dtype the device cannot run is left out."""
+    generator = torch.Generator().manual_seed(0)
+    best: dict[str, dict[tuple[int, int], float]] = {name: {} for name in dtypes}
+    for fan_in, fan_out in shapes:
+        host = [torch.randn(size, generator=generator) for size in ((rows, fan_in), (fan_out, fan_in), (fan_out,))]
+        operands = {}
+        with torch.inference_mode():
+            for name, dtype in dtypes.items():
+                try:
+                    operands[name] = [tensor.to(device, dtype) for tensor in host]
+                    for _ in range(3):  # warm-up: kernel selection, caches
+                        torch.nn.functional.linear(*operands[name])
+                    synchronize(device)
+                except (RuntimeError, TypeError):  # e.g. bf16 on a GPU without it
+                    operands.pop(name, None)
+                    best.pop(name, None)
+            spent = {name: 0.0 for name in operands}
+            repeats = {name: 1 for name in operands}
+            while any(seconds < seconds_per_shape for seconds in spent.values()):
+                for name, arguments in operands.items():
+                    if spent[name] >= seconds_per_shape:
+                        continue
+                    start = time.perf_counter()
+                    for _ in range(repeats[name]):
+                        torch.nn.functional.linear(*arguments)
+                    synchronize(device)
+                    elapsed = time.perf_counter() - start
+                    fastest = min(best[name].get((fan_in, fan_out), float("inf")), elapsed / repeats[name])
+                    best[name][fan_in, fan_out] = fastest
+                    spent[name] += elapsed
+                    repeats[name] = max(1, min(1000, int(0.05 / max(fastest, 1e-9))))  # ~50 ms per timed group
+    return best
+
+
 def measure_peak(shapes: list[tuple[int, int]], rows: int, dtype: torch.dtype, device: torch.device,
                  seconds_per_shape: float = 0.6) -> dict:
     """GFLOP/s of `F.linear([rows x in], [out x in], bias)` per shape; the best one is the peak, and
@@ -154,31 +191,14 @@ def measure_peak(shapes: list[tuple[int, int]], rows: int, dtype: torch.dtype, d
 
     `rows` is tokens per batch (batch x typical padded length), so the kernels are the ones the model runs.
     """
-    generator = torch.Generator().manual_seed(0)
-    results, total_flops, total_seconds = {}, 0.0, 0.0
-    for fan_in, fan_out in shapes:
-        x = torch.randn(rows, fan_in, generator=generator).to(device, dtype)
-        weight = torch.randn(fan_out, fan_in, generator=generator).to(device, dtype)
-        bias = torch.randn(fan_out, generator=generator).to(device, dtype)
-        flops = 2.0 * rows * fan_in * fan_out
-        with torch.inference_mode():
-            for _ in range(3):  # warm-up: kernel selection, caches
-                torch.nn.functional.linear(x, weight, bias)
-            synchronize(device)
-            best, spent, repeats = float("inf"), 0.0, 1
-            while spent < seconds_per_shape:
-                start = time.perf_counter()
-                for _ in range(repeats):
-                    torch.nn.functional.linear(x, weight, bias)
-                synchronize(device)
-                elapsed = time.perf_counter() - start
-                best = min(best, elapsed / repeats)
-                spent += elapsed
-                repeats = max(1, min(1000, int(0.05 / max(best, 1e-9))))  # ~50 ms per timed group
-        results[f"{rows}x{fan_in} @ {fan_in}x{fan_out}"] = flops / best / 1e9
-        total_flops, total_seconds = total_flops + flops, total_seconds + best
+    best = time_linears(shapes, rows, {"measured": dtype}, device, seconds_per_shape).get("measured")
+    if best is None:
+        raise RuntimeError(f"{dtype} matmuls do not run on {device}")
+    flops = {shape: 2.0 * rows * shape[0] * shape[1] for shape in shapes}
+    results = {f"{rows}x{fan_in} @ {fan_in}x{fan_out}": flops[fan_in, fan_out] / best[fan_in, fan_out] / 1e9
+               for fan_in, fan_out in shapes}
     return {"gflops": max(results.values()), "by_shape": {k: round(v, 1) for k, v in results.items()},
-            "overall_gflops": total_flops / total_seconds / 1e9, "rows": rows,
+            "overall_gflops": sum(flops.values()) / sum(best.values()) / 1e9, "rows": rows,
             "dtype": str(dtype).removeprefix("torch.")}
 
 
@@ -188,6 +208,13 @@ def measure_peak(shapes: list[tuple[int, int]], rows: int, dtype: torch.dtype, d
 
 def _threads(device: torch.device) -> int | None:
     return torch.get_num_threads() if device.type == "cpu" else None
+
+
+def _load_average() -> float | None:
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):  # not on Windows
+        return None
 
 
 def _valid(entry) -> bool:

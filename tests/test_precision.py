@@ -127,6 +127,18 @@ def test_measure_peak_overall_rate_is_total_flops_over_total_time(monkeypatch):
     assert result["overall_gflops"] == pytest.approx((small + large) / 4e-3 / 1e9)
 
 
+def test_the_precisions_take_turns_so_a_changing_load_slows_both_alike(monkeypatch):
+    """Faked clock (10 ms a group) and a recording F.linear: per shape, fp32 and bf16 groups alternate."""
+    ticks = iter(i * 0.01 for i in range(10_000))
+    monkeypatch.setattr(precision.time, "perf_counter", lambda: next(ticks))
+    calls = []
+    monkeypatch.setattr(torch.nn.functional, "linear", lambda x, weight, bias: calls.append(x.dtype))
+    best = precision.time_linears([(4, 8)], 16, {"fp32": torch.float32, "bf16": torch.bfloat16}, CPU, 0.025)
+    turns = [dtype for i, dtype in enumerate(calls) if i == 0 or calls[i - 1] != dtype]
+    assert turns == [torch.float32, torch.bfloat16] * 4  # warm-ups, then three timed groups each, in turns
+    assert set(best) == {"fp32", "bf16"} and all(len(shapes) == 1 for shapes in best.values())
+
+
 # ----------------------------------------------------------------------------------------------
 # Resolved per run, at the run's own shapes
 
