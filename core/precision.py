@@ -84,7 +84,7 @@ class Choice:
 Timer = Callable[[torch.device, Shapes], dict[str, float]]
 
 
-def choose(setting: str, device: torch.device, shapes: Shapes, cache_file: Path | None,
+def choose(setting: str, device: torch.device, shapes: Shapes | None, cache_file: Path | None,
            measure: Timer | None = None) -> Choice:
     """The precision for `setting` on `device`. `auto`: the cached decision for this device, thread count,
     torch version and shapes, else a probe (`measure`, by default `probe_rates`) whose result is cached."""
@@ -97,7 +97,7 @@ def choose(setting: str, device: torch.device, shapes: Shapes, cache_file: Path 
     source = "cached"
     if not _valid(entry):
         rates = (measure or probe_rates)(device, shapes)
-        entry = {"gflops": {k: round(float(v), 1) for k, v in rates.items()}, "shapes": asdict(shapes),
+        entry = {"gflops": {k: round(float(v), 3) for k, v in rates.items()}, "shapes": asdict(shapes),
                  "threads": _threads(device), "torch": torch.__version__, "device": name,
                  "measured_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                  "load_average": _load_average()}
@@ -136,8 +136,11 @@ def probe_rates(device: torch.device, shapes: Shapes, seconds_per_shape: float =
 
 def model_shapes(config) -> list[tuple[int, int]]:
     """(in, out) of the encoder's Linear layers: attention projections and the two feed-forward ones."""
-    hidden = getattr(config, "hidden_size", None) or config.dim
-    inner = getattr(config, "intermediate_size", None) or config.hidden_dim
+    def first(*names):
+        return next((value for value in (getattr(config, name, None) for name in names) if value), None)
+
+    hidden = first("hidden_size", "dim", "d_model", "n_embd")  # BERT/RoBERTa, DistilBERT, T5-style, GPT-2
+    inner = first("intermediate_size", "hidden_dim", "d_ff", "n_inner") or 4 * hidden
     return [(hidden, hidden), (hidden, inner), (inner, hidden)]
 
 

@@ -269,3 +269,11 @@ def test_the_probe_command_writes_every_distinct_shape(tiny_data, tiny_models, t
     assert all(entry["precision"] == "bf16" and entry["bf16_speedup"] == 1.5 for entry in data["probes"].values())
     assert data["threads"] == torch.get_num_threads() and data["torch"] == torch.__version__
     assert not (tmp_path / "out").exists()  # measured afresh in a scratch cache
+
+
+def test_shapes_read_each_architectures_own_names(tiny_models):
+    """BERT/RoBERTa name them hidden_size / intermediate_size, DistilBERT dim / hidden_dim."""
+    from transformers import AutoConfig
+
+    for kind in ("bert", "distilbert", "roberta"):
+        assert Shapes.of(AutoConfig.from_pretrained(tiny_models[kind]), 10) == Shapes(10, 32, 64), kind
