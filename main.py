@@ -88,9 +88,8 @@ def run(args) -> int:
     runs = build_plan(config, args.only)
     if args.dry_run:
         from pipeline.estimate import print_dry_run
-        from pipeline.run_state import decide
 
-        print_dry_run(config, runs, states={run.run_id: decide(run, config, args.force) for run in runs})
+        print_dry_run(config, runs, force=args.force)
         return 0
 
     from pipeline.runner import PlanError, run_all

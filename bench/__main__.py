@@ -31,7 +31,8 @@ def main(argv=None) -> int:
     parser.add_argument("--models", nargs="+", default=["minilm", "bert_base"], choices=["minilm", "bert_base"])
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp32"],
-                        help="auto: bf16 on GPUs and AMX CPUs, else fp32 (core/hardware.py)")
+                        help="auto: bf16 where a probe at the model's shapes measures it >= 1.2x fp32, else fp32"
+                             " (core/precision.py)")
     parser.add_argument("--config", default=str(ROOT / "config.yaml"),
                         help="the project config whose tasks B (full) and C (LoRA) give the training settings")
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted config overrides")

@@ -25,10 +25,10 @@ with T real tokens, S texts, A the adapter parameters (per token) and H the trai
 """
 from __future__ import annotations
 
-import time
 from dataclasses import asdict, dataclass
 
-import torch
+# The peak (the best rate of the model's own Linear shapes) is timed by the same code as `precision: auto`'s probe.
+from core.precision import measure_peak, model_shapes, synchronize  # noqa: F401 (bench's names)
 
 HEAD_PREFIXES = ("classifier", "pre_classifier")  # top-level modules that see one row per text
 
@@ -83,50 +83,3 @@ def training_flops(counts: ParameterCounts, method: str, tokens: int, texts: int
         return 2.0 * forward + 2.0 * (counts.adapter * tokens + counts.trainable_head * texts)
     raise ValueError(f"unknown method {method!r}; expected full or lora")
 
-
-# ----------------------------------------------------------------------------------------------
-# Peak: the best rate of the model's own Linear shapes, in the precision the model runs in
-
-
-def model_shapes(config) -> list[tuple[int, int]]:
-    """(in, out) of the encoder's Linear layers: attention projections and the two feed-forward ones."""
-    hidden = getattr(config, "hidden_size", None) or config.dim
-    inner = getattr(config, "intermediate_size", None) or config.hidden_dim
-    return [(hidden, hidden), (hidden, inner), (inner, hidden)]
-
-
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def measure_peak(shapes: list[tuple[int, int]], rows: int, dtype: torch.dtype, device: torch.device,
-                 seconds_per_shape: float = 0.6) -> dict:
-    """GFLOP/s of `F.linear([rows x in], [out x in], bias)` per shape; the best one is the peak.
-
-    `rows` is tokens per batch (batch x typical padded length), so the kernels are the ones the model runs.
-    """
-    generator = torch.Generator().manual_seed(0)
-    results = {}
-    for fan_in, fan_out in shapes:
-        x = torch.randn(rows, fan_in, generator=generator).to(device, dtype)
-        weight = torch.randn(fan_out, fan_in, generator=generator).to(device, dtype)
-        bias = torch.randn(fan_out, generator=generator).to(device, dtype)
-        flops = 2.0 * rows * fan_in * fan_out
-        with torch.inference_mode():
-            for _ in range(3):  # warm-up: kernel selection, caches
-                torch.nn.functional.linear(x, weight, bias)
-            synchronize(device)
-            best, spent, repeats = float("inf"), 0.0, 1
-            while spent < seconds_per_shape:
-                start = time.perf_counter()
-                for _ in range(repeats):
-                    torch.nn.functional.linear(x, weight, bias)
-                synchronize(device)
-                elapsed = time.perf_counter() - start
-                best = min(best, elapsed / repeats)
-                spent += elapsed
-                repeats = max(1, min(1000, int(0.05 / max(best, 1e-9))))  # ~50 ms per timed group
-        results[f"{rows}x{fan_in} @ {fan_in}x{fan_out}"] = flops / best / 1e9
-    return {"gflops": max(results.values()), "by_shape": {k: round(v, 1) for k, v in results.items()},
-            "rows": rows, "dtype": str(dtype).removeprefix("torch.")}

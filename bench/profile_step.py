@@ -36,17 +36,21 @@ def main(argv=None) -> int:
     from bench.run import BenchContext, load_model
     from dataset import load_splits, tokenize
     from core.config import load_config
-    from core.hardware import pick_device, use_bf16
+    from core.hardware import pick_device
+    from core.precision import Shapes, choose
+    from pipeline.precision import cache_file
     from tasks.base import RunContext
 
     config = load_config(args.config, args.overrides)
     device = pick_device() if args.device == "auto" else torch.device(args.device)
     splits = load_splits(config.dataset)
     training = config.task_training("B", "v1")
-    bf16 = use_bf16(training.precision, device)
     bench = BenchContext(config, device, "auto", splits, Path("."), seed=config.seed)
     pool = splits.train.iloc[: 4 * args.samples]
-    _, tokenizer = load_model("bert_base", bench, splits.class_names)
+    probe_model, tokenizer = load_model("bert_base", bench, splits.class_names)
+    bf16 = choose(training.precision, device, Shapes.of(probe_model.config, training.batch_size * 64),
+                  cache_file(config)).bf16  # as the pipeline decides `auto`: measured at the model's shapes
+    del probe_model
     ids = tokenize(pool["text"].tolist(), tokenizer, config.dataset.max_length, config.dataset.cache_dir)
     context = RunContext(config, splits, ROOT, device, show_progress=False)
 

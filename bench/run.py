@@ -20,8 +20,10 @@ from bench.flops import count_parameters, forward_flops, measure_peak, model_sha
 from bench.report import format_accuracy
 from dataset import stratified_sample, load_splits, tokenize
 from core.config import PipelineConfig
-from core.hardware import cpu_flags, cpu_has_amx, describe, use_bf16
+from core.hardware import cpu_flags, cpu_has_amx, describe, threads
 from core.models import load_classifier
+from core.precision import Shapes, choose
+from pipeline.precision import cache_file
 from tasks.adapters import apply_method, merged
 from tasks.base import RunContext
 
@@ -92,23 +94,27 @@ def bench_model(name: str, sizes: Sizes, bench: BenchContext) -> dict:
     evaluation measurements run on the model the project's full fine-tuning produced (its test pass is both
     the throughput figure and its accuracy; trained, its predictions mean something to agree on)."""
     log, device, splits, config = bench.log, bench.device, bench.splits, bench.config
-    bf16 = use_bf16(bench.precision, device)
-    precision = "bf16" if bf16 else "fp32"
     model, tokenizer = load_model(name, bench, splits.class_names)
     counts = count_parameters(model)
     max_length = config.dataset.max_length
     full_training = config.task_training(bench.full_task, "v1")
+    # Peak rows: the tokens of one evaluation batch of typical padded length. `auto` is decided as the
+    # pipeline decides it (core/precision.py), by the probe at these shapes, cached beside the data cache.
+    peak_rows = full_training.eval_batch_size * 64
+    choice = choose(bench.precision, device, Shapes.of(model.config, peak_rows), cache_file(config))
+    bf16 = choice.bf16
+    precision = choice.precision
+    log(f"[{name}] precision {choice.describe()}")
     lora_training = config.task_training(bench.lora_task, "v1")
     lora_settings = config.task_lora(bench.lora_task, "v1")
     result = {"model": config.models[0] if name == "minilm" else "bert-base-uncased architecture, random init",
               "weights": "pretrained" if name == "minilm" else "random (accuracy meaningless: not measured)",
-              "parameters": counts.as_dict(), "precision": precision,
+              "parameters": counts.as_dict(), "precision": precision, "precision_choice": choice.as_dict(),
               "attention": getattr(model.config, "_attn_implementation", None), "sizes": sizes.__dict__}
     shapes = model_shapes(model.config)
     del model
 
     # Peak: the model's Linear shapes, at the tokens of one evaluation batch of typical padded length.
-    peak_rows = full_training.eval_batch_size * 64
     dtype = torch.bfloat16 if bf16 else torch.float32
     peak = measure_peak(shapes, peak_rows, dtype, device, seconds_per_shape=sizes.peak_seconds)
     other = measure_peak(shapes, peak_rows, torch.float32 if bf16 else torch.bfloat16, device,
@@ -270,12 +276,12 @@ def machine(device: torch.device) -> dict:
     import psutil
 
     info = {"device": str(device), "name": describe(device), "torch": torch.__version__,
-            "threads": torch.get_num_threads(), "cpu_count": psutil.cpu_count(logical=True),
+            **threads(), "cpu_count": psutil.cpu_count(logical=True),
             "python": platform.python_version()}
     if device.type == "cpu":
         info["cpu_capability"] = torch.backends.cpu.get_cpu_capability()
         info["avx512_bf16"] = "avx512_bf16" in cpu_flags()
-        info["amx"] = cpu_has_amx()
+        info["amx"] = cpu_has_amx()  # information: `auto` decides by measurement (precision_choice)
     return info
 
 

@@ -1,7 +1,8 @@
-"""Where runs execute and in which precision."""
+"""Where runs execute: the device, its model name and thread settings (the precision: core/precision.py)."""
 from __future__ import annotations
 
 import os
+import platform
 
 import torch
 
@@ -13,9 +14,9 @@ def pick_device() -> torch.device:
 
 
 def cpu_has_amx() -> bool:
-    """AMX tiles make bf16 matmuls several times faster than fp32; AVX512-BF16 alone does not pay
-    (measured on a 2-core AVX512-BF16 Xeon without AMX: bf16 autocast ran MiniLM inference 0.6x as fast as
-    fp32; bench/NOTES.md). Older torch exposes a check; torch 2.13 does not, so the CPU's flags decide."""
+    """Whether the CPU has AMX tiles: information only (bench machine records). `precision: auto` does not
+    decide by it: a short probe measures bf16 against fp32 (core/precision.py). Older torch exposes a
+    check; torch 2.13 does not, so the CPU's flags answer."""
     check = getattr(torch._C._cpu, "_is_amx_tile_supported", None)
     if check is not None:
         return bool(check())
@@ -39,19 +40,27 @@ def _cpuinfo(field: str) -> str:
     return ""
 
 
-def use_bf16(precision: str, device: torch.device) -> bool:
-    if precision != "auto":
-        return precision == "bf16"
+def cpu_model() -> str:
+    """The CPU's model name (Linux /proc/cpuinfo, else what the platform reports)."""
+    return _cpuinfo("model name") or platform.processor() or platform.machine() or "unknown CPU"
+
+
+def device_model(device: torch.device) -> str:
+    """The GPU's name, or the CPU's model."""
     if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    return cpu_has_amx()
+        return torch.cuda.get_device_name(device)
+    return cpu_model()
 
 
 def describe(device: torch.device) -> str:
     if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    model = _cpuinfo("model name") or "unknown CPU"
-    return f"{model}, {torch.get_num_threads()} threads, AMX {'yes' if cpu_has_amx() else 'no'}"
+        return device_model(device)
+    return f"{cpu_model()}, {torch.get_num_threads()} threads, AMX {'yes' if cpu_has_amx() else 'no'}"
+
+
+def threads() -> dict:
+    """Torch's CPU thread settings: intra-op (matmuls) and inter-op."""
+    return {"threads": torch.get_num_threads(), "interop_threads": torch.get_num_interop_threads()}
 
 
 def is_main_process() -> bool:

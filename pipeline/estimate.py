@@ -5,9 +5,10 @@ no weights read, no memory used) and wrapped by the run's method exactly as trai
 (tasks/adapters.py), then counted as the runner counts (core/models.py).
 
 Estimated time, when the model's folder (or its Hub cache entry) and a local data folder are there:
-a few real training steps are timed on the device and in the precision the run would use, with random
-weights, on one batch of `batch_size` texts of the typical length (the mean tokenised length of up to
-256 training texts, rounded up to `pad_to_multiple_of`), and one batch of inference is timed likewise:
+a few real training steps are timed on the device and in the precision the run would use (for `auto`,
+measured or read from the probe's cache: pipeline/precision.py), with random weights, on one batch of
+`batch_size` texts of the typical length (the mean tokenised length of up to 256 training texts,
+rounded up to `pad_to_multiple_of`), and one batch of inference is timed likewise:
 
     batches per epoch x epochs x seconds per training step
     + (validation texts x epochs [+ training texts x epochs with eval_on_train] + test texts)
@@ -28,10 +29,10 @@ from pathlib import Path
 
 from core.config import METHODS, PipelineConfig
 from pipeline.plan import Run
+from pipeline.precision import resolve_all, typical_length
 
 WARMUP_STEPS = 1  # untimed: the first step allocates
 TIMED_STEPS = 3
-LENGTH_SAMPLE = 256  # training texts tokenised to find the typical length
 
 
 @dataclass
@@ -42,33 +43,42 @@ class Estimate:
     unknown_because: str | None = None  # why parameters or time are unknown
 
 
-def print_dry_run(config: PipelineConfig, runs: list[Run], log=print, note=None, states=None) -> None:
-    """One line per run on stdout (`log`), ending with its state (run, resume or skip) when `states` gives
-    it; the total and how it was estimated on stderr (`note`)."""
+def print_dry_run(config: PipelineConfig, runs: list[Run], log=print, note=None, force: bool = False) -> None:
+    """One line per run on stdout (`log`): its settings, parameters, estimated time, precision (and why) and
+    state (run, resume or skip); the total and how it was estimated on stderr (`note`)."""
     note = note or (lambda line: print(line, file=sys.stderr))
     with warnings.catch_warnings():  # library deprecation notices would break the one-line-per-run listing
         warnings.simplefilter("ignore", FutureWarning)
         warnings.filterwarnings("ignore", category=UserWarning, module=r"peft\.")  # e.g. BOFT's CUDA extension
-        _print_dry_run(config, runs, log, note, states or {})
+        _print_dry_run(config, runs, log, note, force)
 
 
-def _print_dry_run(config: PipelineConfig, runs: list[Run], log, note, states: dict) -> None:
+def _print_dry_run(config: PipelineConfig, runs: list[Run], log, note, force: bool) -> None:
+    from core.hardware import pick_device
+    from pipeline.run_state import decide
+
     splits, data_problem = _splits(config)
+    device = pick_device()
+    available = [run for run in runs if not run.model or not _model_problem(run.model)]
+    choices = resolve_all(config, available, device, splits)
     timings: dict[tuple, tuple[float, float]] = {}
     total, unknown = 0.0, False
     for run in runs:
-        estimate = estimate_run(run, config, splits, data_problem, timings)
+        choice = choices.get(run.run_id)
+        estimate = estimate_run(run, config, splits, data_problem, timings, choice)
         total += estimate.seconds or 0.0  # TF-IDF runs take seconds and are not timed
         unknown |= METHODS[run.method]["uses_models"] and estimate.seconds is None
-        state = f"  [{states[run.run_id]}]" if run.run_id in states else ""
-        log(f"{run.describe()}  {_parameters(run, estimate)}  {_time(run, estimate)}{state}")
+        precision = f"  precision={choice.describe()}" if choice else ""
+        state = decide(run, config, choice, force)
+        log(f"{run.describe()}  {_parameters(run, estimate)}  {_time(run, estimate)}{precision}  [{state}]")
     note(f"{len(runs)} runs; estimated time {'unknown (see above)' if unknown else clock(total)}."
         " Estimates time a few training steps and one inference batch per distinct setup (pipeline/estimate.py);"
         " expect the real time within about a factor of 1.5.")
 
 
 def estimate_run(run: Run, config: PipelineConfig, splits, data_problem: str | None,
-                 timings: dict[tuple, tuple[float, float]]) -> Estimate:
+                 timings: dict[tuple, tuple[float, float]], choice=None) -> Estimate:
+    """`choice`: the run's resolved precision (pipeline/precision.py); None: fp32."""
     method = METHODS[run.method]
     if not method["uses_models"]:
         return Estimate()  # TF-IDF: the vocabulary, hence the parameter count, is known after fitting
@@ -86,7 +96,7 @@ def estimate_run(run: Run, config: PipelineConfig, splits, data_problem: str | N
         return Estimate(unknown_because=f"not countable on the meta device: {str(error).splitlines()[0]}")
     if splits is None:
         return Estimate(trainable, total, unknown_because=data_problem)
-    step, inference = _timing(run, config, splits, training, timings)
+    step, inference = _timing(run, config, splits, training, timings, bool(choice and choice.bf16))
     texts_evaluated = len(splits.test)
     seconds = 0.0
     if method["trains"]:
@@ -121,28 +131,22 @@ def count_on_meta(run: Run, num_labels: int, trust_remote_code: bool = False,
 # Timing
 
 
-def _timing(run: Run, config: PipelineConfig, splits, training, timings: dict) -> tuple[float, float]:
+def _timing(run: Run, config: PipelineConfig, splits, training, timings: dict, bf16: bool) -> tuple[float, float]:
     """(seconds per training step, seconds per inference batch), measured once per distinct setup."""
     import torch
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import AutoModelForSequenceClassification
 
-    from core.hardware import pick_device, use_bf16
+    from core.hardware import pick_device
     from tasks.adapters import apply_method, run_settings
     from tasks.hooks import total_steps
 
     device = pick_device()
-    bf16 = use_bf16(training.precision, device)
     lora = run.lora
     key = (run.model, run.method, training.batch_size, training.eval_batch_size, bf16,
            (lora.r, tuple(lora.target_modules), lora.use_dora) if lora else None, repr(run.adapter))
     if key in timings:
         return timings[key]
-    tokenizer = AutoTokenizer.from_pretrained(run.model, local_files_only=True)
-    sample = splits.train["text"].sample(min(LENGTH_SAMPLE, len(splits.train)), random_state=0).tolist()
-    encoded = tokenizer(sample, truncation=True, max_length=config.dataset.max_length)["input_ids"]
-    lengths = [len(ids) for ids in encoded]
-    multiple = training.pad_to_multiple_of or 1
-    length = max(1, math.ceil(sum(lengths) / len(lengths) / multiple) * multiple)
+    length = typical_length(run.model, splits, config.dataset.max_length, training.pad_to_multiple_of or 1)
 
     num_labels = len(config.dataset.class_names)
     model_config = _model_config(run.model, num_labels, config.trust_remote_code)

@@ -1,7 +1,10 @@
 """Whether a planned run must run, can resume, or is already done.
 
-A run's fingerprint hashes everything that determines its results (its resolved settings and the
-data settings). `results/<RUN_ID>/run.json` records the fingerprint a run started under; its
+A run's fingerprint hashes everything that determines its results: its resolved settings, the data
+settings and, for runs with a model, the device type and the resolved precision (pipeline/precision.py),
+so a bf16 GPU run and an fp32 CPU run of one config are not "the same settings". `precision: auto`
+resolves the same way on every invocation on one machine (the probe's result is cached), so the
+fingerprint is stable there. `results/<RUN_ID>/run.json` records the fingerprint a run started under; its
 metrics.json records the one it finished under.
 """
 from __future__ import annotations
@@ -14,6 +17,7 @@ from pathlib import Path
 from core.checkpoints import latest_checkpoint
 from core.config import PipelineConfig
 from core.files import write_json_atomic
+from core.precision import Choice
 from pipeline.plan import Run
 
 RUN = "run"  # from scratch (a changed config, or --force, clears the old folder first)
@@ -21,17 +25,20 @@ RESUME = "resume"  # same settings, interrupted: continue from the last complete
 SKIP = "skip"  # complete with the same settings
 
 
-def fingerprint(run: Run, config: PipelineConfig) -> str:
+def fingerprint(run: Run, config: PipelineConfig, choice: Choice | None) -> str:
+    """`choice`: the run's resolved precision (pipeline/precision.resolve_all); None for runs without a model."""
     identity = {"run": run.resolved(), "dataset": config.dataset.model_dump(exclude={"cache_dir"}),
                 "trust_remote_code": config.trust_remote_code}
+    if choice is not None:
+        identity["hardware"] = {"device_type": choice.device_type, "precision": choice.precision}
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def decide(run: Run, config: PipelineConfig, force: bool = False) -> str:
+def decide(run: Run, config: PipelineConfig, choice: Choice | None, force: bool = False) -> str:
     if force:
         return RUN
     folder = Path(config.output_dir) / run.run_id
-    expected = fingerprint(run, config)
+    expected = fingerprint(run, config, choice)
     finished = _read(folder / "metrics.json")
     if finished.get("status") == "complete" and finished.get("fingerprint") == expected:
         return SKIP
@@ -41,13 +48,14 @@ def decide(run: Run, config: PipelineConfig, force: bool = False) -> str:
     return RUN
 
 
-def begin(run: Run, config: PipelineConfig, action: str) -> None:
+def begin(run: Run, config: PipelineConfig, action: str, choice: Choice | None) -> None:
     """Clear a run's folder when it starts over, and record the fingerprint it runs under."""
     folder = Path(config.output_dir) / run.run_id
     if action == RUN and folder.exists():
         shutil.rmtree(folder)
-    write_json_atomic(folder / "run.json", {"run_id": run.run_id, "fingerprint": fingerprint(run, config),
-                                            "config": run.resolved()})
+    write_json_atomic(folder / "run.json", {"run_id": run.run_id, "fingerprint": fingerprint(run, config, choice),
+                                            "config": run.resolved(),
+                                            "precision": choice.as_dict() if choice else None})
 
 
 def _read(path: Path) -> dict:

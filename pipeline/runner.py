@@ -22,11 +22,12 @@ from evaluation.summary import format_table, read_records
 from core.config import METHODS, PipelineConfig
 from pipeline.estimate import clock
 from core.files import write_csv_atomic, write_json_atomic, write_text_atomic
-from core.hardware import describe, is_main_process, pick_device
+from core.hardware import cpu_model, describe, device_model, is_main_process, pick_device, threads
 from core.lock import LockedError, OutputLock
 from core.memory import PeakMemory
 from core.models import ModelError, check_available
 from pipeline.plan import Run
+from pipeline.precision import resolve_all
 from pipeline.run_state import RESUME, SKIP, begin, decide, fingerprint
 from tasks import runner_for
 from tasks.base import RunContext, TaskResult
@@ -97,7 +98,8 @@ def run_plan(config: PipelineConfig, runs: list[Run], splits: Splits, force: boo
     output = Path(config.output_dir)
     outcomes: list[Outcome] = []
     started = time.perf_counter()
-    actions = {run.run_id: decide(run, config, force) for run in runs}
+    choices = resolve_all(config, runs, device, splits)  # auto: measured once per machine, then cached
+    actions = {run.run_id: decide(run, config, choices[run.run_id], force) for run in runs}
     durations: dict[str, list[float]] = {}  # seconds per finished run, by method; earlier invocations count
     for record in read_records(output):
         if record["status"] == "complete" and record.get("total_seconds"):
@@ -112,9 +114,9 @@ def run_plan(config: PipelineConfig, runs: list[Run], splits: Splits, force: boo
         log(f"[{number}/{len(runs)}] {run.run_id}  {'resuming' if action == RESUME else 'running'}"
             f"  elapsed {clock(time.perf_counter() - started)}  ETA {eta}")
         if is_main_process():
-            begin(run, config, action)
-        context = RunContext(config, splits, output / run.run_id, device, show_progress)
-        outcome = execute(run, context, fingerprint(run, config))
+            begin(run, config, action, choices[run.run_id])
+        context = RunContext(config, splits, output / run.run_id, device, show_progress, choices[run.run_id])
+        outcome = execute(run, context, fingerprint(run, config, choices[run.run_id]))
         durations.setdefault(run.method, []).append(outcome.seconds)
         outcomes.append(outcome)
         log(f"      {run.run_id} {outcome.status} in {clock(outcome.seconds)}"
@@ -173,6 +175,7 @@ def execute(run: Run, context: RunContext, run_fingerprint: str | None = None) -
                  "class_names": list(context.splits.class_names),
                  "max_length": context.config.dataset.max_length},  # tokens; predict and export truncate alike
         "environment": environment(context),
+        "precision_choice": context.precision.as_dict() if context.precision else None,  # what and why
         "memory": {"peak_rss_mb": round(memory.rss_mb, 1),
                    "peak_cuda_mb": round(memory.cuda_mb, 1) if memory.cuda_mb is not None else None},
     }
@@ -201,7 +204,8 @@ def environment(context: RunContext) -> dict:
         except metadata.PackageNotFoundError:
             versions[package] = None
     return {"versions": versions, "python": sys.version.split()[0], "platform": platform.platform(),
-            "device": str(context.device), "device_name": describe(context.device)}
+            "device": str(context.device), "device_name": describe(context.device),
+            "device_model": device_model(context.device), "cpu_model": cpu_model(), **threads()}
 
 
 def _result_fields(result: TaskResult, context: RunContext) -> dict:

@@ -9,6 +9,7 @@ import torch
 
 from dataset import Splits
 from core.config import PipelineConfig
+from core.precision import Choice
 
 
 @dataclass
@@ -18,6 +19,11 @@ class RunContext:
     run_dir: Path  # results/<RUN_ID>/, created by the runner
     device: torch.device
     show_progress: bool = True
+    precision: Choice | None = None  # the run's resolved precision (pipeline/precision.py); None: fp32
+
+    @property
+    def bf16(self) -> bool:
+        return self.precision is not None and self.precision.bf16
 
 
 @dataclass

@@ -14,7 +14,7 @@ from core.checkpoints import latest_checkpoint, remove_incomplete_checkpoints
 from evaluation.epoch_logs import epoch_rows
 from evaluation.inference import predict_probabilities
 from evaluation.metrics import validation_metrics
-from core.hardware import is_main_process, use_bf16
+from core.hardware import is_main_process
 from core.models import count_parameters, load_classifier
 from tasks import hooks
 from tasks.adapters import adapter_settings, apply_method, merged, run_settings
@@ -31,7 +31,7 @@ def run(run, context: RunContext) -> TaskResult:
     adapter = adapter_settings(run.method, run_settings(run))
     active = hooks.active(adapter)
     trainable, total = count_parameters(model)
-    bf16 = use_bf16(training.precision, context.device)
+    bf16 = context.bf16  # resolved by the runner: explicit, or auto by measurement
 
     def encode(frame):
         ids = tokenize(frame["text"].tolist(), tokenizer, config.dataset.max_length, config.dataset.cache_dir)

@@ -88,51 +88,51 @@ def test_fingerprint_follows_settings_that_change_results(tmp_path):
     config, run = _setup(tmp_path)
     other_config, other_run = _setup(tmp_path, learning_rate=2e-3)
     same_config, same_run = _setup(tmp_path)
-    assert fingerprint(same_run, same_config) == fingerprint(run, config)  # stable
-    assert fingerprint(other_run, other_config) != fingerprint(run, config)
+    assert fingerprint(same_run, same_config, None) == fingerprint(run, config, None)  # stable
+    assert fingerprint(other_run, other_config, None) != fingerprint(run, config, None)
     split = config.model_copy(update={"dataset": config.dataset.model_copy(update={"split_seed": 7})})
-    assert fingerprint(run, split) != fingerprint(run, config)  # other validation rows, other results
+    assert fingerprint(run, split, None) != fingerprint(run, config, None)  # other validation rows, other results
     cache = config.model_copy(update={"dataset": config.dataset.model_copy(update={"cache_dir": str(tmp_path / "c")})})
-    assert fingerprint(run, cache) == fingerprint(run, config)  # where tokens are cached changes nothing
+    assert fingerprint(run, cache, None) == fingerprint(run, config, None)  # where tokens are cached changes nothing
 
 
 def test_decide(tmp_path):
     config, run = _setup(tmp_path)
     changed_config, changed_run = _setup(tmp_path, learning_rate=2e-3)
     folder = tmp_path / "results" / "B1_v1"
-    assert decide(run, config) == RUN  # nothing there
+    assert decide(run, config, None) == RUN  # nothing there
 
-    _write(folder / "run.json", {"fingerprint": fingerprint(run, config)})
-    assert decide(run, config) == RUN  # started, but no checkpoint to resume from
+    _write(folder / "run.json", {"fingerprint": fingerprint(run, config, None)})
+    assert decide(run, config, None) == RUN  # started, but no checkpoint to resume from
     _complete_checkpoint(folder)
-    assert decide(run, config) == RESUME
-    assert decide(changed_run, changed_config) == RUN  # its checkpoints belong to other settings
-    assert decide(run, config, force=True) == RUN
+    assert decide(run, config, None) == RESUME
+    assert decide(changed_run, changed_config, None) == RUN  # its checkpoints belong to other settings
+    assert decide(run, config, None, force=True) == RUN
 
-    _write(folder / "metrics.json", {"status": "failed", "fingerprint": fingerprint(run, config)})
-    assert decide(run, config) == RESUME  # a failed run is not done
-    _write(folder / "metrics.json", {"status": "complete", "fingerprint": fingerprint(run, config)})
-    assert decide(run, config) == SKIP
-    assert decide(run, config, force=True) == RUN
-    assert decide(changed_run, changed_config) == RUN  # complete, but under another learning rate
+    _write(folder / "metrics.json", {"status": "failed", "fingerprint": fingerprint(run, config, None)})
+    assert decide(run, config, None) == RESUME  # a failed run is not done
+    _write(folder / "metrics.json", {"status": "complete", "fingerprint": fingerprint(run, config, None)})
+    assert decide(run, config, None) == SKIP
+    assert decide(run, config, None, force=True) == RUN
+    assert decide(changed_run, changed_config, None) == RUN  # complete, but under another learning rate
 
 
 def test_begin_clears_the_folder_only_when_the_run_starts_over(tmp_path):
     config, run = _setup(tmp_path)
     changed_config, changed_run = _setup(tmp_path, learning_rate=2e-3)
     folder = tmp_path / "results" / "B1_v1"
-    _write(folder / "run.json", {"fingerprint": fingerprint(run, config)})
+    _write(folder / "run.json", {"fingerprint": fingerprint(run, config, None)})
     _complete_checkpoint(folder)
     (folder / "marker.txt").write_text("old")
 
-    begin(run, config, RESUME)
+    begin(run, config, RESUME, None)
     assert (folder / "marker.txt").is_file() and (folder / "checkpoints" / "checkpoint-13").is_dir()
-    assert json.loads((folder / "run.json").read_text())["fingerprint"] == fingerprint(run, config)
+    assert json.loads((folder / "run.json").read_text())["fingerprint"] == fingerprint(run, config, None)
 
-    action = decide(changed_run, changed_config)
+    action = decide(changed_run, changed_config, None)
     assert action == RUN
-    begin(changed_run, changed_config, action)
+    begin(changed_run, changed_config, action, None)
     assert sorted(p.name for p in folder.iterdir()) == ["run.json"]  # marker and checkpoints gone
     started = json.loads((folder / "run.json").read_text())
-    assert started["fingerprint"] == fingerprint(changed_run, changed_config) != fingerprint(run, config)
+    assert started["fingerprint"] == fingerprint(changed_run, changed_config, None) != fingerprint(run, config, None)
     assert started["config"]["training"]["learning_rate"] == 2e-3

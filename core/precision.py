@@ -1,0 +1,243 @@
+"""`precision: auto`, decided by measurement: bf16 only where it is measurably faster than fp32.
+
+A short probe times `F.linear` at the model's own shapes (hidden x hidden, hidden x intermediate,
+intermediate x hidden; rows = tokens of one batch: batch size x typical length) in fp32 and bf16 (and
+fp16 on CUDA, recorded only: the training path has bf16 autocast or fp32), best of a few repetitions.
+bf16 is kept where it runs at least `BF16_MIN_SPEEDUP` x fp32. The CPU's name says little: on a Xeon
+with AVX512-BF16 and no AMX bf16 ran at 0.5x fp32; on an AMD EPYC with the same flags, at 2.2x.
+
+The result is cached in a JSON file per device (CPU model or GPU name), thread count, torch version
+and shapes, so a later run pays nothing and decides the same way (its run fingerprint stays the
+same). An explicit `bf16` or `fp32` always wins and is never probed.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from core.files import write_json_atomic
+from core.hardware import device_model
+
+BF16_MIN_SPEEDUP = 1.2  # bf16 must beat fp32 by this factor to be chosen: below it, fp32's accuracy wins
+PROBE_SECONDS_PER_SHAPE = 0.15  # best-of timing budget per shape and dtype: ~1-2 s for the whole probe
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+@dataclass(frozen=True)
+class Shapes:
+    """The probe's matrices: [tokens x in] @ [in x out] for each of the encoder's Linear shapes."""
+
+    tokens: int  # one batch: batch size x typical (padded) length
+    hidden: int
+    intermediate: int
+
+    @classmethod
+    def of(cls, model_config, tokens: int) -> "Shapes":
+        hidden, intermediate = model_shapes(model_config)[1]
+        return cls(int(tokens), hidden, intermediate)
+
+    def linears(self) -> list[tuple[int, int]]:
+        return [(self.hidden, self.hidden), (self.hidden, self.intermediate), (self.intermediate, self.hidden)]
+
+
+@dataclass(frozen=True)
+class Choice:
+    """The precision a run uses, and why."""
+
+    precision: str  # bf16 | fp32: what the run uses
+    setting: str  # auto | bf16 | fp32: what the config asked for
+    source: str  # explicit (the config named it) | measured (probed now) | cached (probed earlier)
+    device_type: str  # cpu | cuda | mps
+    device: str  # CPU model or GPU name
+    gflops: dict[str, float] = field(default_factory=dict)  # the probe's rates, GFLOP/s per dtype
+    bf16_speedup: float | None = None  # bf16 rate / fp32 rate
+    min_speedup: float | None = None  # the rule's threshold
+    shapes: dict | None = None
+    threads: int | None = None  # torch intra-op threads the probe ran with
+    torch: str | None = None
+    measured_at: str | None = None  # when the probe ran (UTC)
+    load_average: float | None = None  # the machine's 1-minute load average then (a busy machine skews rates)
+
+    @property
+    def bf16(self) -> bool:
+        return self.precision == "bf16"
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    def describe(self) -> str:
+        """One line: `bf16 (auto, measured: bf16 2.21x fp32, 423 vs 194 GFLOP/s)`."""
+        if self.source == "explicit":
+            return f"{self.precision} (explicit)"
+        rates = f"{self.gflops.get('bf16', 0):.0f} vs {self.gflops.get('fp32', 0):.0f} GFLOP/s"
+        return (f"{self.precision} (auto, {self.source}: bf16 {self.bf16_speedup:.2f}x fp32, {rates};"
+                f" bf16 needs >= {self.min_speedup:g}x)")
+
+
+Timer = Callable[[torch.device, Shapes], dict[str, float]]
+
+
+def choose(setting: str, device: torch.device, shapes: Shapes | None, cache_file: Path | None,
+           measure: Timer | None = None) -> Choice:
+    """The precision for `setting` on `device`. `auto`: the cached decision for this device, thread count,
+    torch version and shapes, else a probe (`measure`, by default `probe_rates`) whose result is cached."""
+    device = torch.device(device)
+    name = device_model(device)
+    if setting != "auto":
+        return Choice(setting, setting, "explicit", device.type, name)
+    key = cache_key(device, shapes)
+    entry = _read(cache_file).get(key) if cache_file else None
+    source = "cached"
+    if not _valid(entry):
+        rates = (measure or probe_rates)(device, shapes)
+        entry = {"gflops": {k: round(float(v), 3) for k, v in rates.items()}, "shapes": asdict(shapes),
+                 "threads": _threads(device), "torch": torch.__version__, "device": name,
+                 "measured_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                 "load_average": _load_average()}
+        source = "measured"
+        if cache_file:
+            _store(cache_file, key, entry)
+    rates = entry["gflops"]
+    speedup = rates.get("bf16", 0.0) / rates["fp32"] if rates.get("fp32") else 0.0
+    precision = "bf16" if speedup >= BF16_MIN_SPEEDUP else "fp32"
+    return Choice(precision, setting, source, device.type, name, dict(rates), round(speedup, 3), BF16_MIN_SPEEDUP,
+                  entry["shapes"], entry["threads"], entry["torch"], entry["measured_at"], entry.get("load_average"))
+
+
+def cache_key(device: torch.device, shapes: Shapes) -> str:
+    """What the rates depend on: the device, its thread count (CPU), torch's kernels, the matrix shapes."""
+    threads = _threads(device)
+    return " | ".join([device_model(device), f"{threads} threads" if threads else device.type,
+                       f"torch {torch.__version__}",
+                       f"{shapes.tokens} tokens, hidden {shapes.hidden}, intermediate {shapes.intermediate}"])
+
+
+def probe_rates(device: torch.device, shapes: Shapes, seconds_per_shape: float = PROBE_SECONDS_PER_SHAPE
+                ) -> dict[str, float]:
+    """GFLOP/s per dtype over the model's Linear shapes (total FLOPs / total best time), the dtypes timed in
+    turns. A dtype the device cannot run rates 0."""
+    names = ["fp32", "bf16"] + (["fp16"] if device.type == "cuda" else [])
+    best = time_linears(shapes.linears(), shapes.tokens, {name: DTYPES[name] for name in names}, device,
+                        seconds_per_shape)
+    flops = sum(2.0 * shapes.tokens * fan_in * fan_out for fan_in, fan_out in shapes.linears())
+    return {name: flops / sum(best[name].values()) / 1e9 if best.get(name) else 0.0 for name in names}
+
+
+# ----------------------------------------------------------------------------------------------
+# Matmul rates at a model's shapes (also the bench's peak: bench/flops.py)
+
+
+def model_shapes(config) -> list[tuple[int, int]]:
+    """(in, out) of the encoder's Linear layers: attention projections and the two feed-forward ones."""
+    def first(*names):
+        return next((value for value in (getattr(config, name, None) for name in names) if value), None)
+
+    hidden = first("hidden_size", "dim", "d_model", "n_embd")  # BERT/RoBERTa, DistilBERT, T5-style, GPT-2
+    inner = first("intermediate_size", "hidden_dim", "d_ff", "n_inner") or 4 * hidden
+    return [(hidden, hidden), (hidden, inner), (inner, hidden)]
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_linears(shapes: list[tuple[int, int]], rows: int, dtypes: dict[str, torch.dtype], device: torch.device,
+                 seconds_per_shape: float) -> dict[str, dict[tuple[int, int], float]]:
+    """Best seconds of one `F.linear([rows x in], [out x in], bias)` per dtype and shape. Per shape the dtypes
+    take turns in ~50 ms groups until each has had `seconds_per_shape`, so a machine whose load changes
+    during the probe slows them alike. A dtype the device cannot run is left out."""
+    generator = torch.Generator().manual_seed(0)
+    best: dict[str, dict[tuple[int, int], float]] = {name: {} for name in dtypes}
+    for fan_in, fan_out in shapes:
+        host = [torch.randn(size, generator=generator) for size in ((rows, fan_in), (fan_out, fan_in), (fan_out,))]
+        operands = {}
+        with torch.inference_mode():
+            for name, dtype in dtypes.items():
+                try:
+                    operands[name] = [tensor.to(device, dtype) for tensor in host]
+                    for _ in range(3):  # warm-up: kernel selection, caches
+                        torch.nn.functional.linear(*operands[name])
+                    synchronize(device)
+                except (RuntimeError, TypeError):  # e.g. bf16 on a GPU without it
+                    operands.pop(name, None)
+                    best.pop(name, None)
+            spent = {name: 0.0 for name in operands}
+            repeats = {name: 1 for name in operands}
+            while any(seconds < seconds_per_shape for seconds in spent.values()):
+                for name, arguments in operands.items():
+                    if spent[name] >= seconds_per_shape:
+                        continue
+                    start = time.perf_counter()
+                    for _ in range(repeats[name]):
+                        torch.nn.functional.linear(*arguments)
+                    synchronize(device)
+                    elapsed = time.perf_counter() - start
+                    fastest = min(best[name].get((fan_in, fan_out), float("inf")), elapsed / repeats[name])
+                    best[name][fan_in, fan_out] = fastest
+                    spent[name] += elapsed
+                    repeats[name] = max(1, min(1000, int(0.05 / max(fastest, 1e-9))))  # ~50 ms per timed group
+    return best
+
+
+def measure_peak(shapes: list[tuple[int, int]], rows: int, dtype: torch.dtype, device: torch.device,
+                 seconds_per_shape: float = 0.6) -> dict:
+    """GFLOP/s of `F.linear([rows x in], [out x in], bias)` per shape; the best one is the peak, and
+    `overall_gflops` is all shapes' FLOPs over their summed best times (the rate of one pass through them).
+
+    `rows` is tokens per batch (batch x typical padded length), so the kernels are the ones the model runs.
+    """
+    best = time_linears(shapes, rows, {"measured": dtype}, device, seconds_per_shape).get("measured")
+    if best is None:
+        raise RuntimeError(f"{dtype} matmuls do not run on {device}")
+    flops = {shape: 2.0 * rows * shape[0] * shape[1] for shape in shapes}
+    results = {f"{rows}x{fan_in} @ {fan_in}x{fan_out}": flops[fan_in, fan_out] / best[fan_in, fan_out] / 1e9
+               for fan_in, fan_out in shapes}
+    return {"gflops": max(results.values()), "by_shape": {k: round(v, 1) for k, v in results.items()},
+            "overall_gflops": sum(flops.values()) / sum(best.values()) / 1e9, "rows": rows,
+            "dtype": str(dtype).removeprefix("torch.")}
+
+
+# ----------------------------------------------------------------------------------------------
+# The cache file
+
+
+def _threads(device: torch.device) -> int | None:
+    return torch.get_num_threads() if device.type == "cpu" else None
+
+
+def _load_average() -> float | None:
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):  # not on Windows
+        return None
+
+
+def _valid(entry) -> bool:
+    return (isinstance(entry, dict) and isinstance(entry.get("gflops"), dict)
+            and isinstance(entry["gflops"].get("fp32"), (int, float))
+            and all(key in entry for key in ("shapes", "threads", "torch", "measured_at")))
+
+
+def _read(path: Path | None) -> dict:
+    """The cache's entries; empty where the file is missing or damaged (it is then rewritten)."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError, TypeError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _store(path: Path, key: str, entry: dict) -> None:
+    """Add one entry; a cache that cannot be written only costs the next run a probe."""
+    try:
+        write_json_atomic(Path(path), {**_read(path), key: entry})
+    except OSError:
+        pass
