@@ -26,7 +26,8 @@ def macro_f1(confusion: np.ndarray) -> np.ndarray:
     confusion = np.asarray(confusion, dtype=np.float64)
     true_positive = np.diagonal(confusion, axis1=-2, axis2=-1)
     denominator = confusion.sum(axis=-1) + confusion.sum(axis=-2)  # 2 TP + FP + FN
-    f1 = np.divide(2 * true_positive, denominator, out=np.zeros_like(true_positive), where=denominator > 0)
+    f1 = np.zeros_like(true_positive)  # stays 0 where nothing was seen nor predicted
+    np.divide(2 * true_positive, denominator, out=f1, where=denominator > 0)
     return f1.mean(axis=-1)
 
 

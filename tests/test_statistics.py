@@ -359,3 +359,114 @@ def test_seeds_are_paired_with_the_reference_s_same_seed_and_failed_seeds_stay_u
     expected_holm = [4 * p["B1_v1_s1"], 3 * p["B1_v1_s2"], 2 * p["B1_v1_s3"], 1.0]  # 0.0156, 0.0234, 0.0313, 1
     assert summary.loc[list(p), "p_holm"].tolist() == pytest.approx(expected_holm)
     assert summary.loc[list(p), "distinguishable"].tolist() == [True, True, True, False]
+
+
+# ----------------------------------------------------------------------------------------------
+# Edge cases and internals (issue 14: each mutant of statistics.py killed here or listed as equivalent in
+# docs/results/mutation-equivalent.json)
+
+
+def test_percentile_interval_of_0_to_999_is_numpys_linear_interpolation():
+    from evaluation.statistics import _percentile_interval
+    # linear interpolation: the q-th percentile of 0..999 sits at q / 100 * 999
+    assert _percentile_interval(np.arange(1000), 0.95) == pytest.approx((24.975, 974.025), abs=1e-9)
+    assert _percentile_interval(np.arange(1000), 0.90) == pytest.approx((49.95, 949.05), abs=1e-9)
+
+
+@pytest.mark.parametrize("resamples, sizes", [(450, [200, 200, 50]), (200, [200]), (1, [1]), (401, [200, 200, 1])])
+def test_resamples_come_in_chunks_of_at_most_200_rows_and_exactly_as_many_as_asked(resamples, sizes):
+    from evaluation.statistics import _CHUNK, _resamples
+    assert _CHUNK == 200
+    chunks = list(_resamples(7, resamples, seed=0))
+    assert [chunk.shape for chunk in chunks] == [(size, 7) for size in sizes]
+    drawn = np.concatenate(chunks)
+    assert drawn.min() >= 0 and drawn.max() <= 6
+    if resamples >= 200:  # 1,400 draws or more: each text is drawn (missed with probability (6/7)^1400)
+        assert set(np.unique(drawn)) == set(range(7))
+
+
+def test_resamples_of_two_texts_draw_both_including_the_first():
+    from evaluation.statistics import _resamples
+    drawn = np.concatenate(list(_resamples(2, 100, seed=0)))
+    assert drawn.shape == (100, 2)
+    assert set(np.unique(drawn)) == {0, 1}  # 200 fair draws: each index 0 with probability 2^-200
+
+
+def test_bootstrap_of_no_texts_gives_nan_for_both_metrics():
+    intervals = bootstrap_intervals([], [], 4)
+    assert set(intervals) == {"accuracy", "f1_macro"}
+    assert all(np.isnan(end) for interval in intervals.values() for end in interval)
+
+
+def test_bootstrap_of_one_text_is_a_point_interval():
+    # one text of class 2, right: accuracy 1; F1 1 for class 2 and 0 for the three classes never seen: 1/4
+    assert bootstrap_intervals([2], [2], 4, resamples=50) == {"accuracy": (1.0, 1.0), "f1_macro": (0.25, 0.25)}
+    assert bootstrap_intervals([2], [1], 4, resamples=50) == {"accuracy": (0.0, 0.0), "f1_macro": (0.0, 0.0)}
+
+
+def test_bootstrap_works_when_the_last_class_never_occurs():
+    # 4 classes, only 0..2 seen and all right: the last confusion cell is never counted. Every resample of
+    # 300 texts holds the 3 classes (missing one has probability < 3 (2/3)^300): F1 = (1 + 1 + 1 + 0) / 4
+    true = np.repeat([0, 1, 2], 100)
+    assert bootstrap_intervals(true, true, 4, resamples=300) == {"accuracy": (1.0, 1.0), "f1_macro": (0.75, 0.75)}
+
+
+def test_bootstrap_counts_class_indices_given_as_floats():
+    true = np.tile([0.0, 1.0, 2.0], 10)  # e.g. a label column read as float
+    assert bootstrap_intervals(true, true.copy(), 3, resamples=50) == {"accuracy": (1.0, 1.0),
+                                                                       "f1_macro": (1.0, 1.0)}
+
+
+def test_macro_f1_of_a_stack_of_confusion_matrices_is_each_matrix_s():
+    stack = np.array([[[3, 1, 0], [2, 4, 0], [0, 0, 0]],
+                      [[0, 0, 0], [5, 5, 0], [0, 0, 0]],
+                      [[2, 0, 0], [1, 0, 0], [0, 0, 0]]])
+    # F1 = 2 TP / (row sum + column sum) per class, 0 for a class never seen nor predicted:
+    # [3,1;2,4]: 6/9 and 8/11 -> (2/3 + 8/11 + 0) / 3; [0,0;5,5]: 0 and 10/15; [2,0;1,0]: 4/5, 0, 0
+    expected = [(2 / 3 + 8 / 11) / 3, (2 / 3) / 3, (4 / 5) / 3]
+    np.testing.assert_allclose(macro_f1(stack), expected, rtol=1e-12)
+
+
+def test_macro_f1_of_a_normalised_confusion_matrix_is_unchanged():
+    # F1 is a ratio of counts: dividing every cell by the total (all denominators below 1) changes nothing
+    confusion = np.array([[3, 1], [2, 4]])
+    assert macro_f1(confusion / 10) == pytest.approx((2 / 3 + 8 / 11) / 2, rel=1e-12)
+
+
+def test_mcnemar_takes_correctness_given_as_0_and_1_floats():
+    # right by A only on 3 texts, by B only on none: exact two-sided binomial p = 2 x (1/2)^3
+    assert mcnemar([1.0, 1.0, 1.0, 0.0, 1.0], [0.0, 0.0, 0.0, 0.0, 1.0]) == pytest.approx(0.25, rel=1e-12)
+    assert mcnemar([0.0, 0.0, 0.0, 0.0, 1.0], [1.0, 1.0, 1.0, 0.0, 1.0]) == pytest.approx(0.25, rel=1e-12)
+
+
+def test_paired_difference_on_one_text_and_on_none():
+    assert paired_bootstrap_difference([True], [False], resamples=50) == (1.0, 1.0, 1.0)
+    assert paired_bootstrap_difference([False], [True], resamples=50) == (-1.0, -1.0, -1.0)
+    assert all(np.isnan(paired_bootstrap_difference([], [])))
+
+
+def test_holm_reads_none_as_no_test():
+    np.testing.assert_allclose(holm(np.array([None, 0.02, 0.04], dtype=object)), [np.nan, 0.04, 0.04], rtol=1e-12)
+
+
+def test_t_interval_of_two_values_by_hand():
+    # [1, 3]: mean 2, sample sd sqrt(2), se 1; t(0.975, 1 df) is the Cauchy quantile tan(0.475 pi)
+    half = math.tan(0.475 * math.pi)  # 12.7062
+    assert t_interval([1.0, 3.0]) == pytest.approx((2.0, 2.0 - half, 2.0 + half), rel=1e-12)
+
+
+def test_t_interval_is_computed_in_double_precision():
+    values = np.array([0.1, 0.2, 0.7], dtype=np.float32)
+    exact = [float(v) for v in values]
+    mean = math.fsum(exact) / 3
+    sd = math.sqrt(math.fsum((v - mean) ** 2 for v in exact) / 2)
+    t = 0.95 / math.sqrt(2 * 0.975 * 0.025)  # t(0.975, 2 df) in closed form: (2p - 1) / sqrt(2 p (1 - p))
+    half = t * sd / math.sqrt(3)
+    assert t_interval(values) == pytest.approx((mean, mean - half, mean + half), rel=1e-12)
+
+
+def test_choose_reference_with_one_candidate_and_with_missing_values_as_none():
+    assert choose_reference(["only"], [0.7]) == "only"
+    # validation accuracies from an object column (a run without one holds None)
+    assert choose_reference(["A", "B", "C"], np.array([None, 0.8, 0.9], dtype=object)) == "C"
+    assert choose_reference(["A"], np.array([None], dtype=object)) is None
