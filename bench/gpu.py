@@ -396,7 +396,8 @@ def study_grid(study_path: Path, rates: dict) -> dict:
 
 def run_gpu_bench(config_path: Path, common: list[str], baseline: list[str], chosen: list[list[str]],
                   levers: list[str], quick: bool, device: torch.device, log=print, epochs: float | None = None,
-                  budget: float = 400.0, study_path: Path = ROOT / "configs" / "study.yaml") -> dict:
+                  budget: float = 400.0, study_path: Path = ROOT / "configs" / "study.yaml", save=None) -> dict:
+    """Every part in turn; `save(results)`, if given, after each part (a run cut off keeps what it measured)."""
     from bench.flops import count_parameters, measure_peak, model_shapes
     from bench.run import BenchContext, load_model, machine
     from core.config import load_config
@@ -418,9 +419,16 @@ def run_gpu_bench(config_path: Path, common: list[str], baseline: list[str], cho
                                             **({"lora": settings_of(config, task, device)[1].model_dump()}
                                                if method == "lora" else {})}
                                    for method, task in METHODS} for name, config in arms.items()}}
+        import peft
+        import transformers
+
+        results["machine"].update(transformers=transformers.__version__, peft=peft.__version__)
+        save = save or (lambda partial: None)
         results["accuracy"], picked, trained_full = accuracy_part(bench)
         results["chosen"] = picked
+        save(results)
         results["speed"] = speed_part(bench, picked)
+        save(results)
         context = BenchContext(arms["baseline"], device, "auto", bench.splits, bench.run_dir)
         speed_model = load_model(sizes.speed_model, context, bench.splits.class_names)[0]
         counts = {sizes.speed_model: count_parameters(speed_model)}
@@ -437,6 +445,7 @@ def run_gpu_bench(config_path: Path, common: list[str], baseline: list[str], cho
         if sizes.square_peak and device.type == "cuda":
             results["peak_gflops"]["bf16_8192_cubed"] = measure_peak([(8192, 8192)], 8192, torch.bfloat16, device,
                                                                      2.0)["gflops"]
+        save(results)
         lever_part(bench, picked, levers, results["speed"])  # last: the budget cuts it short, not the rest
         utilization(results, peaks, counts)
     speed, evaluation = results["speed"], results["eval"][sizes.speed_model]
@@ -543,15 +552,21 @@ def main(argv=None) -> int:
     device = pick_device() if args.device == "auto" else torch.device(args.device)
     if device.type != "cuda" and not args.quick:
         sys.exit("bench/gpu.py: no CUDA device visible to torch; --quick runs the dry mode on a CPU")
-    results = run_gpu_bench(Path(args.config), args.common, args.baseline, args.chosen, args.levers, args.quick,
-                            device, log=lambda line: print(line, flush=True), epochs=args.epochs,
-                            budget=args.budget_seconds, study_path=Path(args.study).resolve())
-    results["command"] = " ".join(["python -m bench.gpu", *(argv if argv is not None else sys.argv[1:])])
-    text = summary(results)
-    results["summary"] = text
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    command = " ".join(["python -m bench.gpu", *(argv if argv is not None else sys.argv[1:])])
+
+    def save(partial: dict) -> None:  # what is measured so far, in case the call is cut off
+        write_json_atomic(out / "results-gpu.partial.json", jsonable({**partial, "command": command}))
+
+    results = run_gpu_bench(Path(args.config), args.common, args.baseline, args.chosen, args.levers, args.quick,
+                            device, log=lambda line: print(line, flush=True), epochs=args.epochs,
+                            budget=args.budget_seconds, study_path=Path(args.study).resolve(), save=save)
+    results["command"] = command
+    text = summary(results)
+    results["summary"] = text
     write_json_atomic(out / "results-gpu.json", jsonable(results))
+    (out / "results-gpu.partial.json").unlink(missing_ok=True)
     print("\n" + text + f"\n\nwritten: {out / 'results-gpu.json'} ({results['seconds']:.0f} s)")
     return 0
 

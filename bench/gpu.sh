@@ -21,6 +21,15 @@ if compgen -G ".whl/*.whl" >/dev/null; then  # the versions requirements.txt nam
     export PYTHONPATH="/tmp/site${PYTHONPATH:+:$PYTHONPATH}"
 fi
 DATA=()
+if [[ -f .gpu/all-MiniLM-L6-v2/model.safetensors.gz && ! -f .gpu/all-MiniLM-L6-v2/model.safetensors ]]; then
+    # fp16 to travel light (bench/gpu_prep.sh); fp32 again here, as the project loads the checkpoint's own dtype
+    python3 - .gpu/all-MiniLM-L6-v2/model.safetensors <<'PY'
+import gzip, sys
+from safetensors.torch import load, save_file
+tensors = load(gzip.open(sys.argv[1] + ".gz").read())
+save_file({k: v.float() if v.is_floating_point() else v for k, v in tensors.items()}, sys.argv[1], metadata={"format": "pt"})
+PY
+fi
 if [[ -d .gpu/all-MiniLM-L6-v2 && -d .gpu/ag_news ]]; then
     DATA=(dataset.source=.gpu/ag_news "models=[.gpu/all-MiniLM-L6-v2]")
 fi

@@ -169,3 +169,4 @@ def test_gpu_sh_dry_mode_writes_the_json(tiny_data, tiny_models, tmp_path):
     assert arms["chosen3"]["full"]["bf16_weights"] and not arms["chosen1"]["full"]["bf16_weights"]
     assert data["accuracy"]["full"]["validation_rows"] == 20  # the caller's KEY=VALUE come last
     assert (out / "gpu-output.txt").read_text().count("study grid") == 1
+    assert not (out / "results-gpu.partial.json").exists()  # written after each part, removed at the end
