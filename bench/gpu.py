@@ -176,6 +176,12 @@ def paired(correct, baseline_correct) -> dict:
             "standard_error_points": 100 * float(difference.std(ddof=1) / np.sqrt(len(difference)))}
 
 
+def choose(runs: dict, candidates: list[str]) -> str:
+    """The candidate arm with the best validation accuracy (the first on a tie); the baseline if there is none.
+    Test accuracy plays no part."""
+    return max(candidates or ["baseline"], key=lambda arm: runs[arm]["validation_accuracy"])
+
+
 def accuracy_part(bench: Bench) -> tuple[dict, dict, dict]:
     """Every arm and the usual way, same epochs, same training rows; the chosen arm per method by validation.
     Returns (results, chosen arm name per method, the chosen full fine-tuning model for the evaluation part)."""
@@ -207,8 +213,7 @@ def accuracy_part(bench: Bench) -> tuple[dict, dict, dict]:
                 f" (batch {runs[arm]['batch_size']}, lr {runs[arm]['learning_rate']:g})")
         log(f"[accuracy] {method} usual way: validation {runs['usual_way']['validation_accuracy']:.4f},"
             f" {runs['usual_way']['samples_per_s']:.0f} samples/s")
-        candidates = [arm for arm in bench.arms if arm != "baseline"] or ["baseline"]
-        chosen[method] = max(candidates, key=lambda arm: runs[arm]["validation_accuracy"])  # first wins a tie
+        chosen[method] = choose(runs, [arm for arm in bench.arms if arm != "baseline"])
         for arm, run in runs.items():
             for split in frames:
                 run[f"{split}_vs_baseline"] = paired(run[f"{split}_correct"], runs["baseline"][f"{split}_correct"])

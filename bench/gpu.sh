@@ -16,22 +16,28 @@ while (($#)); do
 done
 mkdir -p "$OUT"
 export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false PYTHONUNBUFFERED=1
-if compgen -G ".whl/*.whl" >/dev/null; then  # the versions requirements.txt names, over the image's
+# On the GPU machine (nvidia-smi there): the versions requirements.txt names, over the image's
+if compgen -G ".whl/*.whl" >/dev/null && command -v nvidia-smi >/dev/null; then
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
     export PYTHONPATH="/tmp/site${PYTHONPATH:+:$PYTHONPATH}"
 fi
+# The data and model bench/gpu_prep.sh put in .gpu/ (not in the --quick dry mode, which names its own). The weights
+# travel as gzipped fp16; they are widened to fp32 again in /tmp (the project loads a checkpoint's own dtype),
+# so .gpu/ itself never grows.
 DATA=()
-if [[ -f .gpu/all-MiniLM-L6-v2/model.safetensors.gz && ! -f .gpu/all-MiniLM-L6-v2/model.safetensors ]]; then
-    # fp16 to travel light (bench/gpu_prep.sh); fp32 again here, as the project loads the checkpoint's own dtype
-    python3 - .gpu/all-MiniLM-L6-v2/model.safetensors <<'PY'
+if [[ -f .gpu/all-MiniLM-L6-v2/model.safetensors.gz && -d .gpu/ag_news && " ${OPTIONS[*]} " != *" --quick "* ]]; then
+    MODEL=/tmp/bench-gpu-minilm
+    if [[ ! -f $MODEL/model.safetensors ]]; then
+        mkdir -p "$MODEL"
+        cp .gpu/all-MiniLM-L6-v2/*.json .gpu/all-MiniLM-L6-v2/vocab.txt "$MODEL/"
+        python3 - .gpu/all-MiniLM-L6-v2/model.safetensors.gz "$MODEL/model.safetensors" <<'PY'
 import gzip, sys
 from safetensors.torch import load, save_file
-tensors = load(gzip.open(sys.argv[1] + ".gz").read())
-save_file({k: v.float() if v.is_floating_point() else v for k, v in tensors.items()}, sys.argv[1], metadata={"format": "pt"})
+tensors = load(gzip.open(sys.argv[1]).read())
+save_file({k: v.float() if v.is_floating_point() else v for k, v in tensors.items()}, sys.argv[2], metadata={"format": "pt"})
 PY
-fi
-if [[ -d .gpu/all-MiniLM-L6-v2 && -d .gpu/ag_news ]]; then
-    DATA=(dataset.source=.gpu/ag_news "models=[.gpu/all-MiniLM-L6-v2]")
+    fi
+    DATA=(dataset.source="$PWD/.gpu/ag_news" "models=[$MODEL]")
 fi
 
 # Every arm: validation large enough for a standard error of at most 1 point (1,000 of the 5,000 local rows);

@@ -76,6 +76,16 @@ def test_bf16_weights_train_with_fp32_adapters(tiny_data, tiny_models, tmp_path,
     assert after.dtype == torch.float32 and not torch.equal(before, after)  # the fp32 adapter trained
 
 
+def test_the_chosen_arm_is_the_best_on_validation_whatever_the_test_says():
+    runs = {"baseline": {"validation_accuracy": 0.95, "test_accuracy": 0.99},
+            "chosen1": {"validation_accuracy": 0.90, "test_accuracy": 0.80},
+            "chosen2": {"validation_accuracy": 0.85, "test_accuracy": 0.95},
+            "chosen3": {"validation_accuracy": 0.90, "test_accuracy": 0.97}}
+    assert gpu.choose(runs, ["chosen1", "chosen2", "chosen3"]) == "chosen1"  # a tie goes to the first listed
+    assert gpu.choose(runs, ["chosen2"]) == "chosen2"  # only candidates, never the baseline
+    assert gpu.choose(runs, []) == "baseline"
+
+
 def test_study_grid_is_read_from_the_study_config(tmp_path):
     """Hours recomputed from study.yaml's own epochs, variants, models and validation size (not from the code)."""
     raw = yaml.safe_load((ROOT / "configs" / "study.yaml").read_text())
