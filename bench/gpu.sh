@@ -57,7 +57,7 @@ ARM2=("${GPU[@]}" tasks.B.training.learning_rate=4e-4 tasks.C.training.batch_siz
 ARM3=("${ARM1[@]}" training.bf16_weights=true)
 
 set -o pipefail
-python3 -m bench.gpu "$OUT" --epochs 3 --budget-seconds 300 "${OPTIONS[@]}" \
+python3 -m bench.gpu "$OUT" --epochs 3 --budget-seconds 380 "${OPTIONS[@]}" \
     --common "${COMMON[@]}" --baseline "${BASELINE[@]}" \
     --chosen "${ARM1[@]}" --chosen "${ARM2[@]}" --chosen "${ARM3[@]}" 2>&1 | tee "$OUT/gpu-output.txt"
 nvidia-smi --query-gpu=name,memory.total,clocks.max.sm,power.limit --format=csv 2>/dev/null \

@@ -109,8 +109,18 @@ def test_study_grid_is_read_from_the_study_config(tmp_path):
     assert gpu.study_grid(changed, rates)["full_samples"] == (full + models * 2) * train_rows
 
 
-def test_quick_dry_run_picks_on_validation_and_writes_every_reported_key(tiny_data, tiny_models, tmp_path, one_thread):
+def test_quick_dry_run_picks_on_validation_and_writes_every_reported_key(tiny_data, tiny_models, tmp_path, one_thread,
+                                                                          monkeypatch):
     path = _tiny_setup(tiny_data, tiny_models, tmp_path)
+    train_arm = gpu.train_arm
+
+    def compile_fails(name, bench, config, method, task, *args):  # a lever that breaks is reported, not fatal
+        if config.task_training(task, "v1").torch_compile:
+            raise RuntimeError("no compiler here")
+        return train_arm(name, bench, config, method, task, *args)
+
+    monkeypatch.setattr(gpu, "train_arm", compile_fails)
+    saved = []
     common = ["training.precision=fp32"]
     baseline = ["tasks.B.training.batch_size=16", "tasks.C.training.batch_size=8"]
     chosen = [["training.batch_size=32", "training.eval_batch_size=64", "tasks.B.training.batch_size=32",
@@ -119,8 +129,11 @@ def test_quick_dry_run_picks_on_validation_and_writes_every_reported_key(tiny_da
               ["training.batch_size=32", "training.eval_batch_size=64", "tasks.B.training.batch_size=32",
                "tasks.C.training.batch_size=32", "tasks.B.training.learning_rate=3e-3",
                "tasks.C.training.learning_rate=1e-2", "training.non_blocking=true"]]
-    results = gpu.run_gpu_bench(path, common, baseline, chosen, ["non_blocking"], True,
-                                torch.device("cpu"), log=lambda line: None, epochs=2)
+    results = gpu.run_gpu_bench(path, common, baseline, chosen, ["non_blocking", "torch_compile"], True,
+                                torch.device("cpu"), log=lambda line: None, epochs=2,
+                                save=lambda partial: saved.append(sorted(partial)))
+    assert "accuracy" in saved[0] and "speed" not in saved[0]  # a call cut off keeps what was measured
+    assert "eval" in saved[-1]
     data = json.loads(json.dumps(jsonable(results)))
     for method in ("full", "lora"):
         runs = data["accuracy"][method]["runs"]
@@ -140,6 +153,8 @@ def test_quick_dry_run_picks_on_validation_and_writes_every_reported_key(tiny_da
             assert value["gain"] == pytest.approx(value["on_samples_per_s"] / value["off_samples_per_s"], rel=1e-4)
             assert value["toggled_run"][lever] != value["chosen_value"]  # the toggled run really ran the other value
         assert speed["levers"]["non_blocking"]["chosen_value"] == (data["chosen"][method] == "chosen2")
+    assert data["speed"]["full"]["levers"]["torch_compile"] == {"failed": "RuntimeError: no compiler here"}
+    assert "torch_compile" not in data["speed"]["lora"]["levers"]  # compiled for full fine-tuning only
     evaluation = data["eval"]["minilm"]
     assert evaluation["trainer_predict"]["batch_size"] == 8 and evaluation["trainer_predict"]["precision"] == "fp32"
     assert evaluation["trainer_predict"]["tokenize_seconds"] > 0 and evaluation["project_tokenize_seconds"] > 0
