@@ -42,12 +42,13 @@ import torch  # noqa: E402
 
 METHODS = (("full", "B"), ("lora", "C"))  # method, the config task that gives its settings
 # One lever at a time at the chosen settings: the TrainingConfig field and its two values (off, on).
+# training.dataloader_workers is not among them: the bench counts tokens in the collator, which workers would move
+# into other processes (the counts would be lost).
 LEVERS = {  # in the order run: the cheap ones first, torch.compile (a minute or more of compiling) last
     "non_blocking": ("non_blocking", False, True),
     "bf16_weights": ("bf16_weights", False, True),
     "fused_adamw": ("optim", "adamw_torch", "adamw_torch_fused"),
     "pin_memory": ("pin_memory", False, True),
-    "workers": ("dataloader_workers", 0, 2),
     "torch_compile": ("torch_compile", False, True),
 }
 # configs/study.yaml names the Hub's AG News; its size is a fact of that data set, not a setting.
