@@ -460,10 +460,19 @@ def run_gpu_bench(config_path: Path, common: list[str], baseline: list[str], cho
         if sizes.square_peak and device.type == "cuda":
             results["peak_gflops"]["bf16_8192_cubed"] = measure_peak([(8192, 8192)], 8192, torch.bfloat16, device,
                                                                      2.0)["gflops"]
-        save(results)
-        lever_part(bench, picked, levers, results["speed"], lambda: save(results))  # last: the budget cuts it
         utilization(results, peaks, counts)
-    speed, evaluation = results["speed"], results["eval"][sizes.speed_model]
+        grid_and_targets(results, study_path)
+        save(results)  # everything but the levers: a call cut off in them keeps it
+        lever_part(bench, picked, levers, results["speed"], lambda: save(results))  # last: the budget cuts it
+        utilization(results, peaks, counts)  # the levers' runs too
+    results["seconds"] = time.perf_counter() - started
+    return results
+
+
+def grid_and_targets(results: dict, study_path: Path) -> None:
+    """The study grid's hours at the chosen, baseline and usual-way rates, and issue 11's targets, into `results`."""
+    picked, speed = results["chosen"], results["speed"]
+    evaluation = results["eval"][results["sizes"]["speed_model"]]
     rate = lambda method, arm: speed[method]["runs"][arm]["samples_per_s"]  # noqa: E731
     results["study_grid"] = study_grid(study_path, {
         "chosen": {"full": rate("full", picked["full"]), "lora": rate("lora", picked["lora"]),
@@ -473,8 +482,6 @@ def run_gpu_bench(config_path: Path, common: list[str], baseline: list[str], cho
         "usual_way": {"full": rate("full", "usual_way"), "lora": rate("lora", "usual_way"),
                       "eval": evaluation["trainer_predict"]["texts_per_s"]}})
     results["targets"] = targets(results)
-    results["seconds"] = time.perf_counter() - started
-    return results
 
 
 def targets(results: dict) -> dict:

@@ -2,9 +2,10 @@
 # The bench on one CUDA GPU, every setting pinned here (bench/NOTES.md "GPU" explains the method):
 #   bash bench/gpu.sh OUT_DIR [--quick] [--config PATH] [--levers NAME ...] [-- KEY=VALUE ...]
 # Writes OUT_DIR/results-gpu.json (python -m bench.gpu) and OUT_DIR/gpu-output.txt (everything printed).
-# --quick is the dry mode the tests run on a CPU (tiny sizes); KEY=VALUE after -- override every arm.
+# --quick is the dry mode the tests run on a CPU (tiny sizes); KEY=VALUE after -- go to every arm before the
+# pinned settings below (data, model, precision, caps: what the pins leave open).
 # On a GPU machine, where ../shared does not travel, the data and model come from .gpu/ (bench/gpu_prep.sh
-# copies them there) and missing Python packages from .whl/ (bench/gpu_wheels.sh downloads them).
+# copies them there) and the transformers, peft and pydantic wheels from .whl/ (bench/gpu_prep.sh downloads them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT="${1:?usage: bash bench/gpu.sh OUT_DIR [--quick] [--config PATH] [--levers NAME ...] [-- KEY=VALUE ...]}"
