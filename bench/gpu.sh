@@ -1,73 +1,65 @@
 #!/usr/bin/env bash
-# The bench on one CUDA GPU, in bf16, for the bert-base-uncased architecture (random weights: speed only).
-#   bash bench/gpu.sh [OUT_DIR] [KEY=VALUE ...]     (OUT_DIR default bench/; KEY=VALUE: config.yaml overrides,
-#                                                    e.g. dataset.source=... 'models=[...]' where ../shared is absent)
-# Writes OUT_DIR/results-gpu.json and OUT_DIR/results-gpu-batch128.json (python -m bench, GPU sizes: all 7,600
-# test texts, 4,480 training samples per side) and OUT_DIR/peak-gpu.json, then prints:
-#   * utilisation against the card's bf16 matmul peak, measured here twice: at bert-base's own Linear shapes
-#     (what the bench divides by) and at 8192 x 8192 x 8192 (the card's best case);
-#   * the study's grid (configs/study.yaml: 30 fine-tuning runs, 27 million training samples, 5.6 million
-#     evaluated texts) in GPU-hours from the measured rates, the project's way and the usual way.
-# Run 1 keeps config.yaml's training settings (batch 32, the CPU-tuned default) with evaluation batches of 256
-# (evaluation order and batching do not change predictions); run 2 trains with batch 128, a GPU-sized batch.
-# Last, python -m bench.profile_step shows where a batch-32 training step's time goes (host vs device).
+# The bench on one CUDA GPU, every setting pinned here (bench/NOTES.md "GPU" explains the method):
+#   bash bench/gpu.sh OUT_DIR [--quick] [--config PATH] [--levers NAME ...] [-- KEY=VALUE ...]
+# Writes OUT_DIR/results-gpu.json (python -m bench.gpu) and OUT_DIR/gpu-output.txt (everything printed).
+# --quick is the dry mode the tests run on a CPU (tiny sizes); KEY=VALUE after -- go to every arm before the
+# pinned settings below (data, model, precision, caps: what the pins leave open).
+# On a GPU machine, where ../shared does not travel, the data and model come from .gpu/ (bench/gpu_prep.sh
+# copies them there) and the transformers, peft and pydantic wheels from .whl/ (bench/gpu_prep.sh downloads them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-OUT="${1:-bench}"
-shift || true
+OUT="${1:?usage: bash bench/gpu.sh OUT_DIR [--quick] [--config PATH] [--levers NAME ...] [-- KEY=VALUE ...]}"
+shift
+OPTIONS=() EXTRA=()
+while (($#)); do
+    if [[ "$1" == -- ]]; then shift; EXTRA=("$@"); break; fi
+    OPTIONS+=("$1"); shift
+done
 mkdir -p "$OUT"
 export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false PYTHONUNBUFFERED=1
-
-python - "$OUT/peak-gpu.json" <<'PY'
-import json, sys
-import torch
-if not torch.cuda.is_available():
-    sys.exit("bench/gpu.sh: no CUDA device visible to torch; run python -m bench on the CPU instead")
-import transformers, peft
-from bench.flops import measure_peak
-device = torch.device("cuda")
-print(f"GPU: {torch.cuda.get_device_name(0)}, bf16 supported: {torch.cuda.is_bf16_supported()},"
-      f" torch {torch.__version__}, transformers {transformers.__version__}, peft {peft.__version__}")
-square = measure_peak([(8192, 8192)], 8192, torch.bfloat16, device, seconds_per_shape=2.0)
-print(f"bf16 matmul peak at 8192 x 8192 x 8192: {square['gflops'] / 1000:.0f} TFLOP/s")
-json.dump({"device": torch.cuda.get_device_name(0), "torch": torch.__version__, "bf16_8192_cubed": square},
-          open(sys.argv[1], "w"), indent=2)
+# On the GPU machine (nvidia-smi there): the versions requirements.txt names, over the image's
+if compgen -G ".whl/*.whl" >/dev/null && command -v nvidia-smi >/dev/null; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
+    export PYTHONPATH="/tmp/site${PYTHONPATH:+:$PYTHONPATH}"
+fi
+# The data and model bench/gpu_prep.sh put in .gpu/ (not in the --quick dry mode, which names its own). The weights
+# travel as gzipped fp16; they are widened to fp32 again in /tmp (the project loads a checkpoint's own dtype),
+# so .gpu/ itself never grows.
+DATA=()
+if [[ -f .gpu/all-MiniLM-L6-v2/model.safetensors.gz && -d .gpu/ag_news && " ${OPTIONS[*]} " != *" --quick "* ]]; then
+    MODEL=/tmp/bench-gpu-minilm
+    if [[ ! -f $MODEL/model.safetensors ]]; then
+        mkdir -p "$MODEL"
+        cp .gpu/all-MiniLM-L6-v2/*.json .gpu/all-MiniLM-L6-v2/vocab.txt "$MODEL/"
+        python3 - .gpu/all-MiniLM-L6-v2/model.safetensors.gz "$MODEL/model.safetensors" <<'PY'
+import gzip, sys
+from safetensors.torch import load, save_file
+tensors = load(gzip.open(sys.argv[1]).read())
+save_file({k: v.float() if v.is_floating_point() else v for k, v in tensors.items()}, sys.argv[2], metadata={"format": "pt"})
 PY
-nvidia-smi --query-gpu=name,memory.total,clocks.max.sm,power.limit --format=csv || true
+    fi
+    DATA=(dataset.source="$PWD/.gpu/ag_news" "models=[$MODEL]")
+fi
 
-python -m bench --device cuda --precision bf16 --models bert_base --out "$OUT/results-gpu.json" \
-    training.eval_batch_size=256 "$@"
-python -m bench --device cuda --precision bf16 --models bert_base --out "$OUT/results-gpu-batch128.json" \
-    training.eval_batch_size=256 training.batch_size=128 "$@"
+# Every arm: validation large enough for a standard error of at most 1 point (1,000 of the 5,000 local rows);
+# precision auto (bf16 on a GPU); a fresh token cache.
+COMMON=("${DATA[@]}" dataset.validation_size=1000 training.precision=auto
+        dataset.cache_dir=/tmp/bench-gpu-tokens "${EXTRA[@]}")
+# The baseline: config.yaml's own settings, pinned per task so that a config.yaml change cannot move them.
+BASELINE=(training.batch_size=32 training.eval_batch_size=32
+          tasks.B.training.batch_size=32 tasks.B.training.learning_rate=1e-4
+          tasks.C.training.batch_size=8 tasks.C.training.learning_rate=4e-3)
+# Candidate GPU settings: batch 128 (LoRA also 32), learning rates scaled by sqrt and linearly from the
+# baseline's, evaluation batch 256, pinned batches copied without blocking; the third holds bf16 weights.
+# The chosen arm, per method, is the best by validation accuracy.
+GPU=(training.eval_batch_size=256 training.non_blocking=true tasks.B.training.batch_size=128)
+ARM1=("${GPU[@]}" tasks.B.training.learning_rate=2e-4 tasks.C.training.batch_size=128 tasks.C.training.learning_rate=1.6e-2)
+ARM2=("${GPU[@]}" tasks.B.training.learning_rate=4e-4 tasks.C.training.batch_size=32 tasks.C.training.learning_rate=8e-3)
+ARM3=("${ARM1[@]}" training.bf16_weights=true)
 
-python - "$OUT" <<'PY'
-import json, sys
-from pathlib import Path
-out = Path(sys.argv[1])
-square = json.loads((out / "peak-gpu.json").read_text())["bf16_8192_cubed"]["gflops"]
-for name in ("results-gpu.json", "results-gpu-batch128.json"):
-    results = json.loads((out / name).read_text())
-    r, batch = results["bert_base"], results["settings"]["project_full"]["batch_size"]
-    peak = r["peak_gflops"]
-    print(f"\n{name}: bert-base, {r['precision']}, training batch {batch}; bf16 peak {peak['value'] / 1000:.0f} TFLOP/s"
-          f" at its shapes ({peak['rows']} rows), {square / 1000:.0f} at 8192^3")
-    e = r["eval"]
-    print(f"  eval {e['project']['texts_per_s']:.0f} texts/s vs per-text {e['per_text']['texts_per_s']:.0f}"
-          f" ({e['speedup_vs_per_text']:.1f}x), utilization {e['utilization']:.0%}"
-          f" ({e['project']['achieved_gflops'] / square:.0%} of the 8192^3 peak); {e['project']['seconds']:.2f} s"
-          f" for {e['project']['texts']} texts, cold first pass {e['project']['cold_first_pass_seconds']:.2f} s")
-    for method in ("full", "lora"):
-        t = r["train"][method]
-        print(f"  train {method}: {t['project']['samples_per_s']:.0f} samples/s vs usual way"
-              f" {t['reference']['samples_per_s']:.0f} ({t['speedup_vs_reference']:.1f}x), utilization"
-              f" {t['utilization']:.0%} ({t['project']['achieved_gflops'] / square:.0%} of the 8192^3 peak)")
-    g = r["study_grid_estimate"]
-    print(f"  study grid: {g['runs']} runs, {(g['full_samples'] + g['lora_samples']) / 1e6:.0f}M training samples,"
-          f" {g['eval_texts'] / 1e6:.1f}M evaluated texts")
-    for way in ("project", "usual_way"):
-        h = g[way]
-        print(f"    {way}: {h['train_hours']:.2f} GPU-hours training + {h['eval_hours']:.2f} evaluation"
-              f" = {h['total_hours']:.2f}")
-PY
-
-python -m bench.profile_step --device cuda --samples 640 "$@"
+set -o pipefail
+python3 -m bench.gpu "$OUT" --epochs 3 --budget-seconds 380 "${OPTIONS[@]}" \
+    --common "${COMMON[@]}" --baseline "${BASELINE[@]}" \
+    --chosen "${ARM1[@]}" --chosen "${ARM2[@]}" --chosen "${ARM3[@]}" 2>&1 | tee "$OUT/gpu-output.txt"
+nvidia-smi --query-gpu=name,memory.total,clocks.max.sm,power.limit --format=csv 2>/dev/null \
+    | tee -a "$OUT/gpu-output.txt" || true

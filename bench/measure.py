@@ -73,6 +73,66 @@ def evaluate_per_text(model, tokenizer, texts: list[str], max_length: int, devic
             "positions": tokens, "precision": "fp32", "predictions": np.array(predictions)}
 
 
+def evaluate_trainer_predict(model, tokenizer, texts: list[str], device: torch.device,
+                             batch_size: int = REFERENCE["batch_size"]) -> dict:
+    """The usual way to score a test set: `Trainer.predict` as run_classification.py sets it up (every text padded
+    to 128, batch 8, fp32, the Trainer's no_grad evaluation loop); tokenisation timed separately."""
+    length = min(REFERENCE["max_length"], getattr(model.config, "max_position_embeddings", REFERENCE["max_length"]))
+    start = time.perf_counter()
+    encoded = tokenizer(texts, padding="max_length", max_length=length, truncation=True)
+    tokenize_seconds = time.perf_counter() - start
+    dataset = [{key: values[i] for key, values in encoded.items()} for i in range(len(texts))]
+    with tempfile.TemporaryDirectory(prefix="bench-predict-") as folder, warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        args = TrainingArguments(output_dir=folder, per_device_eval_batch_size=batch_size, report_to="none",
+                                 disable_tqdm=True, use_cpu=device.type == "cpu", dataloader_num_workers=0)
+        trainer = Trainer(model=model.float(), args=args, data_collator=default_data_collator)
+        synchronize(device)
+        start = time.perf_counter()
+        output = trainer.predict(dataset)
+        synchronize(device)
+        seconds = time.perf_counter() - start
+    tokens = int(sum(sum(mask) for mask in encoded["attention_mask"]))
+    return {"texts": len(texts), "seconds": seconds, "texts_per_s": len(texts) / seconds,
+            "tokenize_seconds": tokenize_seconds,
+            "texts_per_s_with_tokenization": len(texts) / (seconds + tokenize_seconds),
+            "tokens": tokens, "positions": len(texts) * length, "batch_size": batch_size, "precision": "fp32",
+            "predictions": np.asarray(output.predictions).argmax(axis=-1)}
+
+
+class DeviceBusy:
+    """NVML's GPU utilisation (the share of time a kernel was running), sampled every 20 ms while in the
+    `with` block; `mean` is None on a CPU or where NVML cannot be read."""
+
+    def __init__(self, device: torch.device, interval: float = 0.02):
+        self.device, self.interval, self.samples, self.mean = device, interval, [], None
+
+    def __enter__(self):
+        import threading
+
+        self._stop = threading.Event()
+        self._thread = None
+        if self.device.type == "cuda":
+            try:
+                torch.cuda.utilization(self.device)
+            except Exception:  # no NVML bindings: the FLOP-based utilisation still stands
+                return self
+            self._thread = threading.Thread(target=self._sample, daemon=True)
+            self._thread.start()
+        return self
+
+    def _sample(self):
+        while not self._stop.wait(self.interval):
+            self.samples.append(torch.cuda.utilization(self.device))
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+            self.mean = float(np.mean(self.samples)) / 100 if self.samples else None
+        return False
+
+
 def agreement(probabilities: np.ndarray, other_predictions: np.ndarray, near_tie: float) -> dict:
     """How often two predictors agree; a disagreement is a near-tie when the top two probabilities
     (of the batched evaluator) differ by less than `near_tie`."""
@@ -141,9 +201,10 @@ def train_project(model, tokenizer, method: str, training, token_ids, labels, sa
 
 
 def train_reference(model, tokenizer, method: str, texts: list[str], labels, device: torch.device, seed: int,
-                    learning_rate: float = REFERENCE["learning_rate"], batch_size: int = REFERENCE["batch_size"]) -> dict:
+                    learning_rate: float = REFERENCE["learning_rate"], batch_size: int = REFERENCE["batch_size"],
+                    epochs: float = 1) -> dict:
     """run_classification.py's setup: every text padded to 128, fp32, batch 8, random order, TrainingArguments'
-    defaults (lr 5e-5, no warm-up, no weight decay, linear decay); one epoch over exactly these texts
+    defaults (lr 5e-5, no warm-up, no weight decay, linear decay); `epochs` over exactly these texts
     (the ones the project's run trained on)."""
     # As the script: min(max_seq_length, what the model takes); only the tests' tiny models take fewer than 128.
     length = min(REFERENCE["max_length"], getattr(model.config, "max_position_embeddings", REFERENCE["max_length"]))
@@ -152,7 +213,7 @@ def train_reference(model, tokenizer, method: str, texts: list[str], labels, dev
                for i, label in enumerate(labels)]  # a list of feature dicts: what default_data_collator stacks
     with tempfile.TemporaryDirectory(prefix="bench-reference-") as folder:
         args = TrainingArguments(output_dir=folder, per_device_train_batch_size=batch_size,
-                                 learning_rate=learning_rate, num_train_epochs=1, seed=seed,
+                                 learning_rate=learning_rate, num_train_epochs=epochs, seed=seed,
                                  save_strategy="no", report_to="none", disable_tqdm=True,
                                  use_cpu=device.type == "cpu", dataloader_num_workers=0)
         return _train(model, method, args, dataset, CountingCollator(default_data_collator), device, bf16=False)
@@ -166,17 +227,19 @@ def _train(model, method: str, args, dataset, collate: CountingCollator, device:
     trainer.remove_callback(PrinterCallback)
     synchronize(device)
     start = time.perf_counter()
-    output = trainer.train()
-    synchronize(device)
+    with DeviceBusy(device) as busy:
+        output = trainer.train()
+        synchronize(device)
     seconds = time.perf_counter() - start
     fed = collate.totals(output.global_step * args.gradient_accumulation_steps)
     flops = training_flops(counts, method, fed["tokens"], fed["texts"])
-    busy = training_flops(counts, method, fed["positions"], fed["texts"])  # padding counted as work done
+    busy_flops = training_flops(counts, method, fed["positions"], fed["texts"])  # padding counted as work done
     return {"samples": fed["texts"], "seconds": seconds, "samples_per_s": fed["texts"] / seconds,
             "tokens": fed["tokens"], "positions": fed["positions"],
             "padding_share": 1 - fed["tokens"] / max(fed["positions"], 1),
             "batch_size": args.per_device_train_batch_size, "learning_rate": args.learning_rate,
             "order": getattr(args, "train_sampling_strategy", "random"),
             "precision": "bf16" if bf16 else "fp32", "train_loss": float(output.training_loss),
-            "flops": flops, "achieved_gflops": flops / seconds / 1e9, "busy_gflops": busy / seconds / 1e9,
+            "flops": flops, "achieved_gflops": flops / seconds / 1e9, "busy_gflops": busy_flops / seconds / 1e9,
+            "device_busy": busy.mean,
             "parameters": counts.as_dict(), "model": trainer.model, "seen": fed["seen"]}

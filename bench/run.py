@@ -26,6 +26,7 @@ from core.precision import Shapes, choose
 from pipeline.precision import cache_file
 from tasks.adapters import apply_method, merged
 from tasks.base import RunContext
+from tasks.finetune import weights_in_bf16
 
 
 @dataclass(frozen=True)
@@ -147,7 +148,8 @@ def bench_model(name: str, sizes: Sizes, bench: BenchContext) -> dict:
         for side in ("project", "reference"):
             def train(samples: int) -> dict:
                 fresh, _ = load_model(name, bench, splits.class_names)
-                fresh = apply_method(fresh, method, lora_settings if method == "lora" else None)
+                fresh = apply_method(weights_in_bf16(fresh, training, bf16 and side == "project"), method,
+                                     lora_settings if method == "lora" else None)
                 if side == "project":
                     return measure.train_project(fresh, tokenizer, method, training, pool_ids, pool_labels,
                                                  samples, context, bf16, bench.seed)

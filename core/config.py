@@ -62,6 +62,14 @@ class TrainingConfig(Strict):
     pad_to_multiple_of: PositiveInt | None = 8
     save_total_limit: PositiveInt = 2  # checkpoints kept (the best one is always kept too)
     eval_on_train: bool = False  # re-score the whole training set each epoch (slow; the study did)
+    # Speed levers for GPUs (bench/gpu.py measures each; bench/NOTES.md "GPU"). The defaults are the Trainer's own.
+    optim: Literal["adamw_torch_fused", "adamw_torch"] = "adamw_torch_fused"  # fused: one AdamW kernel per step
+    pin_memory: bool = True  # batches in page-locked memory (GPU only)
+    non_blocking: bool = False  # copy pinned batches to the GPU without waiting (needs pin_memory)
+    dataloader_workers: Annotated[int, Field(ge=0)] = 0  # processes collating batches; 0: the training process
+    torch_compile: bool = False  # torch.compile the model (pays only once compile time is amortised)
+    bf16_weights: bool = False  # where bf16 is used: weights held in bf16, not cast under autocast each step;
+    #                             LoRA adapters stay fp32 (PEFT's default). Only where accuracy holds (bench/NOTES.md)
 
 
 def _all_optional(model: type[Strict], name: str) -> type[Strict]:

@@ -26,12 +26,12 @@ def run(run, context: RunContext) -> TaskResult:
     set_seed(run.seed)  # the new head's initial weights, LoRA's A matrices, dropout and data order
     model, tokenizer = load_classifier(run.model, len(splits.class_names), splits.class_names,
                                        config.trust_remote_code)
+    bf16 = context.bf16  # resolved by the runner: explicit, or auto by measurement
     steps = hooks.total_steps(len(splits.train), training)
-    model = apply_method(model, run.method, run_settings(run), steps)
+    model = apply_method(weights_in_bf16(model, training, bf16), run.method, run_settings(run), steps)
     adapter = adapter_settings(run.method, run_settings(run))
     active = hooks.active(adapter)
     trainable, total = count_parameters(model)
-    bf16 = context.bf16  # resolved by the runner: explicit, or auto by measurement
 
     def encode(frame):
         ids = tokenize(frame["text"].tolist(), tokenizer, config.dataset.max_length, config.dataset.cache_dir)
@@ -106,9 +106,21 @@ def training_arguments(training, output_dir: Path, bf16: bool, context: RunConte
         seed=seed,
         report_to="none",
         disable_tqdm=not context.show_progress,
-        dataloader_num_workers=0,
         ddp_find_unused_parameters=False,  # every trainable parameter takes part in each step (several GPUs)
+        # GPU speed levers (core/config.py TrainingConfig; bench/gpu.py measures them)
+        optim=training.optim,
+        dataloader_pin_memory=training.pin_memory,
+        dataloader_num_workers=training.dataloader_workers,
+        dataloader_persistent_workers=training.dataloader_workers > 0,  # not restarted every epoch
+        accelerator_config={"non_blocking": training.non_blocking},
+        torch_compile=training.torch_compile,
     )
+
+
+def weights_in_bf16(model, training, bf16: bool):
+    """`training.bf16_weights` where the run uses bf16: the weights themselves in bf16, so autocast casts no fp32
+    weight at every step. Call before apply_method: PEFT then creates its adapters in fp32."""
+    return model.to(torch.bfloat16) if bf16 and training.bf16_weights else model
 
 
 class TokenizedTexts(torch.utils.data.Dataset):
