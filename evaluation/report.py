@@ -67,8 +67,8 @@ def _data_section(records: list[dict]) -> list[str]:
 def _runs_section(complete: pd.DataFrame, reference_run: str | None) -> list[str]:
     with_reference = reference_run is not None and complete["p_vs_reference"].notna().any()
     header = ["run", "task", "method", "model", "variant", "s/epoch", "val. accuracy", "test accuracy [95% CI]",
-              "macro-F1 [95% CI]", "trainable %", "tied with best (p)"] + (["p vs reference"] if with_reference else [])
-    align = ["---"] * 5 + ["---:"] * 6 + (["---:"] if with_reference else [])
+              "macro-F1 [95% CI]", "balanced accuracy", "trainable %", "tied with best (p)"] + (["p vs reference"] if with_reference else [])
+    align = ["---"] * 5 + ["---:"] * 7 + (["---:"] if with_reference else [])
     lines = ["## Runs", "", "| " + " | ".join(header) + " |", "| " + " | ".join(align) + " |"]
     for _, row in complete.iterrows():
         is_best = row["run_id"] == row["best_run"]
@@ -77,7 +77,8 @@ def _runs_section(complete: pd.DataFrame, reference_run: str | None) -> list[str
         cells = [f"**{row['run_id']}**" if is_best else row["run_id"], row["task"], row["method"],
                  _text(row["model"]), _text(row["variant"]), _number(row["seconds_per_epoch"], "{:.1f}"),
                  _number(row["validation_accuracy"], "{:.4f}"), with_interval(row, "test_accuracy"),
-                 with_interval(row, "f1_macro"), _number(row["trainable_percent"], "{:.3g}"), tied]
+                 with_interval(row, "f1_macro"), _number(row.get("balanced_accuracy"), "{:.4f}"),
+                 _number(row["trainable_percent"], "{:.3g}"), tied]
         if with_reference:
             cells.append("reference" if row["run_id"] == row["reference_run"] else _p(row["p_vs_reference"]))
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")

@@ -23,6 +23,7 @@ from core.files import write_csv_atomic
 SUMMARY_COLUMNS = [
     "run_id", "base_run", "seed", "task", "method", "model", "variant", "status",
     "test_accuracy", "test_accuracy_low", "test_accuracy_high", "f1_macro", "f1_macro_low", "f1_macro_high",
+    "balanced_accuracy",
     "best_run", "p_vs_best", "tied_with_best", "reference_run", "p_vs_reference",
     "seeds", "test_accuracy_mean", "test_accuracy_std", "f1_macro_mean", "f1_macro_std",
     "trainable_parameters", "trainable_percent", "train_seconds", "seconds_per_epoch", "best_epoch",
@@ -57,6 +58,7 @@ def summary_row(record: dict) -> dict:
         "method": record.get("method"), "model": Path(model).name if model else None,
         "variant": record.get("variant"), "status": record["status"],
         "test_accuracy": metrics.get("accuracy"), "f1_macro": metrics.get("f1_macro"),
+        "balanced_accuracy": metrics.get("balanced_accuracy"),
         "trainable_parameters": parameters.get("trainable"),
         "trainable_percent": parameters.get("trainable_percent"),
         "train_seconds": timing.get("train_seconds"), "seconds_per_epoch": timing.get("seconds_per_epoch"),

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from dataset import DataError, Splits, load_splits
-from evaluation.epoch_logs import EPOCH_COLUMNS, best_row
+from evaluation.epoch_logs import EPOCH_COLUMNS, STEP_COLUMNS, best_row
 from evaluation.metrics import classification_metrics
 from evaluation.report import rebuild_outputs
 from evaluation.summary import format_table, read_records
@@ -25,7 +25,7 @@ from core.files import write_csv_atomic, write_json_atomic, write_text_atomic
 from core.hardware import describe, is_main_process, pick_device
 from core.lock import LockedError, OutputLock
 from core.memory import PeakMemory
-from core.models import ModelError, check_available
+from core.models import ModelError, check_available, check_max_length
 from pipeline.plan import Run
 from pipeline.run_state import RESUME, SKIP, begin, decide, fingerprint
 from tasks import runner_for
@@ -67,11 +67,16 @@ def prepare(config: PipelineConfig, runs: list[Run]) -> Splits:
     try:
         for model in models:
             check_available(model)
+            check_max_length(model, config.dataset.max_length, config.trust_remote_code)
         if any(run.lora for run in runs):
             from tasks.adapters import check_runs  # loads transformers only when needed
 
             check_runs(runs)
         splits = load_splits(config.dataset)
+        if any(run.training for run in runs):
+            from tasks.options import check_runs as check_training  # class weights fit the classes, trackers installed
+
+            check_training(runs, splits)
     except (DataError, ModelError) as error:
         raise PlanError(str(error)) from None
     output = Path(config.output_dir)
@@ -179,6 +184,8 @@ def execute(run: Run, context: RunContext, run_fingerprint: str | None = None) -
         record.update(_result_fields(result, context))
         write_csv_atomic(context.run_dir / "predictions.csv", predictions_frame(result, context.splits))
         write_csv_atomic(context.run_dir / "epochs.csv", pd.DataFrame(result.epochs, columns=_epoch_columns(result)))
+        if result.steps:
+            write_csv_atomic(context.run_dir / "steps.csv", pd.DataFrame(result.steps, columns=STEP_COLUMNS))
     write_json_atomic(context.run_dir / "metrics.json", record)
     return Outcome(run.run_id, record["status"], seconds, error)
 
@@ -222,6 +229,7 @@ def _result_fields(result: TaskResult, context: RunContext) -> dict:
                        "trainable_percent": round(100 * trainable / total, 4) if trainable is not None and total else None},
         "best_epoch": {"epoch": best["epoch"], "validation_accuracy": best["validation_accuracy"]} if best else None,
         "precision": result.precision,
+        **result.extra,
     }
 
 

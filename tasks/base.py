@@ -28,4 +28,6 @@ class TaskResult:
     trainable_parameters: int | None = None
     total_parameters: int | None = None
     train_seconds: float | None = None
-    epochs: list[dict] = field(default_factory=list)  # per-epoch rows (evaluation/epoch_logs.py)
+    epochs: list[dict] = field(default_factory=list)  # per-validation rows (evaluation/epoch_logs.py)
+    steps: list[dict] = field(default_factory=list)  # per logged train loss (evaluation/epoch_logs.py)
+    extra: dict = field(default_factory=dict)  # more metrics.json fields (class weights, early stopping)

@@ -10,12 +10,13 @@ from transformers import (DataCollatorWithPadding, PrinterCallback, Trainer, Tra
 
 from dataset import tokenize
 from core.checkpoints import latest_checkpoint, remove_incomplete_checkpoints
-from evaluation.epoch_logs import epoch_rows
+from evaluation.epoch_logs import epoch_rows, step_rows
 from evaluation.inference import predict_probabilities
-from evaluation.metrics import validation_metrics
+from evaluation.metrics import classification_metrics, validation_metrics
 from core.hardware import is_main_process, use_bf16
 from core.models import count_parameters, load_classifier
 from tasks.adapters import apply_method, merged
+from tasks import options
 from tasks.base import RunContext, TaskResult
 
 
@@ -40,20 +41,24 @@ def run(run, context: RunContext) -> TaskResult:
 
     checkpoints = context.run_dir / "checkpoints"
     clock = ElapsedTime()
+    weights = options.class_weights(training.class_weights, train_labels, splits.class_names)
     trainer = FiniteLossTrainer(
         model=model,
-        args=training_arguments(training, checkpoints, bf16, context, run.seed),
+        args=training_arguments(training, checkpoints, bf16, context, run.seed, run_name=run.run_id,
+                                **options.schedule(training, len(train_set))),
         train_dataset=train_set,
         eval_dataset=eval_sets,
         data_collator=DataCollatorWithPadding(tokenizer, pad_to_multiple_of=training.pad_to_multiple_of),
         compute_metrics=validation_metrics,
-        callbacks=[clock],
+        compute_loss_func=options.weighted_loss(weights) if weights else None,
+        callbacks=[clock, *options.callbacks(training, context.run_dir)],
     )
     if not context.show_progress:
         trainer.remove_callback(PrinterCallback)  # the per-epoch log dicts; epochs.csv has them
     remove_incomplete_checkpoints(checkpoints)  # a checkpoint cut off mid-write is never resumed from
     resume = latest_checkpoint(checkpoints)
-    trainer.train(resume_from_checkpoint=str(resume) if resume else None)  # best epoch restored at the end
+    trainer.train(resume_from_checkpoint=str(resume) if resume else None)  # best validation restored at the end
+    stopped_at = options.stopped_early(trainer)
 
     model_dir = context.run_dir / "model"
     trainer.save_model(str(model_dir))  # full weights, or adapter + head for PEFT methods (rank 0 only)
@@ -64,12 +69,21 @@ def run(run, context: RunContext) -> TaskResult:
     # Adapters folded into the base weights predict the same, at the speed of the plain model.
     probabilities, test_seconds = predict_probabilities(merged(trainer.model), test_ids, tokenizer.pad_token_id,
                                                         training.eval_batch_size, context.device, bf16)
+    test = classification_metrics(splits.test["label"], probabilities.argmax(axis=1), splits.class_names)
+    options.log_test_metrics(trainer, {k: test[k] for k in ("accuracy", "f1_macro", "balanced_accuracy")})
+    extra = {"class_weights": weights} if weights else {}
+    if training.early_stopping_patience is not None:
+        extra["early_stopping"] = {"patience_epochs": training.early_stopping_patience,
+                                   "patience_evaluations": training.early_stopping_patience * training.evaluations_per_epoch,
+                                   "stopped_at_epoch": stopped_at}
     return TaskResult(probabilities=probabilities, test_seconds=test_seconds, precision="bf16" if bf16 else "fp32",
                       trainable_parameters=trainable, total_parameters=total, train_seconds=clock.elapsed,
-                      epochs=epoch_rows(checkpoints))
+                      epochs=epoch_rows(checkpoints), steps=step_rows(checkpoints), extra=extra)
 
 
-def training_arguments(training, output_dir: Path, bf16: bool, context: RunContext, seed: int):
+def training_arguments(training, output_dir: Path, bf16: bool, context: RunContext, seed: int, run_name=None,
+                       eval_strategy="epoch", save_strategy="epoch", logging_strategy="epoch", **schedule):
+    """`schedule`: eval/save/logging steps (tasks/options.py); the defaults validate, save and log once per epoch."""
     return TrainingArguments(
         output_dir=str(output_dir),
         num_train_epochs=training.epochs,
@@ -84,15 +98,18 @@ def training_arguments(training, output_dir: Path, bf16: bool, context: RunConte
         bf16=bf16,
         use_cpu=context.device.type == "cpu",
         train_sampling_strategy="group_by_length" if training.group_by_length else "random",
-        eval_strategy="epoch",
-        save_strategy="epoch",
-        logging_strategy="epoch",  # one mean train loss per epoch, for epochs.csv
+        eval_strategy=eval_strategy,
+        save_strategy=save_strategy,
+        logging_strategy=logging_strategy,  # default: one mean train loss per epoch, for epochs.csv
+        **schedule,
         save_total_limit=training.save_total_limit,
         load_best_model_at_end=True,
         metric_for_best_model="validation_accuracy",
         greater_is_better=True,
         seed=seed,
-        report_to="none",
+        report_to=options.trainer_report_to(training, context.config.output_dir),
+        run_name=run_name,
+        restore_callback_states_from_checkpoint=True,  # early stopping's patience survives a resume
         disable_tqdm=not context.show_progress,
         dataloader_num_workers=0,
         ddp_find_unused_parameters=False,  # every trainable parameter takes part in each step (several GPUs)
