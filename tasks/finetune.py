@@ -78,7 +78,8 @@ def run(run, context: RunContext) -> TaskResult:
                                    "stopped_at_epoch": stopped_at}
     return TaskResult(probabilities=probabilities, test_seconds=test_seconds, precision="bf16" if bf16 else "fp32",
                       trainable_parameters=trainable, total_parameters=total, train_seconds=clock.elapsed,
-                      epochs=epoch_rows(checkpoints), steps=step_rows(checkpoints), extra=extra)
+                      epochs=epoch_rows(checkpoints), extra=extra,
+                      steps=step_rows(checkpoints) if training.logging_steps else [])
 
 
 def training_arguments(training, output_dir: Path, bf16: bool, context: RunContext, seed: int, run_name=None,
