@@ -16,7 +16,7 @@ from conftest import SHARED, make_texts, tiny_config, write_config
 from core.config import DatasetConfig, validate
 from dataset import DataError, load_splits
 
-SENTIMENT = {0: "negative", 1: "neutral", 2: "positive"}
+SENTIMENT = {0: "positive", 1: "negative", 2: "neutral"}  # first seen is not first sorted
 
 
 def records(count: int, seed: int = 0) -> list[dict]:
@@ -115,7 +115,7 @@ def test_integer_labels_class_names_and_value_names(tmp_path):
     assert named.test["label"].tolist() == [r["stars"] for r in rows[:8]]  # integers index class_names from 0
     strings = [{"text": r["text"], "label": SENTIMENT[i % 3]} for i, r in enumerate(rows)]
     ordered = load_splits(DatasetConfig(source=str(folder_of(tmp_path, ".csv", strings, strings[:6])),
-                                        validation_size=6, class_names=["positive", "neutral", "negative"]))
+                                        validation_size=6, class_names=["neutral", "negative", "positive"]))
     assert ordered.test["label"].tolist() == [2, 1, 0, 2, 1, 0]  # the order of class_names
 
 
@@ -222,7 +222,7 @@ DATA_PROBLEMS = {
         dict(label_column="stars"), None, "no column 'stars' (dataset.label_column)"),
     "a label not in class_names": (
         dict(class_names=["negative", "positive"]), None,
-        "line 2: label 'neutral' is not in dataset.class_names (negative, positive)"),
+        "line 3: label 'neutral' is not in dataset.class_names (negative, positive)"),
     "an empty text": (
         dict(), bad_line(4, '{"headline": " ", "body": "", "sentiment": "neutral"}'),
         "train.jsonl: line 5: the text is empty (column 'headline', 'body')"),
