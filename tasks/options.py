@@ -111,8 +111,9 @@ def trainer_report_to(training, output_dir: Path) -> list[str] | str:
     """What TrainingArguments.report_to gets: TensorBoard is added as a callback (its folder is ours); MLflow
     writes to a file store in output_dir/mlruns unless MLFLOW_TRACKING_URI says otherwise."""
     others = [t for t in tracking(training) if t != "tensorboard"]
-    if "mlflow" in others:
+    if "mlflow" in others:  # a file store needs no server or database; MLflow 3 asks for an explicit opt-in
         os.environ.setdefault("MLFLOW_TRACKING_URI", (Path(output_dir) / "mlruns").resolve().as_uri())
+        os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
     return others or "none"
 
 

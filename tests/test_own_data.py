@@ -360,3 +360,26 @@ def test_evaluation_schedule_counts_optimizer_steps():
     every = math.ceil(math.ceil(math.ceil(100 / 8) / 2) / 3)  # 13 batches, 7 optimizer steps, 3 validations: every 3
     assert steps["eval_steps"] == steps["save_steps"] == steps["logging_steps"] == every == 3
     assert schedule(TrainingConfig(logging_steps=5), 100)["logging_steps"] == 5
+
+
+def test_mlflow_logs_the_run_and_its_test_metrics_to_a_file_store(tmp_path, tiny_models, one_thread, monkeypatch):
+    """Skipped where MLflow is not installed (it is optional); checked by hand with mlflow-skinny 3.17.2."""
+    mlflow = pytest.importorskip("mlflow")
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    folder = folder_of(tmp_path, ".csv", records(36, 1), records(9, 2))
+    dataset = {"source": str(folder), "text_column": "body", "label_column": "sentiment", "max_length": 48,
+               "validation_size": 9}
+    training = {"epochs": 1, "batch_size": 9, "precision": "fp32", "report_to": ["mlflow"]}
+    raw = tiny_config(tmp_path / "unused", [tiny_models["bert"]], tmp_path / "out", dataset=dataset, training=training)
+    try:  # the run points MLflow at <output_dir>/mlruns through the environment, unless it says otherwise
+        assert main.main(["--config", str(write_config(tmp_path / "config.yaml", raw)), "--quiet", "--only", "B1_v1"]) == 0
+    finally:
+        import os
+
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    accuracy = json.loads((tmp_path / "out" / "B1_v1" / "metrics.json").read_text())["metrics"]["accuracy"]
+    mlflow.set_tracking_uri((tmp_path / "out" / "mlruns").as_uri())
+    runs = mlflow.search_runs(search_all_experiments=True)
+    assert runs["tags.mlflow.runName"].tolist() == ["B1_v1"]  # one run: the test metrics joined the training's
+    assert runs.loc[0, "metrics.test_accuracy"] == pytest.approx(accuracy)
+    assert runs.loc[0, "metrics.eval_validation_accuracy"] >= 0
