@@ -317,9 +317,9 @@ def _unlabelled(value) -> bool:
 def _encode_labels(config: DatasetConfig, tables: dict[str, Table], roles: dict, splits: list[str],
                    described: str) -> tuple[dict[str, np.ndarray], tuple[str, ...]]:
     """Label ids per role, and the class names, by the order in dataset.class_names' comment (core/config.py)."""
-    raw = {}
+    raw, label_columns = {}, {}
     for role, table in tables.items():
-        _, column = _columns(config, table)
+        _, column = label_columns[role] = _columns(config, table)
         if role == "test" and column not in table.frame.columns:
             raise DataError(_unlabelled_test(config, roles, splits, described, f"has no column {column!r}"))
         _check_column(table, column, "dataset.label_column")
@@ -364,13 +364,14 @@ def _encode_labels(config: DatasetConfig, tables: dict[str, Table], roles: dict,
                 i = int(bad[0])
                 low = base[role]
                 raise DataError(f"{table.where(i)}: label {values[i]} is outside {low}-{len(names) - 1 + low}"
-                                f" ({len(names)} classes in {where_names}); fix the label or dataset.class_names")
+                                f" ({len(names)} classes in {where_names}); fix column"
+                                f" {label_columns[role][1]!r} or dataset.class_names")
         else:
             index = {name: i for i, name in enumerate(names)}
             for i, value in enumerate(values):
                 if value not in index:
                     raise DataError(f"{table.where(i)}: label {value!r} is not in {where_names}"
-                                    f" ({', '.join(names)}); fix the label or dataset.class_names")
+                                    f" ({', '.join(names)}); fix column {label_columns[role][1]!r} or dataset.class_names")
             ids = np.asarray([index[v] for v in values], dtype=np.int64)
         labels[role] = ids
     return labels, tuple(names)

@@ -222,7 +222,7 @@ DATA_PROBLEMS = {
         dict(label_column="stars"), None, "no column 'stars' (dataset.label_column)"),
     "a label not in class_names": (
         dict(class_names=["negative", "positive"]), None,
-        "line 3: label 'neutral' is not in dataset.class_names (negative, positive)"),
+        "line 3: label 'neutral' is not in dataset.class_names (negative, positive); fix column 'sentiment'"),
     "an empty text": (
         dict(), bad_line(4, '{"headline": " ", "body": "", "sentiment": "neutral"}'),
         "train.jsonl: line 5: the text is empty (column 'headline', 'body')"),
