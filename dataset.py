@@ -34,7 +34,6 @@ from core.files import atomic_file
 
 FORMATS = (".csv", ".tsv", ".json", ".jsonl", ".parquet")
 ORIGINAL_COLUMNS = ["class index", "title", "description"]  # AG News's headerless layout
-ROLES = ("train", "validation", "test")
 
 
 class DataError(Exception):
@@ -228,7 +227,7 @@ def _read_source(config: DatasetConfig) -> tuple[dict[str, Table], dict[str, str
     if is_hub_source(config):
         return _read_hub(config)
     files = _local_files(config)
-    where = f"dataset.files" if config.files is not None else str(config.source)
+    where = "dataset.files" if config.files is not None else str(config.source)
     roles = _roles(config, list(files), where)
     tables = {role: read_table(files[split]) for role, split in roles.items() if split is not None}
     described = config.source if config.files is None else ", ".join(f"{k}: {v}" for k, v in config.files.items())
@@ -319,7 +318,7 @@ def _encode_labels(config: DatasetConfig, tables: dict[str, Table], roles: dict,
     """Label ids per role, and the class names, by the order in dataset.class_names' comment (core/config.py)."""
     raw, label_columns = {}, {}
     for role, table in tables.items():
-        _, column = label_columns[role] = _columns(config, table)
+        column = label_columns[role] = _columns(config, table)[1]
         if role == "test" and column not in table.frame.columns:
             raise DataError(_unlabelled_test(config, roles, splits, described, f"has no column {column!r}"))
         _check_column(table, column, "dataset.label_column")
@@ -364,14 +363,14 @@ def _encode_labels(config: DatasetConfig, tables: dict[str, Table], roles: dict,
                 i = int(bad[0])
                 low = base[role]
                 raise DataError(f"{table.where(i)}: label {values[i]} is outside {low}-{len(names) - 1 + low}"
-                                f" ({len(names)} classes in {where_names}); fix column"
-                                f" {label_columns[role][1]!r} or dataset.class_names")
+                                f" ({len(names)} classes in {where_names}); fix column {label_columns[role]!r}"
+                                f" or dataset.class_names")
         else:
             index = {name: i for i, name in enumerate(names)}
             for i, value in enumerate(values):
                 if value not in index:
                     raise DataError(f"{table.where(i)}: label {value!r} is not in {where_names}"
-                                    f" ({', '.join(names)}); fix column {label_columns[role][1]!r} or dataset.class_names")
+                                    f" ({', '.join(names)}); fix column {label_columns[role]!r} or dataset.class_names")
             ids = np.asarray([index[v] for v in values], dtype=np.int64)
         labels[role] = ids
     return labels, tuple(names)
