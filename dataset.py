@@ -1,9 +1,18 @@
-"""AG News (or any CSV text classification data in the same layouts): read, split, cap, tokenise.
+"""Text classification data from local files or the Hugging Face Hub: read, map columns and labels, split, cap,
+tokenise.
 
-Layouts, detected per file:
-  * original AG News: no header; "class index 1-K","title","description"; text = title + " " + description
+Sources (`dataset.source`):
+  * a local folder, one file per split named after it: train.csv, validation.jsonl, test.parquet, ...;
+  * a single local file (the training data) with `dataset.test_source`, or `dataset.files: {split: path}`;
+  * anything else: a Hub dataset id (`dataset.subset`: its config name).
+Local paths are read first, with no network call. Formats by extension: .csv, .tsv, .json (a list of
+records), .jsonl (one record a line), .parquet.
+
+AG News's two CSV layouts need no settings:
+  * original: no header; "class index 1-K","title","description"; text = title + " " + description
   * Hugging Face: header `text,label`; label 0..K-1
-A local folder is always read first, with no network call; anything else is a Hub dataset id.
+Rows are named in messages as the user finds them: CSV/TSV by line (`row 2` is the first row under the
+header), JSONL by line, JSON by record, Parquet and Hub splits by row, all counted from 1.
 """
 from __future__ import annotations
 
@@ -11,6 +20,8 @@ import csv
 import hashlib
 import io
 import json
+import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,8 +29,11 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
-from core.config import DatasetConfig
+from core.config import AG_NEWS_CLASSES, DatasetConfig
 from core.files import atomic_file
+
+FORMATS = (".csv", ".tsv", ".json", ".jsonl", ".parquet")
+ORIGINAL_COLUMNS = ["class index", "title", "description"]  # AG News's headerless layout
 
 
 class DataError(Exception):
@@ -40,95 +54,383 @@ class Splits:
         return {"train": len(self.train), "validation": len(self.validation), "test": len(self.test)}
 
 
-def read_split_csv(path: Path, num_classes: int) -> pd.DataFrame:
-    """One CSV file in either layout -> columns row, text, label (0-based)."""
+@dataclass
+class Table:
+    """One split as read, before columns are chosen: its cells and where each row came from."""
+
+    name: str  # the file, or hub-id[split]
+    frame: pd.DataFrame
+    positions: list[int]  # per row, the number the user finds it under (see the module's docstring)
+    unit: str = "row"
+    original_layout: bool = False  # AG News's headerless CSV: labels count from 1
+    class_label: list[str] | None = None  # the Hub's ClassLabel names of the label column
+
+    def where(self, index: int) -> str:
+        return f"{self.name}: {self.unit} {self.positions[index]}"
+
+
+# ----------------------------------------------------------------------------------------------
+# Reading one file
+
+
+def read_table(path: Path) -> Table:
+    """Any supported file -> its cells, by extension."""
     path = Path(path)
     if not path.is_file():
-        raise DataError(f"{path}: file not found; the data folder needs train.csv and test.csv")
+        raise DataError(f"{path}: file not found; a data folder holds one file per split, e.g. train.csv and"
+                        f" test.csv ({', '.join(FORMATS)})")
+    suffix = path.suffix.lower()
+    if suffix in (".csv", ".tsv"):
+        return _read_delimited(path, "\t" if suffix == ".tsv" else ",")
+    if suffix == ".jsonl":
+        return _read_jsonl(path)
+    if suffix == ".json":
+        return _read_json(path)
+    if suffix == ".parquet":
+        try:
+            frame = pd.read_parquet(path)
+        except Exception as error:  # pyarrow raises several types; the user needs one line
+            raise DataError(f"{path}: cannot be read as Parquet ({_first_line(error)})") from None
+        return Table(str(path), frame, list(range(1, len(frame) + 1)))
+    raise DataError(f"{path}: unknown format {path.suffix!r}; use one of {', '.join(FORMATS)}")
+
+
+def _read_text(path: Path) -> str:
     data = path.read_bytes()
     try:
-        content = data.decode("utf-8-sig")
+        return data.decode("utf-8-sig")
     except UnicodeDecodeError as error:
         line = data[: error.start].count(b"\n") + 1
         raise DataError(f"{path}: line {line} is not UTF-8 (byte {error.start}); re-save the file as UTF-8") from None
-    rows = list(csv.reader(io.StringIO(content)))
-    rows = [r for r in rows if r]  # blank lines carry nothing
+
+
+def _read_delimited(path: Path, delimiter: str) -> Table:
+    reader = csv.reader(io.StringIO(_read_text(path)), delimiter=delimiter)
+    rows, line = [], 1
+    try:
+        for cells in reader:
+            if cells:  # blank lines carry nothing
+                rows.append((line, cells))
+            line = reader.line_num + 1
+    except csv.Error as error:
+        raise DataError(f"{path}: row {reader.line_num}: {error}; fix the quoting") from None
     if not rows:
         raise DataError(f"{path}: the file is empty")
-    header = [cell.strip().lower() for cell in rows[0]]
-    if header == ["text", "label"]:
-        body, first_line, labels_from = rows[1:], 2, 0
-        texts = [r[0] if len(r) == 2 else None for r in body]
-    elif not header or not header[0].lstrip("+-").isdigit():  # neither `text,label` nor a data row
-        raise DataError(f"{path}: header {rows[0]} is not a known layout; use `text,label` (labels 0-{num_classes - 1})"
-                        f" or no header with `class index,title,description` (classes 1-{num_classes})")
-    else:
-        body, first_line, labels_from = rows, 1, 1
-        texts = [(r[1] + " " + r[2]).strip() if len(r) == 3 else None for r in body]
+    first = rows[0][1]
+    original = first[0].strip().lstrip("+-").isdigit()  # no header: AG News's `class index,title,description`
+    header = ORIGINAL_COLUMNS if original else [cell.strip() for cell in first]
+    body = rows if original else rows[1:]
     if not body:
         raise DataError(f"{path}: the file has a header but no rows")
-    label_column = 1 if labels_from == 0 else 0
-    labels = []
-    for i, (row, text) in enumerate(zip(body, texts)):
-        where = f"{path}: row {first_line + i}"
-        if text is None:
-            expected = "2 columns (text,label)" if labels_from == 0 else "3 columns (class index,title,description)"
-            raise DataError(f"{where}: has {len(row)} columns, expected {expected}")
+    repeated = sorted({c for c in header if header.count(c) > 1})
+    if repeated:
+        raise DataError(f"{path}: the header names column {repeated[0]!r} twice; rename one")
+    for number, cells in body:
+        if len(cells) != len(header):
+            raise DataError(f"{path}: row {number}: has {len(cells)} columns, expected {len(header)} columns"
+                            f" ({','.join(header)})")
+    frame = pd.DataFrame([cells for _, cells in body], columns=header, dtype=object)
+    return Table(str(path), frame, [number for number, _ in body], "row", original_layout=original)
+
+
+def _read_jsonl(path: Path) -> Table:
+    records, positions = [], []
+    for number, line in enumerate(_read_text(path).splitlines(), start=1):
+        if not line.strip():
+            continue
         try:
-            label = int(row[label_column]) - labels_from
-        except ValueError:
-            raise DataError(f"{where}: label {row[label_column]!r} is not an integer") from None
-        if not 0 <= label < num_classes:
-            low, high = labels_from, num_classes - 1 + labels_from
-            raise DataError(f"{where}: label {row[label_column]} is outside {low}-{high} ({num_classes} classes)")
+            record = json.loads(line)
+        except ValueError as error:
+            raise DataError(f"{path}: line {number}: not valid JSON ({_first_line(error)})") from None
+        if not isinstance(record, dict):
+            raise DataError(f"{path}: line {number}: expected a JSON object per line, got {type(record).__name__}")
+        records.append(record)
+        positions.append(number)
+    if not records:
+        raise DataError(f"{path}: the file is empty")
+    return Table(str(path), pd.DataFrame(records, dtype=object), positions, "line")
+
+
+def _read_json(path: Path) -> Table:
+    try:
+        records = json.loads(_read_text(path))
+    except json.JSONDecodeError as error:
+        raise DataError(f"{path}: line {error.lineno}, column {error.colno}: not valid JSON ({error.msg})") from None
+    if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
+        raise DataError(f"{path}: expected a list of records ([{{\"text\": ..., \"label\": ...}}, ...]);"
+                        f" for one record a line use .jsonl")
+    if not records:
+        raise DataError(f"{path}: the file has no records")
+    return Table(str(path), pd.DataFrame(records, dtype=object), list(range(1, len(records) + 1)), "record")
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+# ----------------------------------------------------------------------------------------------
+# Sources and splits
+
+
+def is_hub_source(config: DatasetConfig) -> bool:
+    """Local paths were made absolute by the config loader; anything else names a Hub dataset."""
+    return config.files is None and not Path(config.source).is_absolute()
+
+
+def _local_files(config: DatasetConfig) -> dict[str, Path]:
+    """The source's splits: split name -> file."""
+    if config.files is not None:
+        return {name: Path(path) for name, path in config.files.items()}
+    source = Path(config.source)
+    if source.is_dir():
+        if config.test_source is not None:
+            raise DataError(f"dataset.test_source: source {source} is a folder, whose test file is test.*;"
+                            f" remove test_source, or point source at the training file")
+        files: dict[str, Path] = {}
+        for path in sorted(source.iterdir()):
+            if path.is_file() and path.suffix.lower() in FORMATS:
+                if path.stem in files:
+                    raise DataError(f"dataset.source: folder {source} has two files for split {path.stem!r}"
+                                    f" ({files[path.stem].name}, {path.name}); keep one")
+                files[path.stem] = path
+        for role in ("train", "test"):  # the default roles: the first missing one is named as AG News's layout did
+            if config.splits.model_dump()[role] == role and role not in files:
+                files[role] = source / f"{role}.csv"  # read_table reports it missing, naming the formats
+        return files
+    if source.is_file():
+        if config.test_source is None:
+            raise DataError(f"dataset.test_source: source {source} is a single file (the training data); set"
+                            f" dataset.test_source to the test file, or name every split in dataset.files")
+        return {"train": source, "test": Path(config.test_source)}
+    kind = "file" if source.suffix.lower() in FORMATS else "folder"
+    raise DataError(f"dataset.source: {kind} {source} does not exist; point it at a folder with train and test files,"
+                    f" or at a training file with dataset.test_source")
+
+
+def _roles(config: DatasetConfig, available: list[str], where: str) -> dict[str, str | None]:
+    """Role -> the source's split that plays it; validation None: stratified out of train."""
+    wanted = config.splits
+    roles = {"train": wanted.train, "test": wanted.test, "validation": wanted.validation}
+    if roles["validation"] is None and "validation" in available and "validation" not in (wanted.train, wanted.test):
+        roles["validation"] = "validation"
+    for role, split in roles.items():
+        if split is not None and split not in available:
+            raise DataError(f"dataset.splits.{role}: {where} has no split {split!r}; splits: {', '.join(available)}")
+    if len({s for s in roles.values() if s is not None}) < sum(s is not None for s in roles.values()):
+        raise DataError(f"dataset.splits: {roles} uses one split for two roles; give each role its own split")
+    return roles
+
+
+def _read_source(config: DatasetConfig) -> tuple[dict[str, Table], dict[str, str | None], str, list[str]]:
+    """(tables by role, roles, the source's description, its split names)."""
+    if is_hub_source(config):
+        return _read_hub(config)
+    files = _local_files(config)
+    where = "dataset.files" if config.files is not None else str(config.source)
+    roles = _roles(config, list(files), where)
+    tables = {role: read_table(files[split]) for role, split in roles.items() if split is not None}
+    described = config.source if config.files is None else ", ".join(f"{k}: {v}" for k, v in config.files.items())
+    return tables, roles, described, list(files)
+
+
+def _read_hub(config: DatasetConfig):
+    name = config.source + (f" ({config.subset})" if config.subset else "")
+    try:
+        import datasets
+
+        loaded = datasets.load_dataset(config.source, config.subset)
+    except Exception as error:  # the Hub client raises many types; the user needs one line
+        raise DataError(f"dataset.source: {name!r} is not a local folder or file and the Hub dataset could not be"
+                        f" loaded ({_first_line(error)}); point dataset.source at local data") from None
+    roles = _roles(config, list(loaded), name)
+    label = config.label_column or "label"
+    tables = {}
+    for role, split in roles.items():
+        if split is None:
+            continue
+        part = loaded[split]
+        feature = part.features.get(label)
+        names = list(feature.names) if isinstance(feature, datasets.ClassLabel) else None
+        frame = part.to_pandas()
+        tables[role] = Table(f"{config.source}[{split}]", frame, list(range(1, len(frame) + 1)), class_label=names)
+    return tables, roles, name, list(loaded)
+
+
+# ----------------------------------------------------------------------------------------------
+# Columns and labels
+
+
+def _columns(config: DatasetConfig, table: Table) -> tuple[list[str], str]:
+    if config.text_column is None:
+        texts = ["title", "description"] if table.original_layout else ["text"]
+    else:
+        texts = [config.text_column] if isinstance(config.text_column, str) else list(config.text_column)
+    label = config.label_column or ("class index" if table.original_layout else "label")
+    return texts, label
+
+
+def _check_column(table: Table, column: str, key: str) -> None:
+    if column not in table.frame.columns:
+        existing = ", ".join(map(str, table.frame.columns))
+        raise DataError(f"{table.name}: no column {column!r} ({key}); its columns are {existing}; set {key}")
+
+
+def _is_missing(value) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA
+
+
+def _texts(table: Table, columns: list[str]) -> list[str]:
+    for column in columns:
+        _check_column(table, column, "dataset.text_column")
+    parts = [[("" if _is_missing(v) else str(v)) for v in table.frame[c].tolist()] for c in columns]
+    texts = parts[0] if len(parts) == 1 else [" ".join(cells).strip() for cells in zip(*parts)]
+    for i, text in enumerate(texts):
         if not text.strip():
-            raise DataError(f"{where}: the text is empty; remove the row or fill it in")
-        labels.append(label)
-    return pd.DataFrame({"row": np.arange(len(body)), "text": texts, "label": np.array(labels, dtype=np.int64)})
+            raise DataError(f"{table.where(i)}: the text is empty (column {', '.join(map(repr, columns))});"
+                            f" remove the row or fill it in")
+    return texts
+
+
+INTEGER = re.compile(r"[+-]?\d+")
+
+
+def _label_value(value):
+    """An int for integer labels (1, "1", 1.0), a stripped string for names, None when missing."""
+    if _is_missing(value):
+        return None
+    if isinstance(value, (bool, np.bool_)):
+        return str(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return int(value) if float(value).is_integer() else str(value)
+    text = str(value).strip()
+    return int(text) if INTEGER.fullmatch(text) else text
+
+
+def _unlabelled(value) -> bool:
+    return value is None or value == -1 or value == ""
+
+
+def _encode_labels(config: DatasetConfig, tables: dict[str, Table], roles: dict, splits: list[str],
+                   described: str) -> tuple[dict[str, np.ndarray], tuple[str, ...]]:
+    """Label ids per role, and the class names, by the order in dataset.class_names' comment (core/config.py)."""
+    raw, label_columns = {}, {}
+    for role, table in tables.items():
+        column = label_columns[role] = _columns(config, table)[1]
+        if role == "test" and column not in table.frame.columns:
+            raise DataError(_unlabelled_test(config, roles, splits, described, f"has no column {column!r}"))
+        _check_column(table, column, "dataset.label_column")
+        values = [_label_value(v) for v in table.frame[column].tolist()]
+        if role == "test" and all(_unlabelled(v) for v in values):
+            raise DataError(_unlabelled_test(config, roles, splits, described, "has no labels (-1 or empty in every row)"))
+        for i, value in enumerate(values):
+            if _unlabelled(value):
+                raise DataError(f"{table.where(i)}: no label (column {column!r} is {'-1' if value == -1 else 'empty'});"
+                                f" label the row or remove it")
+        raw[role] = values
+    integers = all(isinstance(v, int) for values in raw.values() for v in values)
+    if not integers:  # one kind for the whole dataset: "1" and "positive" are both names then
+        raw = {role: [str(v) for v in values] for role, values in raw.items()}
+    base = {role: 1 if table.original_layout else 0 for role, table in tables.items()}
+    hub_names = next((t.class_label for t in tables.values() if t.class_label), None)
+    names = config.class_names or (hub_names if integers else None)
+    if names is None and integers:
+        found = {v - base[role] for role, values in raw.items() for v in values}
+        ag_layout = config.text_column is None and config.label_column is None and all(
+            t.original_layout or list(t.frame.columns) == ["text", "label"] for t in tables.values())
+        if ag_layout and found == set(range(len(AG_NEWS_CLASSES))):
+            names = list(AG_NEWS_CLASSES)
+        else:
+            values = sorted(found)
+            if values != list(range(len(values))):  # 1..5 stars: ids in value order, names as written
+                index = {v: i for i, v in enumerate(values)}
+                raw = {role: [index[v - base[role]] + base[role] for v in vals] for role, vals in raw.items()}
+            names = [str(v) for v in values]
+    elif names is None:
+        names = sorted({v for values in raw.values() for v in values})
+    if len(names) < 2:
+        raise DataError(f"{described}: every row has label {names[0]!r}; a classifier needs at least two classes")
+    where_names = "dataset.class_names" if config.class_names else "the dataset's ClassLabel" if hub_names else "classes"
+    labels = {}
+    for role, values in raw.items():
+        table = tables[role]
+        if integers:
+            ids = np.asarray(values, dtype=np.int64) - base[role]
+            bad = np.flatnonzero((ids < 0) | (ids >= len(names)))
+            if bad.size:
+                i = int(bad[0])
+                low = base[role]
+                raise DataError(f"{table.where(i)}: label {values[i]} is outside {low}-{len(names) - 1 + low}"
+                                f" ({len(names)} classes in {where_names}); fix column {label_columns[role]!r}"
+                                f" or dataset.class_names")
+        else:
+            index = {name: i for i, name in enumerate(names)}
+            for i, value in enumerate(values):
+                if value not in index:
+                    raise DataError(f"{table.where(i)}: label {value!r} is not in {where_names}"
+                                    f" ({', '.join(names)}); fix column {label_columns[role]!r} or dataset.class_names")
+            ids = np.asarray([index[v] for v in values], dtype=np.int64)
+        labels[role] = ids
+    return labels, tuple(names)
+
+
+def _unlabelled_test(config: DatasetConfig, roles: dict, splits: list[str], described: str, what: str) -> str:
+    others = [s for s in splits if s not in (roles["train"], roles["test"])]
+    fix = (f"use a labelled split as the test: dataset.splits.test: {others[0]}" if others else
+           "name a labelled split in dataset.splits.test, or a labelled test file")
+    return f"dataset.splits.test: split {roles['test']!r} of {described} {what}; {fix}"
+
+
+# ----------------------------------------------------------------------------------------------
+# Splits
+
+
+def read_split_csv(path: Path, num_classes: int) -> pd.DataFrame:
+    """One CSV file in either AG News layout -> columns row, text, label (0-based; `num_classes` classes)."""
+    table = read_table(Path(path))
+    config = DatasetConfig(class_names=[str(i) for i in range(num_classes)])
+    texts = _texts(table, _columns(config, table)[0])
+    labels, _ = _encode_labels(config, {"train": table}, {"train": "train", "test": None}, ["train"], str(path))
+    return pd.DataFrame({"row": np.arange(len(texts)), "text": texts, "label": labels["train"]})
 
 
 def load_splits(config: DatasetConfig) -> Splits:
-    """Train (less a stratified validation split), validation and test, each capped if asked."""
-    classes = tuple(config.class_names)
-    source = Path(config.source)
-    if source.is_absolute():
-        if not source.is_dir():
-            raise DataError(f"dataset.source: folder {source} does not exist; point it at a folder with train.csv and test.csv")
-        train = read_split_csv(source / "train.csv", len(classes))
-        test = read_split_csv(source / "test.csv", len(classes))
+    """Train, validation (the source's own, else stratified out of train) and test, each capped if asked."""
+    tables, roles, described, splits = _read_source(config)
+    texts = {role: _texts(table, _columns(config, table)[0]) for role, table in tables.items()}
+    labels, classes = _encode_labels(config, tables, roles, splits, described)
+    frames = {role: pd.DataFrame({"row": np.arange(len(texts[role])), "text": texts[role], "label": labels[role]})
+              for role in tables}
+    train = frames["train"]
+    if "validation" in frames:
+        validation = frames["validation"]
     else:
-        train, test = _load_hub(config.source, len(classes))
-    if config.validation_size >= len(train):
-        raise DataError(f"dataset.validation_size: {config.validation_size} leaves no training rows"
-                        f" (train has {len(train)}); choose a smaller validation_size")
-    if min(config.validation_size, len(train) - config.validation_size) < len(classes):
-        raise DataError(f"dataset.validation_size: {config.validation_size} cannot be stratified over"
-                        f" {len(classes)} classes with {len(train)} training rows")
-    train, validation = _stratified_split(train, config.validation_size, config.split_seed)
+        _check_stratifiable(config, train, classes, tables["train"].name)
+        train, validation = _stratified_split(train, config.validation_size, config.split_seed)
     return Splits(
         train=stratified_sample(train, config.max_train_samples, config.split_seed),
         validation=stratified_sample(validation, config.max_eval_samples, config.split_seed),
-        test=stratified_sample(test, config.max_test_samples, config.split_seed),
-        source=config.source,
+        test=stratified_sample(frames["test"], config.max_test_samples, config.split_seed),
+        source=described,
         class_names=classes,
     )
 
 
-def _load_hub(dataset_id: str, num_classes: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    try:
-        import datasets
-
-        loaded = datasets.load_dataset(dataset_id)
-    except Exception as error:  # the Hub client raises many types; the user needs one line
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise DataError(f"dataset.source: {dataset_id!r} is not a local folder and the Hub dataset could not be"
-                        f" loaded ({first}); point dataset.source at a folder with train.csv and test.csv") from None
-    frames = []
-    for split in ("train", "test"):
-        part = loaded[split].to_pandas()
-        frames.append(pd.DataFrame({"row": np.arange(len(part)), "text": part["text"].astype(str),
-                                    "label": part["label"].astype(np.int64)}))
-    return frames[0], frames[1]
+def _check_stratifiable(config: DatasetConfig, train: pd.DataFrame, classes: tuple[str, ...], name: str) -> None:
+    size = config.validation_size
+    if size >= len(train):
+        raise DataError(f"dataset.validation_size: {size} leaves no training rows"
+                        f" (train has {len(train)}); choose a smaller validation_size")
+    counts = train["label"].value_counts()
+    if counts.min() < 2:
+        rare = classes[int(counts.idxmin())]
+        raise DataError(f"dataset.validation_size: class {rare!r} has {counts.min()} row in {name}; a stratified"
+                        f" validation split needs at least 2 rows per class; add rows or give a validation split")
+    if min(size, len(train) - size) < len(counts):
+        raise DataError(f"dataset.validation_size: {size} cannot be stratified over"
+                        f" {len(counts)} classes with {len(train)} training rows")
 
 
 def _stratified_split(frame: pd.DataFrame, size: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -33,18 +33,50 @@ PositiveFloat = Annotated[float, Field(gt=0)]
 Fraction = Annotated[float, Field(ge=0, lt=1)]
 
 
+class SplitRoles(Strict):
+    """Which of the source's splits plays each role (GLUE: `test: validation`, its test split has no labels)."""
+
+    train: str = "train"
+    validation: str | None = None  # None: the source's `validation` split when it has one, else stratified from train
+    test: str = "test"
+
+
 class DatasetConfig(Strict):
-    # A local folder with train.csv and test.csv is read first and never touches the network;
-    # anything else is taken as a Hugging Face Hub dataset id.
+    # A local folder (one file per split: train.csv, validation.jsonl, test.parquet, ...) or a single local file
+    # (with test_source) is read first and never touches the network; anything else is a Hugging Face Hub id.
     source: str = "fancyzhx/ag_news"
-    class_names: list[str] = Field(default_factory=lambda: list(AG_NEWS_CLASSES), min_length=2)
-    validation_size: PositiveInt = 500  # rows, stratified out of train (seed `split_seed`)
+    subset: str | None = None  # the Hub dataset's config name (GLUE: sst2)
+    test_source: str | None = None  # the test file, when source is a single file (the training data)
+    files: dict[str, str] | None = None  # {train: path, validation: path, test: path}, instead of source
+    splits: SplitRoles = Field(default_factory=SplitRoles)
+    text_column: str | Annotated[list[str], Field(min_length=1)] | None = None  # a list is joined with a space;
+    # default `text`, or title + description in AG News's headerless layout
+    label_column: str | None = None  # default `label` (AG News's headerless layout: its first column)
+    # Label names in label order: integer labels index them (from 0; AG News's headerless layout from 1), string
+    # labels are looked up in them. Default: a Hub ClassLabel's names, else the sorted distinct string labels, else
+    # the integer labels as names ("0", "1", ...); AG News's two CSV layouts with labels 0-3 get AG News's names.
+    class_names: Annotated[list[str], Field(min_length=2)] | None = None
+    validation_size: PositiveInt = 500  # rows, stratified out of train (seed `split_seed`) when there is no validation split
     split_seed: int = 42  # the study's seed for the validation split
     max_train_samples: PositiveInt | None = None  # stratified caps, applied after the split
     max_eval_samples: PositiveInt | None = None  # (validation)
     max_test_samples: PositiveInt | None = None
     max_length: PositiveInt = 128  # tokens; AG News texts average ~53 MiniLM tokens, 99% fit in 123
     cache_dir: str = ".cache/tokenized"  # tokenised data, keyed by tokenizer, length and texts
+
+    @model_validator(mode="after")
+    def _check_sources(self) -> "DatasetConfig":
+        problems = []
+        if self.files is not None and "source" in self.model_fields_set:
+            problems.append("dataset.files: give dataset.source or dataset.files, not both; remove one")
+        if self.files is not None and self.test_source is not None:
+            problems.append("dataset.test_source: dataset.files names the test file already; remove test_source")
+        if self.class_names is not None and len(set(self.class_names)) < len(self.class_names):
+            repeated = sorted({c for c in self.class_names if self.class_names.count(c) > 1})
+            problems.append(f"dataset.class_names: {', '.join(repeated)} occurs twice; list each class once")
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
 
 
 class TrainingConfig(Strict):
@@ -70,6 +102,12 @@ class TrainingConfig(Strict):
     torch_compile: bool = False  # torch.compile the model (pays only once compile time is amortised)
     bf16_weights: bool = False  # where bf16 is used: weights held in bf16, not cast under autocast each step;
     #                             LoRA adapters stay fp32 (PEFT's default). Only where accuracy holds (bench/NOTES.md)
+    # none, auto (inverse class frequency on train: n / (classes x n_class)) or one weight per class, in the loss
+    class_weights: Literal["none", "auto"] | Annotated[list[PositiveFloat], Field(min_length=2)] = "none"
+    early_stopping_patience: PositiveInt | None = None  # epochs without a better validation accuracy; none: off
+    report_to: Literal["none"] | list[Literal["tensorboard", "mlflow"]] = "none"  # files under the run's folder
+    logging_steps: PositiveInt | None = None  # train loss every N optimizer steps (steps.csv); none: per validation
+    evaluations_per_epoch: PositiveInt = 1  # validations (and checkpoints) per epoch; the best of all is kept
 
 
 def _all_optional(model: type[Strict], name: str) -> type[Strict]:
@@ -292,6 +330,10 @@ def _resolve_paths(config: PipelineConfig, base_dir: Path) -> PipelineConfig:
     if is_local_path(dataset.source, base_dir):
         dataset = dataset.model_copy(update={"source": _resolve(dataset.source, base_dir)})
     dataset = dataset.model_copy(update={"cache_dir": _resolve(dataset.cache_dir, base_dir)})
+    if dataset.test_source is not None:
+        dataset = dataset.model_copy(update={"test_source": _resolve(dataset.test_source, base_dir)})
+    if dataset.files is not None:
+        dataset = dataset.model_copy(update={"files": {k: _resolve(v, base_dir) for k, v in dataset.files.items()}})
     models = [_resolve(m, base_dir) if is_local_path(m, base_dir) else m for m in config.models]
     return config.model_copy(update={
         "output_dir": _resolve(config.output_dir, base_dir), "dataset": dataset, "models": models})

@@ -30,6 +30,34 @@ def check_available(name: str) -> None:
                          f" be used ({reason}); download it where the Hub is reachable or name a local folder")
 
 
+def max_input_tokens(name: str, trust_remote_code: bool = False) -> int | None:
+    """The longest input the model takes, in tokens: its tokenizer's model_max_length when set, and its config's
+    position embeddings (RoBERTa's start after the padding index). None when neither says."""
+    from transformers import AutoConfig, AutoTokenizer
+
+    options = dict(trust_remote_code=trust_remote_code, **hub_options(name))
+    try:
+        config = AutoConfig.from_pretrained(name, **options)
+        tokenizer_limit = AutoTokenizer.from_pretrained(name, **options).model_max_length
+    except (OSError, ValueError) as error:
+        raise ModelError(f"model {name}: cannot be loaded ({str(error).strip().splitlines()[0]})") from None
+    limits = [tokenizer_limit] if tokenizer_limit and tokenizer_limit < 1_000_000 else []  # unset: a huge sentinel
+    positions = getattr(config, "max_position_embeddings", None)
+    if positions:
+        if "roberta" in getattr(config, "model_type", "") and config.pad_token_id is not None:
+            positions -= config.pad_token_id + 1
+        limits.append(positions)
+    return min(limits) if limits else None
+
+
+def check_max_length(name: str, max_length: int, trust_remote_code: bool = False) -> None:
+    """dataset.max_length above what the model takes fails at the first long text: refuse it before any run."""
+    limit = max_input_tokens(name, trust_remote_code)
+    if limit is not None and max_length > limit:
+        raise ModelError(f"dataset.max_length: {max_length} tokens is more than model {name} takes ({limit});"
+                         f" set dataset.max_length to {limit} or less")
+
+
 def load_classifier(name: str, num_labels: int, class_names, trust_remote_code: bool = False):
     """(model, tokenizer). A new classification head is initialised from the current torch seed."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer

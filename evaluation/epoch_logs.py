@@ -1,4 +1,4 @@
-"""Per-epoch rows parsed from the Trainer's checkpoints (trainer_state.json's log_history)."""
+"""Per-validation (epochs.csv) and per-logging-step (steps.csv) rows parsed from the Trainer's checkpoints (trainer_state.json's log_history)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -15,6 +15,19 @@ def epoch_rows(checkpoints_dir: Path) -> list[dict]:
     if checkpoint is None:
         return []
     return rows_from_log_history(read_state(checkpoint)["log_history"])
+
+
+STEP_COLUMNS = ["epoch", "step", "train_loss", "learning_rate", "grad_norm"]
+
+
+def step_rows(checkpoints_dir: Path) -> list[dict]:
+    """One row per logged train loss (every `training.logging_steps` steps), for steps.csv."""
+    checkpoint = latest_checkpoint(checkpoints_dir)
+    if checkpoint is None:
+        return []
+    return [{"epoch": round(float(entry.get("epoch", 0.0)), 4), "step": entry["step"], "train_loss": entry["loss"],
+             "learning_rate": entry.get("learning_rate"), "grad_norm": entry.get("grad_norm")}
+            for entry in read_state(checkpoint)["log_history"] if "loss" in entry and "step" in entry]
 
 
 def rows_from_log_history(log_history: list[dict]) -> list[dict]:
@@ -39,5 +52,5 @@ def rows_from_log_history(log_history: list[dict]) -> list[dict]:
 
 
 def best_row(rows: list[dict]) -> dict | None:
-    """The first epoch with the highest validation accuracy (the Trainer keeps the first of ties)."""
+    """The first validation with the highest accuracy (the Trainer keeps the first of ties)."""
     return max(rows, key=lambda row: row["validation_accuracy"], default=None)

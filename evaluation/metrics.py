@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
-from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
+from sklearn.metrics import accuracy_score, balanced_accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
 
 
 def classification_metrics(labels, predicted, class_names) -> dict:
@@ -16,6 +16,7 @@ def classification_metrics(labels, predicted, class_names) -> dict:
         "precision_macro": float(macro[0]),
         "recall_macro": float(macro[1]),
         "f1_macro": float(macro[2]),
+        "balanced_accuracy": float(balanced_accuracy_score(labels, predicted)),  # mean recall over the classes present
         "per_class": {
             name: {"precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]),
                    "support": int(support[i])}

@@ -43,7 +43,8 @@ def draw_all(output_dir: Path, summary: pd.DataFrame, records: list[dict]) -> di
         if record.get("status") != "complete":
             continue
         run_id = record["run_id"]
-        paths = [learning_curves(run_id, Path(output_dir) / run_id / "epochs.csv", folder),
+        paths = [learning_curves(run_id, Path(output_dir) / run_id / "epochs.csv", folder,
+                                 Path(output_dir) / run_id / "steps.csv"),
                  confusion_heatmap(record, folder)]
         written[run_id] = [p for p in paths if p is not None]
     return written
@@ -53,16 +54,24 @@ def draw_all(output_dir: Path, summary: pd.DataFrame, records: list[dict]) -> di
 # Per run
 
 
-def learning_curves(run_id: str, epochs_csv: Path, folder: Path) -> Path | None:
-    """Train and validation loss, and validation accuracy, by epoch. None for runs with no epochs."""
+def learning_curves(run_id: str, epochs_csv: Path, folder: Path, steps_csv: Path | None = None) -> Path | None:
+    """Train and validation loss, and validation accuracy, by epoch (validations may fall within epochs). The
+    train loss comes from steps.csv when the run logged it every `logging_steps`. None for runs with no epochs."""
     try:
         epochs = pd.read_csv(epochs_csv)
     except (OSError, ValueError):  # no file, or an empty one (methods that do not train)
         return None
     if epochs.empty or "epoch" not in epochs:
         return None
+    try:
+        steps = pd.read_csv(steps_csv) if steps_csv is not None else None
+    except (OSError, ValueError):
+        steps = None
     figure = Figure(figsize=(10, 3.8), dpi=DPI, layout="constrained")
     loss, accuracy = figure.subplots(1, 2)
+    if steps is not None and len(steps) > 1 and "train_loss" in steps:
+        loss.plot(steps["epoch"], steps["train_loss"], "-", label=f"train loss (every {int(steps['step'].diff().min())} steps)")
+        epochs = epochs.drop(columns="train_loss", errors="ignore")
     for column, label, style in (("train_loss", "train loss", "o-"), ("validation_loss", "validation loss", "s--")):
         if column in epochs and epochs[column].notna().any():
             loss.plot(epochs["epoch"], epochs[column], style, label=label)

@@ -25,6 +25,7 @@ from evaluation.statistics import (SIGNIFICANCE, bootstrap_intervals, choose_ref
 SUMMARY_COLUMNS = [
     "run_id", "base_run", "seed", "task", "method", "model", "variant", "status",
     "test_accuracy", "test_accuracy_low", "test_accuracy_high", "f1_macro", "f1_macro_low", "f1_macro_high",
+    "balanced_accuracy",
     "compared_to", "accuracy_diff", "accuracy_diff_low", "accuracy_diff_high", "p_value", "p_holm", "distinguishable",
     "seeds", "test_accuracy_mean", "test_accuracy_std", "f1_macro_mean", "f1_macro_std",
     "seed_diff_mean", "seed_diff_low", "seed_diff_high", "seed_diffs", "seeds_paired", "seeds_unpaired",
@@ -63,6 +64,7 @@ def summary_row(record: dict) -> dict:
         "method": record.get("method"), "model": Path(model).name if model else None,
         "variant": record.get("variant"), "status": record["status"],
         "test_accuracy": metrics.get("accuracy"), "f1_macro": metrics.get("f1_macro"),
+        "balanced_accuracy": metrics.get("balanced_accuracy"),
         "trainable_parameters": parameters.get("trainable"),
         "trainable_percent": parameters.get("trainable_percent"),
         "train_seconds": timing.get("train_seconds"), "seconds_per_epoch": timing.get("seconds_per_epoch"),

@@ -87,7 +87,7 @@ def estimate_run(run: Run, config: PipelineConfig, splits, data_problem: str | N
         return Estimate(unknown_because=problem)
     from tasks.hooks import total_steps
 
-    num_labels = len(config.dataset.class_names)
+    num_labels = _num_labels(config, splits)
     training = run.training or config.training
     steps = total_steps(len(splits.train), training) if splits is not None else None
     try:
@@ -148,7 +148,7 @@ def _timing(run: Run, config: PipelineConfig, splits, training, timings: dict, b
         return timings[key]
     length = typical_length(run.model, splits, config.dataset.max_length, training.pad_to_multiple_of or 1)
 
-    num_labels = len(config.dataset.class_names)
+    num_labels = _num_labels(config, splits)
     model_config = _model_config(run.model, num_labels, config.trust_remote_code)
     torch.manual_seed(0)
     model = AutoModelForSequenceClassification.from_config(model_config, trust_remote_code=config.trust_remote_code)
@@ -219,11 +219,18 @@ def _model_config(name: str, num_labels: int, trust_remote_code: bool):
                                       trust_remote_code=trust_remote_code)
 
 
+def _num_labels(config: PipelineConfig, splits) -> int:
+    """The data's classes; a Hub dataset is not loaded in a dry run: its configured names, else AG News's four."""
+    from core.config import AG_NEWS_CLASSES
+
+    return len(splits.class_names if splits is not None else config.dataset.class_names or AG_NEWS_CLASSES)
+
+
 def _splits(config: PipelineConfig):
     """(splits, None) from a local data folder, or (None, why not): a dry run never downloads."""
-    from dataset import DataError, load_splits
+    from dataset import DataError, is_hub_source, load_splits
 
-    if not Path(config.dataset.source).is_absolute():
+    if is_hub_source(config.dataset):
         return None, f"dataset {config.dataset.source!r} is a Hub dataset (not loaded in a dry run)"
     try:
         return load_splits(config.dataset), None

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from dataset import DataError, Splits, load_splits
-from evaluation.epoch_logs import EPOCH_COLUMNS, best_row
+from evaluation.epoch_logs import EPOCH_COLUMNS, STEP_COLUMNS, best_row
 from evaluation.metrics import classification_metrics
 from evaluation.report import rebuild_outputs
 from evaluation.summary import format_table, read_records
@@ -25,7 +25,7 @@ from core.files import write_csv_atomic, write_json_atomic, write_text_atomic
 from core.hardware import cpu_model, describe, device_model, is_main_process, pick_device, threads
 from core.lock import LockedError, OutputLock
 from core.memory import PeakMemory
-from core.models import ModelError, check_available
+from core.models import ModelError, check_available, check_max_length
 from pipeline.plan import Run
 from pipeline.precision import resolve_all
 from pipeline.run_state import RESUME, SKIP, begin, decide, fingerprint
@@ -68,11 +68,16 @@ def prepare(config: PipelineConfig, runs: list[Run]) -> Splits:
     try:
         for model in models:
             check_available(model)
+            check_max_length(model, config.dataset.max_length, config.trust_remote_code)
         splits = load_splits(config.dataset)
         if any(METHODS[run.method]["settings"] for run in runs):
             from tasks.adapters import check_runs  # loads transformers only when needed
 
             check_runs(runs, len(splits.train))  # AdaLoRA's schedule needs the run's steps
+        if any(run.training for run in runs):
+            from tasks.options import check_runs as check_training  # class weights fit the classes, trackers installed
+
+            check_training(runs, splits)
     except (DataError, ModelError) as error:
         raise PlanError(str(error)) from None
     output = Path(config.output_dir)
@@ -183,6 +188,8 @@ def execute(run: Run, context: RunContext, run_fingerprint: str | None = None) -
         record.update(_result_fields(result, context))
         write_csv_atomic(context.run_dir / "predictions.csv", predictions_frame(result, context.splits))
         write_csv_atomic(context.run_dir / "epochs.csv", pd.DataFrame(result.epochs, columns=_epoch_columns(result)))
+        if result.steps:
+            write_csv_atomic(context.run_dir / "steps.csv", pd.DataFrame(result.steps, columns=STEP_COLUMNS))
     write_json_atomic(context.run_dir / "metrics.json", record)
     return Outcome(run.run_id, record["status"], seconds, error)
 
@@ -228,6 +235,7 @@ def _result_fields(result: TaskResult, context: RunContext) -> dict:
         "best_epoch": {"epoch": best["epoch"], "validation_accuracy": best["validation_accuracy"]} if best else None,
         "precision": result.precision,
         "resumed_from": result.resumed_from,
+        **result.extra,
     }
 
 

@@ -34,6 +34,8 @@ class TaskResult:
     trainable_parameters: int | None = None
     total_parameters: int | None = None
     train_seconds: float | None = None
-    epochs: list[dict] = field(default_factory=list)  # per-epoch rows (evaluation/epoch_logs.py)
+    epochs: list[dict] = field(default_factory=list)  # per-validation rows (evaluation/epoch_logs.py)
+    steps: list[dict] = field(default_factory=list)  # per logged train loss (evaluation/epoch_logs.py)
+    extra: dict = field(default_factory=dict)  # more metrics.json fields (class weights, early stopping)
     # A resumed run: {"checkpoint": name, "step": its global step, "steps_trained": optimizer steps run after it}
     resumed_from: dict | None = None

@@ -11,12 +11,12 @@ from transformers import (DataCollatorWithPadding, PrinterCallback, Trainer, Tra
 
 from dataset import tokenize
 from core.checkpoints import latest_checkpoint, remove_incomplete_checkpoints
-from evaluation.epoch_logs import epoch_rows
+from evaluation.epoch_logs import epoch_rows, step_rows
 from evaluation.inference import predict_probabilities
-from evaluation.metrics import validation_metrics
 from core.hardware import is_main_process
 from core.models import count_parameters, load_classifier
-from tasks import hooks
+from evaluation.metrics import classification_metrics, validation_metrics
+from tasks import hooks, options
 from tasks.adapters import adapter_settings, apply_method, merged, run_settings
 from tasks.base import RunContext, TaskResult
 
@@ -45,14 +45,17 @@ def run(run, context: RunContext) -> TaskResult:
 
     checkpoints = context.run_dir / "checkpoints"
     clock = ElapsedTime()
+    weights = options.class_weights(training.class_weights, train_labels, splits.class_names)
     trainer = FiniteLossTrainer(
         model=model,
-        args=training_arguments(training, checkpoints, bf16, context, run.seed),
+        args=training_arguments(training, checkpoints, bf16, context, run.seed, run_name=run.run_id,
+                                **options.schedule(training, len(train_set))),
         train_dataset=train_set,
         eval_dataset=eval_sets,
         data_collator=DataCollatorWithPadding(tokenizer, pad_to_multiple_of=training.pad_to_multiple_of),
         compute_metrics=validation_metrics,
-        callbacks=[clock, *filter(None, (hook.callback() for hook in active))],
+        compute_loss_func=options.weighted_loss(weights) if weights else None,
+        callbacks=[clock, *options.callbacks(training, context.run_dir), *filter(None, (hook.callback() for hook in active))],
         optimizers=(next(filter(None, (hook.optimizer(model, adapter, training) for hook in active)), None), None),
     )
     if not context.show_progress:
@@ -61,7 +64,8 @@ def run(run, context: RunContext) -> TaskResult:
     resume = latest_checkpoint(checkpoints)
     for hook in active if is_main_process() else []:
         hook.before_training(model, context.run_dir)
-    trainer.train(resume_from_checkpoint=str(resume) if resume else None)  # best epoch restored at the end
+    trainer.train(resume_from_checkpoint=str(resume) if resume else None)  # best validation restored at the end
+    stopped_at = options.stopped_early(trainer)
     resumed_from = ({"checkpoint": resume.name, "step": int(resume.name.split("-")[-1]), "steps_trained": clock.steps}
                     if resume else None)
 
@@ -76,12 +80,22 @@ def run(run, context: RunContext) -> TaskResult:
     # Adapters folded into the base weights predict the same, at the speed of the plain model.
     probabilities, test_seconds = predict_probabilities(merged(trainer.model), test_ids, tokenizer.pad_token_id,
                                                         training.eval_batch_size, context.device, bf16)
+    test = classification_metrics(splits.test["label"], probabilities.argmax(axis=1), splits.class_names)
+    options.log_test_metrics(trainer, {k: test[k] for k in ("accuracy", "f1_macro", "balanced_accuracy")})
+    extra = {"class_weights": weights} if weights else {}
+    if training.early_stopping_patience is not None:
+        extra["early_stopping"] = {"patience_epochs": training.early_stopping_patience,
+                                   "patience_evaluations": training.early_stopping_patience * training.evaluations_per_epoch,
+                                   "stopped_at_epoch": stopped_at}
     return TaskResult(probabilities=probabilities, test_seconds=test_seconds, precision="bf16" if bf16 else "fp32",
                       trainable_parameters=trainable, total_parameters=total, train_seconds=clock.elapsed,
-                      epochs=epoch_rows(checkpoints), resumed_from=resumed_from)
+                      epochs=epoch_rows(checkpoints), extra=extra, resumed_from=resumed_from,
+                      steps=step_rows(checkpoints) if training.logging_steps else [])
 
 
-def training_arguments(training, output_dir: Path, bf16: bool, context: RunContext, seed: int):
+def training_arguments(training, output_dir: Path, bf16: bool, context: RunContext, seed: int, run_name=None,
+                       eval_strategy="epoch", save_strategy="epoch", logging_strategy="epoch", **schedule):
+    """`schedule`: eval/save/logging steps (tasks/options.py); the defaults validate, save and log once per epoch."""
     return TrainingArguments(
         output_dir=str(output_dir),
         num_train_epochs=training.epochs,
@@ -96,15 +110,18 @@ def training_arguments(training, output_dir: Path, bf16: bool, context: RunConte
         bf16=bf16,
         use_cpu=context.device.type == "cpu",
         train_sampling_strategy="group_by_length" if training.group_by_length else "random",
-        eval_strategy="epoch",
-        save_strategy="epoch",
-        logging_strategy="epoch",  # one mean train loss per epoch, for epochs.csv
+        eval_strategy=eval_strategy,
+        save_strategy=save_strategy,
+        logging_strategy=logging_strategy,  # default: one mean train loss per epoch, for epochs.csv
+        **schedule,
         save_total_limit=training.save_total_limit,
         load_best_model_at_end=True,
         metric_for_best_model="validation_accuracy",
         greater_is_better=True,
         seed=seed,
-        report_to="none",
+        report_to=options.trainer_report_to(training, context.config.output_dir),
+        run_name=run_name,
+        restore_callback_states_from_checkpoint=True,  # early stopping's patience survives a resume
         disable_tqdm=not context.show_progress,
         ddp_find_unused_parameters=False,  # every trainable parameter takes part in each step (several GPUs)
         # GPU speed levers (core/config.py TrainingConfig; bench/gpu.py measures them)

@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import main
-from conftest import ROOT, make_texts, tiny_config, write_config, write_hf_csv, write_original_csv
+from conftest import CLASSES, ROOT, make_texts, tiny_config, write_config, write_hf_csv, write_original_csv
 
 CONFIG_CASES = {
     # case: (change to the raw config, expected fragment of the message)
@@ -40,7 +40,7 @@ CONFIG_CASES = {
 
 DATA_CASES = {
     # file content of train.csv: expected fragment
-    "wrong columns": ("title,body\nhello,world\n", "header ['title', 'body'] is not a known layout"),
+    "wrong columns": ("title,body\nhello,world\n", "no column 'text' (dataset.text_column); its columns are title, body"),
     "label outside the classes": ("text,label\nhello,4\n", "row 2: label 4 is outside 0-3"),
     "empty text": ("text,label\nhello,1\n   ,2\n", "row 3: the text is empty"),
     "not UTF-8": (b"text,label\nna\xefve,1\n", "line 2 is not UTF-8"),
@@ -85,6 +85,7 @@ def test_bad_data_file(case, setup, capsys):
     (data / "train.csv").write_bytes(content if isinstance(content, bytes) else content.encode())
     write_original_csv(data / "test.csv", make_texts(8))
     raw["dataset"]["source"] = str(data)
+    raw["dataset"]["class_names"] = CLASSES  # labels outside them are refused (without: the labels found are the classes)
     path = write_config(tmp_path / "config.yaml", raw)
     err = assert_refused(tmp_path, ["--config", str(path), "--only", "A0"], fragment, capsys)
     assert str(data / "train.csv") in err  # the message names the file

@@ -53,8 +53,8 @@ def test_caps_are_stratified_and_keep_file_order(tiny_data):
     ("text,label\n,1\n", r"row 2: the text is empty"),
     ("text,label\nhello,1,extra\n", r"row 2: has 3 columns, expected 2 columns \(text,label\)"),
     ('"1","only title"\n', r"row 1: has 2 columns, expected 3 columns"),
-    ("text,label\nhello,one\n", r"row 2: label 'one' is not an integer"),
-    ("label,text\n1,hello\n", r"header .* is not a known layout"),
+    ("text,label\nhello,one\n", r"row 2: label 'one' is not in dataset.class_names \(0, 1, 2, 3\)"),
+    ("title,body\nhello,1\n", r"no column 'text' \(dataset.text_column\); its columns are title, body"),
 ])
 def test_bad_files_name_the_row_and_the_problem(tmp_path, content, message):
     path = tmp_path / "train.csv"
