@@ -151,8 +151,8 @@ def seeded_training(tmp_path_factory, tiny_data, tiny_models):
     seen: dict = {}
     current: list = []
 
-    def apply_method(model, method, settings=None):
-        wrapped = original_apply(model, method, settings)
+    def apply_method(model, method, *args):
+        wrapped = original_apply(model, method, *args)
         seen[current[0]]["initial"] = {n: p.detach().clone() for n, p in wrapped.named_parameters() if p.requires_grad}
         return wrapped
 
