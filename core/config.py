@@ -62,6 +62,7 @@ class TrainingConfig(Strict):
     pad_to_multiple_of: PositiveInt | None = 8
     save_total_limit: PositiveInt = 2  # checkpoints kept (the best one is always kept too)
     eval_on_train: bool = False  # re-score the whole training set each epoch (slow; the study did)
+    ddp_timeout: PositiveInt = 1800  # seconds a rank waits for the others under torchrun (not part of a run's identity)
 
 
 def _all_optional(model: type[Strict], name: str) -> type[Strict]:
@@ -118,6 +119,14 @@ class TaskConfig(Strict):
     enabled: bool = True
 
 
+class RayConfig(Strict):
+    """`executor: ray`: each run is a Ray task with these resources."""
+
+    address: str | None = None  # none: a local Ray instance on this machine; `auto`: the cluster `ray start` joined
+    cpus_per_run: PositiveFloat = 1
+    gpus_per_run: Annotated[float, Field(ge=0)] | None = None  # none: 1 where the cluster has GPUs, else 0
+
+
 class PipelineConfig(Strict):
     output_dir: str = "results"
     seed: int = 42  # model init, dropout and data order
@@ -130,6 +139,8 @@ class PipelineConfig(Strict):
     variants: dict[str, VariantConfig] = Field(default_factory=lambda: {"v1": VariantConfig()})
     lora: LoraConfig = Field(default_factory=LoraConfig)
     tasks: dict[str, TaskConfig] = Field(min_length=1)
+    executor: Literal["sequential", "ray"] = "sequential"  # sequential: one run after another, in this process
+    ray: RayConfig = Field(default_factory=RayConfig)
 
     @model_validator(mode="after")
     def _cross_check(self) -> "PipelineConfig":

@@ -28,7 +28,7 @@ class Run:
         return {
             "run_id": self.run_id, "base_run_id": self.base_run_id, "task": self.task, "method": self.method,
             "model_number": self.model_number, "model": self.model, "variant": self.variant, "seed": self.seed,
-            "training": self.training.model_dump() if self.training else None,
+            "training": self.training.model_dump(exclude={"ddp_timeout"}) if self.training else None,
             "lora": self.lora.model_dump() if self.lora else None,
         }
 

@@ -95,7 +95,11 @@ def training_arguments(training, output_dir: Path, bf16: bool, context: RunConte
         report_to="none",
         disable_tqdm=not context.show_progress,
         dataloader_num_workers=0,
-        ddp_find_unused_parameters=False,  # every trainable parameter takes part in each step (several GPUs)
+        ddp_timeout=training.ddp_timeout,  # seconds; under torchrun the process group is already made with it
+        ddp_find_unused_parameters=False,
+        # Classification heads average their loss per device; transformers 5 would also multiply it by the number
+        # of processes (meant for token-summed LM losses), doubling losses and gradients on two ranks.
+        average_tokens_across_devices=False,  # every trainable parameter takes part in each step (several GPUs)
     )
 
 
