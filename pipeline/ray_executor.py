@@ -30,6 +30,10 @@ def connect(config: PipelineConfig) -> None:
     if distributed.world_size() > 1:
         raise PlanError("executor: ray runs each run as a Ray task and cannot run under torchrun;"
                         " use executor: sequential there")
+    os.environ.setdefault("RAY_DEDUP_LOGS", "0")  # each task's "RUN_ID  running" line, not "[repeated 2x]"
+    if config.ray.address not in (None, "auto") and (Path.home() / ".ray" / "auth_token").is_file():
+        # Ray 2.60 sends the token `ray start` made only for local or `auto` addresses; a HOST:PORT driver is refused
+        os.environ.setdefault("RAY_AUTH_MODE", "token")
     try:
         import ray
     except ImportError:
