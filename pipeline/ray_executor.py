@@ -42,7 +42,9 @@ def connect(config: PipelineConfig) -> None:
     if ray.is_initialized():
         return
     try:
-        ray.init(address=config.ray.address, include_dashboard=False, logging_level="WARNING")
+        # Unset: a new local instance (or RAY_ADDRESS's), not whatever `ray start` last left on this machine.
+        address = config.ray.address or os.environ.get("RAY_ADDRESS") or "local"
+        ray.init(address=address, include_dashboard=False, logging_level="WARNING")
     except (ConnectionError, RuntimeError, ValueError) as error:
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise PlanError(f"ray.address: {config.ray.address!r}: Ray cannot be reached ({first}); start a cluster"

@@ -32,7 +32,7 @@ from core.lock import LockError, active_lock, others_active, run_lock, summary_l
 from core.memory import PeakMemory
 from core.models import ModelError, check_available
 from pipeline.plan import Run
-from pipeline.run_state import RESUME, RUN, SKIP, begin, decide, fingerprint
+from pipeline.run_state import RESUME, SKIP, begin, decide, fingerprint
 from tasks import runner_for
 from tasks.base import RunContext, TaskResult
 

@@ -14,7 +14,6 @@ import numpy as np
 import pandas as pd
 import torch
 
-import main
 from conftest import ROOT, make_texts, tiny_config, write_config, write_hf_csv
 from core import distributed
 from core.models import load_classifier
@@ -58,7 +57,13 @@ def test_two_nodes_on_loopback_write_one_set_of_results_as_accurate_as_one_proce
                                str(ROOT / "main.py"), "--config", str(config), "--quiet"],
                               cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for rank in (0, 1)]
+    # The same run in one process at the same global batch size (16): the data order differs, the accuracy not.
+    one_process = subprocess.Popen([sys.executable, str(ROOT / "main.py"), "--config", str(config), "--quiet", "--only",
+                               "B1_v1", "training.batch_size=16", f"output_dir={tmp_path / 'single'}"],
+                              cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     outputs = [node.communicate(timeout=300) for node in nodes]
+    _, errors = one_process.communicate(timeout=300)
+    assert one_process.returncode == 0, errors[-2000:]
     assert [node.returncode for node in nodes] == [0, 0], [err[-2000:] for _, err in outputs]
     for run_id in ("A0", "B1_v1", "C1_v1"):  # one progress line per run, from node 0: node 1 logs nothing
         assert outputs[0][0].count(f"] {run_id}  running") == 1 and f"] {run_id}" not in outputs[1][0]
@@ -75,9 +80,6 @@ def test_two_nodes_on_loopback_write_one_set_of_results_as_accurate_as_one_proce
     os.umask(umask)
     assert stat.S_IMODE((tmp_path / "ddp" / "summary.csv").stat().st_mode) == 0o666 & ~umask
 
-    # The same run in one process at the same global batch size (16): the data order differs, the accuracy not.
-    assert main.main(["--config", str(config), "--quiet", "--only", "B1_v1", "training.batch_size=16",
-                      f"output_dir={tmp_path / 'single'}"]) == 0
     ddp, single = (json.loads((tmp_path / folder / "B1_v1" / "metrics.json").read_text()) for folder in ("ddp", "single"))
     assert single["metrics"]["accuracy"] > 0.9  # trained, so the comparison means something
     assert abs(ddp["metrics"]["accuracy"] - single["metrics"]["accuracy"]) <= 0.02
@@ -111,3 +113,25 @@ def test_each_rank_scores_its_share_and_every_rank_gets_all_rows(tiny_models, mo
         gathered, _ = inference.predict_probabilities(model, ids, tokenizer.pad_token_id, 4, torch.device("cpu"), False)
         np.testing.assert_allclose(gathered, expected, atol=1e-6)
         assert scored[-1] == len(mine)  # 6 texts on rank 0, 5 on rank 1: not all 11
+
+
+def test_ddp_timeout_comes_from_the_config_and_is_not_part_of_a_runs_identity(tiny_data, tiny_models, tmp_path):
+    from types import SimpleNamespace
+
+    from core.config import validate
+    from pipeline.plan import build_plan
+    from pipeline.run_state import fingerprint
+    from tasks.finetune import training_arguments
+
+    fingerprints = []
+    for seconds in (60, 7200):
+        raw = tiny_config(tiny_data, [tiny_models["bert"]], tmp_path / "out")
+        raw["training"]["ddp_timeout"] = seconds
+        config = validate(raw)
+        [run] = build_plan(config, ["B1_v1"])
+        context = SimpleNamespace(device=torch.device("cpu"), show_progress=False)
+        arguments = training_arguments(run.training, tmp_path / "checkpoints", False, context, run.seed)
+        assert arguments.ddp_timeout == seconds
+        assert arguments.average_tokens_across_devices is False  # a mean loss is not multiplied by the ranks
+        fingerprints.append(fingerprint(run, config))
+    assert fingerprints[0] == fingerprints[1]  # changing it does not rerun complete runs

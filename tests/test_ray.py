@@ -6,20 +6,22 @@ import json
 import os
 import shutil
 import signal
+import subprocess
+import sys
 import threading
 import time
 
 import pytest
 
 import main
-from conftest import tiny_config, write_config
+from conftest import ROOT, tiny_config, write_config
 
 ray = pytest.importorskip("ray")
 
 
 @pytest.fixture(scope="module")
 def local_ray():
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
+    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="WARNING")
     yield
     ray.shutdown()
 
@@ -51,7 +53,10 @@ def test_ray_runs_overlap_fail_alone_and_equal_the_sequential_executor(local_ray
     overlapping = [(a, b) for i, a in enumerate(spans) for b in spans[i + 1:] if max(a[0], b[0]) < min(a[1], b[1])]
     assert overlapping, spans  # two runs were executing at the same moment
 
-    assert main.main(["--config", str(path), "--quiet", "--only", "A0", "B1_v1", f"output_dir={tmp_path / 'seq'}"]) == 0
+    sequential = subprocess.run([sys.executable, str(ROOT / "main.py"), "--config", str(path), "--quiet", "--only", "A0",
+                                 "B1_v1", f"output_dir={tmp_path / 'seq'}"], env={**os.environ, "OMP_NUM_THREADS": "1"},
+                                capture_output=True, text=True, timeout=300)  # a fresh process, as a user runs it
+    assert sequential.returncode == 0, sequential.stderr[-2000:]
     for run_id in ("A0", "B1_v1"):
         ours, theirs = (out / run_id / "predictions.csv").read_bytes(), (tmp_path / "seq" / run_id / "predictions.csv").read_bytes()
         assert ours == theirs, run_id
