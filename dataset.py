@@ -29,8 +29,10 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
+from core import distributed
 from core.config import AG_NEWS_CLASSES, DatasetConfig
 from core.files import atomic_file
+from core.hardware import is_main_process
 
 FORMATS = (".csv", ".tsv", ".json", ".jsonl", ".parquet")
 ORIGINAL_COLUMNS = ["class index", "title", "description"]  # AG News's headerless layout
@@ -453,7 +455,15 @@ def stratified_sample(frame: pd.DataFrame, limit: int | None, seed: int) -> pd.D
 
 
 def tokenize(texts: list[str], tokenizer, max_length: int, cache_dir: str | Path) -> list[list[int]]:
-    """Token ids per text (no padding). A second call with the same inputs reads the cache."""
+    """Token ids per text (no padding). A second call with the same inputs reads the cache.
+
+    Under torchrun rank 0 tokenises and writes the cache first, once for the whole job; the other ranks then
+    read it (or, on a node that does not share the folder, tokenise without writing)."""
+    with distributed.main_first():
+        return _tokenize(texts, tokenizer, max_length, cache_dir)
+
+
+def _tokenize(texts: list[str], tokenizer, max_length: int, cache_dir: str | Path) -> list[list[int]]:
     key = _cache_key(texts, tokenizer, max_length)
     path = Path(cache_dir) / f"{key}.npz"
     if path.is_file():
@@ -464,6 +474,8 @@ def tokenize(texts: list[str], tokenizer, max_length: int, cache_dir: str | Path
         except (OSError, ValueError, KeyError):
             pass  # a damaged cache file is rebuilt below
     ids = tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]
+    if not is_main_process():
+        return ids
     offsets = np.concatenate([[0], np.cumsum([len(x) for x in ids])]).astype(np.int64)
     flat = np.fromiter((t for x in ids for t in x), dtype=np.int32, count=int(offsets[-1]))
     with atomic_file(path, "wb") as file:  # a killed writer never leaves half a cache file

@@ -1,13 +1,14 @@
 """Fine-tune and evaluate transformer text classifiers, as planned in config.yaml.
 
     python main.py [--config PATH] [--only RUN_ID ...] [--dry-run] [--force] [--quiet] [--set KEY=VALUE ...] [KEY=VALUE ...]
+                   [--executor sequential|ray] [--cpus-per-run N] [--gpus-per-run N] [--ray-address ADDRESS]
     python main.py predict RUN_ID [TEXT ...] [--file PATH [--out PATH]] [--config PATH] [--set KEY=VALUE ...]
     python main.py export RUN_ID DIR [--config PATH] [--set KEY=VALUE ...]
     python main.py report [--config PATH] [--set KEY=VALUE ...] [KEY=VALUE ...]
 
 Options may come before or after the positional arguments.
 
-Exit codes: 0 every run complete, 1 a run failed, 2 a config, data or usage error.
+Exit codes: 0 every run complete (or held by another process), 1 a run failed, 2 a config, data or usage error.
 """
 from __future__ import annotations
 
@@ -40,6 +41,16 @@ def run_arguments(parser: argparse.ArgumentParser) -> None:
                              " will run, resume or be skipped; train nothing")
     parser.add_argument("--force", action="store_true", help="rerun runs that are complete with the same settings")
     parser.add_argument("--quiet", action="store_true", help="no progress bars or training logs (for logs and CI)")
+    parser.add_argument("--executor", choices=["sequential", "ray"],
+                        help="sequential (default): one run after another in this process; ray: each run a Ray task"
+                             " (config key executor)")
+    parser.add_argument("--cpus-per-run", metavar="N", help="with --executor ray: CPUs per run (ray.cpus_per_run, default 1)")
+    parser.add_argument("--gpus-per-run", metavar="N",
+                        help="with --executor ray: GPUs per run, fractions share one, e.g. 0.25 (ray.gpus_per_run;"
+                             " default 1 where the cluster has GPUs, else 0)")
+    parser.add_argument("--ray-address", metavar="ADDRESS",
+                        help="with --executor ray: auto joins the cluster `ray start` made (ray.address;"
+                             " default: a local Ray instance)")
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
                         help="dotted config overrides, e.g. output_dir=/tmp/x dataset.max_train_samples=500")
     set_argument(parser)
@@ -49,6 +60,10 @@ def set_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="set",
                         help="a dotted config override, typed as YAML; repeatable (e.g. --set output_dir=/tmp/x):"
                              " the same overrides as the run, so the command finds the run where it was written")
+
+
+EXECUTOR_OPTIONS = {"executor": "executor", "cpus_per_run": "ray.cpus_per_run", "gpus_per_run": "ray.gpus_per_run",
+                    "ray_address": "ray.address"}  # option -> the config key it sets
 
 
 def predict_arguments(parser: argparse.ArgumentParser) -> None:
@@ -84,7 +99,9 @@ def run(args) -> int:
     from core.config import load_config
     from pipeline.plan import build_plan
 
-    config = load_config(args.config, args.overrides)
+    options = [f"{key}={getattr(args, option)}" for option, key in EXECUTOR_OPTIONS.items()
+               if getattr(args, option) is not None]
+    config = load_config(args.config, args.overrides + options)
     runs = build_plan(config, args.only)
     if args.dry_run:
         from pipeline.estimate import print_dry_run
@@ -99,7 +116,7 @@ def run(args) -> int:
     except PlanError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    return 1 if any(o.status != "complete" for o in outcomes) else 0
+    return 1 if any(o.status == "failed" for o in outcomes) else 0  # runs held by another process are its to finish
 
 
 def predict(args) -> int:
@@ -138,9 +155,11 @@ def report(args) -> int:
     build_plan(config)  # checks reference_run
     if not Path(config.output_dir).is_dir():
         raise ConfigError(f"output_dir: {config.output_dir} does not exist; nothing to report on")
+    from core.lock import summary_lock
     from evaluation.report import rebuild_outputs
 
-    rebuild_outputs(Path(config.output_dir), config.reference_run)
+    with summary_lock(Path(config.output_dir)):  # never two rebuilds at once, nor one beside a finishing plan's
+        rebuild_outputs(Path(config.output_dir), config.reference_run)
     print(f"rebuilt summary.csv, epochs.csv, plots/ and report.md in {config.output_dir}")
     return 0
 

@@ -108,6 +108,7 @@ class TrainingConfig(Strict):
     report_to: Literal["none"] | list[Literal["tensorboard", "mlflow"]] = "none"  # files under the run's folder
     logging_steps: PositiveInt | None = None  # train loss every N optimizer steps (steps.csv); none: per validation
     evaluations_per_epoch: PositiveInt = 1  # validations (and checkpoints) per epoch; the best of all is kept
+    ddp_timeout: PositiveInt = 1800  # seconds a rank waits for the others under torchrun (not part of a run's identity)
 
 
 def _all_optional(model: type[Strict], name: str) -> type[Strict]:
@@ -171,6 +172,14 @@ class TaskConfig(Strict):
     enabled: bool = True
 
 
+class RayConfig(Strict):
+    """`executor: ray`: each run is a Ray task with these resources."""
+
+    address: str | None = None  # none: a local Ray instance on this machine; `auto`: the cluster `ray start` joined
+    cpus_per_run: PositiveFloat = 1
+    gpus_per_run: Annotated[float, Field(ge=0)] | None = None  # none: 1 where the cluster has GPUs, else 0
+
+
 class PipelineConfig(Strict):
     output_dir: str = "results"
     seed: int = 42  # model init, dropout and data order
@@ -183,6 +192,8 @@ class PipelineConfig(Strict):
     variants: dict[str, VariantConfig] = Field(default_factory=lambda: {"v1": VariantConfig()})
     lora: LoraConfig = Field(default_factory=LoraConfig)
     tasks: dict[str, TaskConfig] = Field(min_length=1)
+    executor: Literal["sequential", "ray"] = "sequential"  # sequential: one run after another, in this process
+    ray: RayConfig = Field(default_factory=RayConfig)
 
     @model_validator(mode="after")
     def _cross_check(self) -> "PipelineConfig":

@@ -1,42 +1,97 @@
-"""One writer per output folder. The OS releases the lock when its holder dies, so a lock file left
-behind by a killed process is stale by construction and simply taken over."""
+"""File locks that let any number of processes, on one machine or on several sharing a filesystem, work
+through one plan on one output folder.
+
+- `run_lock(output_dir, run_id)`: whoever holds it runs that run; the others skip it.
+- `active_lock(output_dir)`: shared, held by every process for as long as it works through a plan.
+- `summary_lock(output_dir)`: exclusive, held while summary.csv, plots/ and report.md are rebuilt.
+
+They are OS file locks (flock): the OS releases them when their holder dies, so a lock file left behind by a
+killed process is stale by construction and simply taken over. Over NFS, Linux carries flock to the server as a
+POSIX lock; that needs the server's lock manager (NFSv4, or lockd for v3) and no `nolock`/`local_lock` mount
+option, or processes on different machines would not see each other's locks.
+"""
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import socket
 from pathlib import Path
 
-
-class LockedError(Exception):
-    """Another live process is writing to the same output folder."""
+LOCKS = ".locks"  # the lock files' folder inside output_dir
 
 
-class OutputLock:
-    def __init__(self, output_dir: Path):
-        self.path = Path(output_dir) / ".lock"
+class LockError(Exception):
+    """The filesystem refuses file locks."""
+
+
+class FileLock:
+    """An exclusive (or shared) flock on one file, which records its exclusive holder for messages."""
+
+    def __init__(self, path: Path, shared: bool = False):
+        self.path = Path(path)
+        self.shared = shared
         self._file = None
 
-    def __enter__(self) -> "OutputLock":
+    def acquire(self, blocking: bool = False) -> bool:
+        """True when taken; False when another process holds it (only without `blocking`)."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         handle = open(self.path, "a+", encoding="utf-8")
+        flags = (fcntl.LOCK_SH if self.shared else fcntl.LOCK_EX) | (0 if blocking else fcntl.LOCK_NB)
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or "another process"
+            fcntl.flock(handle, flags)
+        except OSError as error:
             handle.close()
-            raise LockedError(f"output_dir {self.path.parent} is in use by {holder}; wait for it to finish"
-                              f" or choose another output_dir") from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"process {os.getpid()} on {socket.gethostname()}\n")
-        handle.flush()
+            if error.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                return False
+            raise LockError(f"output_dir: {self.path.parent.parent} does not support file locks"
+                            f" ({error.strerror}); use a local folder, or mount NFS with locking") from None
+        if not self.shared:
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"process {os.getpid()} on {socket.gethostname()}\n")
+            handle.flush()
         self._file = handle
-        return self
+        return True
 
-    def __exit__(self, *exc) -> None:
+    def holder(self) -> str:
+        try:
+            return self.path.read_text(encoding="utf-8").strip() or "another process"
+        except OSError:
+            return "another process"
+
+    def release(self) -> None:
         if self._file is not None:
             fcntl.flock(self._file, fcntl.LOCK_UN)
             self._file.close()
             self._file = None
+
+    def __enter__(self) -> "FileLock":
+        self.acquire(blocking=True)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+def run_lock(output_dir: Path, run_id: str) -> FileLock:
+    # Beside the run folders, not inside: starting a run over clears its folder while the lock is held.
+    return FileLock(Path(output_dir) / LOCKS / f"{run_id}.lock")
+
+
+def active_lock(output_dir: Path) -> FileLock:
+    return FileLock(Path(output_dir) / LOCKS / "active.lock", shared=True)
+
+
+def summary_lock(output_dir: Path) -> FileLock:
+    return FileLock(Path(output_dir) / LOCKS / "summary.lock")
+
+
+def others_active(output_dir: Path) -> bool:
+    """Whether another process is working through a plan on output_dir. Call it without holding
+    `active_lock`; a process that starts meanwhile waits a moment for its shared lock, it is not refused."""
+    probe = FileLock(Path(output_dir) / LOCKS / "active.lock")
+    if not probe.acquire():
+        return True
+    probe.release()
+    return False

@@ -1,4 +1,5 @@
-"""Batched inference: sorted by length so batches pad little, under inference_mode, in input order out."""
+"""Batched inference: sorted by length so batches pad little, under inference_mode, in input order out.
+Under torchrun each rank scores its share of the texts and every rank gets all of them back."""
 from __future__ import annotations
 
 import time
@@ -6,14 +7,33 @@ import time
 import numpy as np
 import torch
 
+from core import distributed
+
 
 def predict_probabilities(model, token_ids: list[list[int]], pad_token_id: int, batch_size: int,
                           device: torch.device, bf16: bool) -> tuple[np.ndarray, float]:
     """Class probabilities, row i for text i, and the seconds it took.
 
     Texts are processed longest first (the first batch shows at once whether memory suffices),
-    each batch padded only to its own longest text.
+    each batch padded only to its own longest text. Under torchrun / accelerate launch each rank scores every
+    world_size-th text and the rows are gathered to every rank (rank 0 writes them); the seconds include that.
     """
+    if distributed.active():
+        start = time.perf_counter()
+        mine = list(distributed.shard(len(token_ids)))
+        local, _ = predict_probabilities_locally(model, [token_ids[i] for i in mine], pad_token_id, batch_size,
+                                                 device, bf16)
+        parts = [(indices, part) for indices, part in distributed.all_gather((mine, local)) if indices]
+        rows = np.zeros((len(token_ids), parts[0][1].shape[1]), parts[0][1].dtype) if parts else np.zeros((0, 0))
+        for indices, part in parts:
+            rows[indices] = part
+        return rows, time.perf_counter() - start
+    return predict_probabilities_locally(model, token_ids, pad_token_id, batch_size, device, bf16)
+
+
+def predict_probabilities_locally(model, token_ids: list[list[int]], pad_token_id: int, batch_size: int,
+                                  device: torch.device, bf16: bool) -> tuple[np.ndarray, float]:
+    """predict_probabilities on this process alone."""
     model.eval()
     model.to(device)
     order = np.argsort([-len(ids) for ids in token_ids], kind="stable")

@@ -29,7 +29,7 @@ class Run:
         resolved = {
             "run_id": self.run_id, "base_run_id": self.base_run_id, "task": self.task, "method": self.method,
             "model_number": self.model_number, "model": self.model, "variant": self.variant, "seed": self.seed,
-            "training": self.training.model_dump() if self.training else None,
+            "training": self.training.model_dump(exclude={"ddp_timeout"}) if self.training else None,
             "lora": self.lora.model_dump() if self.lora else None,
         }
         if self.adapter is not None:  # only then: runs without one keep their fingerprints

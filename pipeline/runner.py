@@ -1,4 +1,8 @@
-"""Executes a plan: one run after another, each writing its own files; a failure never stops the rest."""
+"""Executes a plan: each run claimed, run and written by one process; a failure never stops the rest.
+
+Any number of processes (this one, others on the same output_dir, Ray tasks) may work through one plan: a
+run is claimed by taking its lock (core/lock.py), and whoever finishes last rebuilds the summaries.
+"""
 from __future__ import annotations
 
 import datetime as dt
@@ -22,8 +26,9 @@ from evaluation.summary import format_table, read_records
 from core.config import METHODS, PipelineConfig
 from pipeline.estimate import clock
 from core.files import write_csv_atomic, write_json_atomic, write_text_atomic
+from core import distributed
 from core.hardware import cpu_model, describe, device_model, is_main_process, pick_device, threads
-from core.lock import LockedError, OutputLock
+from core.lock import LockError, active_lock, others_active, run_lock, summary_lock
 from core.memory import PeakMemory
 from core.models import ModelError, check_available, check_max_length
 from pipeline.plan import Run
@@ -39,26 +44,51 @@ class PlanError(Exception):
     """The plan cannot start (data or models missing). Nothing has been written."""
 
 
+HELD = "held"  # another process holds the run
+UNRESOLVED = object()  # run_one: the run's precision is not resolved yet
+
+
 @dataclass
 class Outcome:
     run_id: str
-    status: str  # complete | failed
+    status: str  # complete | failed | held (by another process, which runs it)
     seconds: float
     error: str | None = None
     skipped: bool = False
+    note: str | None = None  # why it was skipped
 
 
 def run_all(config: PipelineConfig, runs: list[Run], force: bool = False, show_progress: bool = True,
             log=print) -> list[Outcome]:
-    """Check everything, take the output folder's lock, then run the plan. PlanError: nothing was run."""
-    splits = prepare(config, runs)
-    if not is_main_process():
-        return run_plan(config, runs, splits, force, show_progress, log)
+    """Check everything, then run the plan with the configured executor. PlanError: nothing was run."""
+    if config.executor == "ray":
+        from pipeline.ray_executor import connect
+
+        connect(config)  # before anything is written: ray missing, or no cluster at ray.address, is a PlanError
+    created_group = distributed.start(config.training.ddp_timeout)
     try:
-        with OutputLock(Path(config.output_dir)):
+        splits = prepare(config, runs)
+        if not is_main_process():
             return run_plan(config, runs, splits, force, show_progress, log)
-    except LockedError as error:
-        raise PlanError(str(error)) from None
+        presence = active_lock(Path(config.output_dir))  # shared: says "a process is working on this folder"
+        try:
+            presence.acquire(blocking=True)
+        except LockError as error:
+            raise PlanError(str(error)) from None
+        try:
+            if config.executor == "ray":
+                from pipeline.ray_executor import run_with_ray
+
+                outcomes = run_with_ray(config, runs, splits, force, show_progress, log)
+            else:
+                outcomes = run_plan(config, runs, splits, force, show_progress, log, rebuild=False)
+        finally:
+            presence.release()
+        rebuild_if_last(config, log)
+        return outcomes
+    finally:
+        if created_group:
+            distributed.stop()
 
 
 def prepare(config: PipelineConfig, runs: list[Run]) -> Splits:
@@ -92,9 +122,9 @@ def prepare(config: PipelineConfig, runs: list[Run]) -> Splits:
 
 
 def run_plan(config: PipelineConfig, runs: list[Run], splits: Splits, force: bool = False,
-             show_progress: bool = True, log=print) -> list[Outcome]:
-    """Every run in turn (skipping complete ones), then summary.csv, plots/ and report.md rebuilt from all
-    run folders in output_dir."""
+             show_progress: bool = True, log=print, rebuild: bool = True) -> list[Outcome]:
+    """Every run in turn, in this process (skipping complete ones and those another process holds), then
+    summary.csv, plots/ and report.md rebuilt from all run folders in output_dir."""
     if not show_progress:
         quiet_libraries()
     if not is_main_process():  # under torchrun every rank runs the plan; rank 0 alone reports and writes
@@ -104,34 +134,96 @@ def run_plan(config: PipelineConfig, runs: list[Run], splits: Splits, force: boo
     outcomes: list[Outcome] = []
     started = time.perf_counter()
     choices = resolve_all(config, runs, device, splits)  # auto: measured once per machine, then cached
-    actions = {run.run_id: decide(run, config, choices[run.run_id], force) for run in runs}
+    before = finished_files(config, runs, choices)
+    actions = {run.run_id: decide(run, config, choices[run.run_id], force) for run in runs}  # for the ETA
     durations: dict[str, list[float]] = {}  # seconds per finished run, by method; earlier invocations count
     for record in read_records(output):
         if record["status"] == "complete" and record.get("total_seconds"):
             durations.setdefault(record["method"], []).append(record["total_seconds"])
     for number, run in enumerate(runs, start=1):
-        action = actions[run.run_id]
-        if action == SKIP:
-            log(f"[{number}/{len(runs)}] {run.run_id}  skipped: complete with the same settings (--force reruns it)")
-            outcomes.append(Outcome(run.run_id, "complete", 0.0, skipped=True))
-            continue
-        eta = _eta([r for r in runs[number - 1:] if actions[r.run_id] != SKIP], durations)
-        log(f"[{number}/{len(runs)}] {run.run_id}  {'resuming' if action == RESUME else 'running'}"
-            f"  elapsed {clock(time.perf_counter() - started)}  ETA {eta}")
-        if is_main_process():
-            begin(run, config, action, choices[run.run_id])
-        context = RunContext(config, splits, output / run.run_id, device, show_progress, choices[run.run_id])
-        outcome = execute(run, context, fingerprint(run, config, choices[run.run_id]))
-        durations.setdefault(run.method, []).append(outcome.seconds)
+        prefix = f"[{number}/{len(runs)}] {run.run_id}"
+
+        def announce(action, number=number, prefix=prefix):
+            eta = _eta([r for r in runs[number - 1:] if actions[r.run_id] != SKIP], durations)
+            log(f"{prefix}  {'resuming' if action == RESUME else 'running'}"
+                f"  elapsed {clock(time.perf_counter() - started)}  ETA {eta}")
+
+        outcome = run_one(run, config, splits, device, force, before, show_progress, announce, choices[run.run_id])
         outcomes.append(outcome)
+        if outcome.skipped:
+            log(f"{prefix}  skipped: {outcome.note}")
+            continue
+        durations.setdefault(run.method, []).append(outcome.seconds)
         log(f"      {run.run_id} {outcome.status} in {clock(outcome.seconds)}"
             + (f": {outcome.error}" if outcome.error else ""))
-    if is_main_process():
-        summary = rebuild_outputs(output, config.reference_run)
-        if not summary.empty:
-            log(format_table(summary))
-        log(f"report: {output / 'report.md'}")
+    if rebuild and is_main_process():
+        rebuild_if_last(config, log)
     return outcomes
+
+
+def run_one(run: Run, config: PipelineConfig, splits: Splits, device, force: bool = False,
+            before: dict | None = None, show_progress: bool = True, announce=None, choice=UNRESOLVED) -> Outcome:
+    """One run as every executor runs it: claim its lock, decide again (another process may have finished it
+    meanwhile), run it, write its files, release the lock. Under torchrun rank 0 claims and decides, and the
+    other ranks follow. `choice`: the run's precision; resolved here, on this process's device, when not given
+    (a Ray task)."""
+    if choice is UNRESOLVED:
+        choice = resolve_all(config, [run], device, splits)[run.run_id]
+    lock = run_lock(Path(config.output_dir), run.run_id)
+    try:
+        action, note = claim(lock, run, config, choice, force, before) if is_main_process() else (None, None)
+        action, note = distributed.broadcast((action, note))
+        if action in (SKIP, HELD):
+            return Outcome(run.run_id, "complete" if action == SKIP else HELD, 0.0, skipped=True, note=note)
+        if announce is not None:
+            announce(action)
+        context = RunContext(config, splits, Path(config.output_dir) / run.run_id, device, show_progress, choice)
+        return execute(run, context, fingerprint(run, config, choice))
+    finally:
+        lock.release()
+
+
+def claim(lock, run: Run, config: PipelineConfig, choice, force: bool, before: dict | None) -> tuple[str, str | None]:
+    """(action, why skipped). Taking the lock comes first, the decision after it."""
+    if not lock.acquire():
+        return HELD, f"held by {lock.holder()}"
+    action = decide(run, config, choice, force)
+    if action == SKIP:
+        return SKIP, "complete with the same settings (--force reruns it)"
+    if force and before is not None and \
+            finished_files(config, [run], {run.run_id: choice})[run.run_id] not in (None, before.get(run.run_id)):
+        return SKIP, "finished by another process since this one started"
+    begin(run, config, action, choice)
+    return action, None
+
+
+def finished_files(config: PipelineConfig, runs: list[Run], choices: dict) -> dict[str, tuple | None]:
+    """Per run, (modification time, size) of a complete metrics.json, else None: with --force, a run whose
+    metrics.json changed since this process started was rerun by another process, not to be rerun again."""
+    stamps = {}
+    for run in runs:
+        path = Path(config.output_dir) / run.run_id / "metrics.json"
+        try:
+            stat = path.stat()
+            complete = decide(run, config, choices[run.run_id]) == SKIP
+            stamps[run.run_id] = (stat.st_mtime_ns, stat.st_size) if complete else None
+        except OSError:
+            stamps[run.run_id] = None
+    return stamps
+
+
+def rebuild_if_last(config: PipelineConfig, log=print) -> None:
+    """summary.csv, epochs.csv, plots/ and report.md, rebuilt under the summary lock when no other process is
+    still working on output_dir (that one rebuilds when it finishes). Call it after releasing `active_lock`."""
+    output = Path(config.output_dir)
+    with summary_lock(output):
+        if others_active(output):
+            log("summary, plots and report: left to the process still working on this output_dir")
+            return
+        summary = rebuild_outputs(output, config.reference_run)
+    if not summary.empty:
+        log(format_table(summary))
+    log(f"report: {output / 'report.md'}")
 
 
 def quiet_libraries() -> None:
@@ -174,7 +266,9 @@ def execute(run: Run, context: RunContext, run_fingerprint: str | None = None) -
         "run_id": run.run_id, "base_run_id": run.base_run_id, "task": run.task, "method": run.method,
         "model": run.model, "model_number": run.model_number, "variant": run.variant,
         "status": "failed" if error else "complete", "error": error, "fingerprint": run_fingerprint,
-        "started_at": started_at.isoformat(timespec="seconds"), "total_seconds": round(seconds, 3),
+        "started_at": started_at.isoformat(timespec="milliseconds"),
+        "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds"),
+        "total_seconds": round(seconds, 3),
         "config": run.resolved(),
         "data": {"source": context.splits.source, "sizes": context.splits.sizes(),
                  "class_names": list(context.splits.class_names),

@@ -123,7 +123,11 @@ def training_arguments(training, output_dir: Path, bf16: bool, context: RunConte
         run_name=run_name,
         restore_callback_states_from_checkpoint=True,  # early stopping's patience survives a resume
         disable_tqdm=not context.show_progress,
+        ddp_timeout=training.ddp_timeout,  # seconds; under torchrun the process group is already made with it
         ddp_find_unused_parameters=False,  # every trainable parameter takes part in each step (several GPUs)
+        # Classification heads average their loss per device; transformers 5 would also multiply it by the number
+        # of processes (meant for token-summed LM losses), doubling losses and gradients on two ranks.
+        average_tokens_across_devices=False,
         # GPU speed levers (core/config.py TrainingConfig; bench/gpu.py measures them)
         optim=training.optim,
         dataloader_pin_memory=training.pin_memory,

@@ -1,0 +1,82 @@
+"""Many processes, one results folder: each run is claimed by exactly one process through its lock, the others
+skip it, and whoever finishes last rebuilds the summary."""
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pandas as pd
+
+import main
+from conftest import ROOT, tiny_config, write_config
+from core.lock import FileLock, active_lock, others_active, run_lock
+
+
+def test_a_run_lock_is_held_by_one_holder_at_a_time(tmp_path):
+    first, second = run_lock(tmp_path, "B1_v1"), run_lock(tmp_path, "B1_v1")
+    assert first.acquire()
+    assert not second.acquire()  # flock conflicts between open files, even in one process
+    assert second.holder() == f"process {os.getpid()} on {os.uname().nodename}"
+    assert run_lock(tmp_path, "C1_v1").acquire()  # other runs are free
+    first.release()
+    assert second.acquire()
+    second.release()
+
+
+def test_the_last_process_to_finish_is_the_one_that_sees_no_other(tmp_path):
+    mine, theirs = active_lock(tmp_path), active_lock(tmp_path)
+    assert mine.acquire() and theirs.acquire()  # shared: any number of processes work at once
+    mine.release()
+    assert others_active(tmp_path)  # the other is still working: it rebuilds the summary, not me
+    theirs.release()
+    assert not others_active(tmp_path)
+    assert FileLock(tmp_path / ".locks" / "active.lock").acquire()  # the probe left nothing held
+
+
+def test_two_processes_started_together_train_every_run_once(tiny_data, tiny_models, tmp_path):
+    raw = tiny_config(tiny_data, [tiny_models["bert"]], tmp_path / "results")
+    raw["tasks"] = {key: raw["tasks"][key] for key in ("A0", "A", "B", "C", "D")}
+    config = write_config(tmp_path / "config.yaml", raw)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    command = [sys.executable, str(ROOT / "main.py"), "--config", str(config), "--quiet"]
+    processes = [subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  text=True) for _ in range(2)]
+    outputs = [process.communicate(timeout=300) for process in processes]
+    assert [process.returncode for process in processes] == [0, 0], [err[-2000:] for _, err in outputs]
+    runs = ["A0", "A1", "B1_v1", "C1_v1", "D1_v1"]
+    for run_id in runs:  # one "running" line per run over both processes; the other process skipped it
+        started = [out.count(f"] {run_id}  running") for out, _ in outputs]
+        assert sum(started) == 1, outputs
+        skipped = [out for out, _ in outputs if f"] {run_id}  skipped: " in out]
+        assert len(skipped) == 1
+        record = json.loads((tmp_path / "results" / run_id / "metrics.json").read_text())
+        assert record["status"] == "complete"
+    summary = pd.read_csv(tmp_path / "results" / "summary.csv")
+    assert sorted(summary["run_id"]) == sorted(runs)
+    report = (tmp_path / "results" / "report.md").read_text()
+    assert all(f"| {run_id} |" in report or f"**{run_id}**" in report for run_id in runs)
+
+
+def test_a_run_held_by_another_process_is_skipped_and_a_dead_holders_lock_taken_over(tiny_data, tiny_models,
+                                                                                     tmp_path, capsys):
+    raw = tiny_config(tiny_data, [tiny_models["bert"]], tmp_path / "out")
+    path = write_config(tmp_path / "config.yaml", raw)
+    out = tmp_path / "out"
+    holder = subprocess.Popen([sys.executable, "-c", (
+        f"import sys, time; sys.path.insert(0, {str(ROOT)!r})\n"
+        f"from core.lock import run_lock\n"
+        f"lock = run_lock({str(out)!r}, 'A0'); assert lock.acquire(); print('locked', flush=True); time.sleep(120)")],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        assert main.main(["--config", str(path), "--only", "A0", "--quiet"]) == 0  # the holder's to finish
+        printed = capsys.readouterr().out
+        assert f"A0  skipped: held by process {holder.pid} on " in printed
+        assert not (out / "A0").exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    assert (out / ".locks" / "A0.lock").is_file()  # left behind by the killed holder: stale
+    assert main.main(["--config", str(path), "--only", "A0", "--quiet"]) == 0
+    assert json.loads((out / "A0" / "metrics.json").read_text())["status"] == "complete"
