@@ -77,7 +77,9 @@ def run(args) -> int:
     if args.dry_run:
         from pipeline.estimate import print_dry_run
         from pipeline.run_state import decide
+        from pipeline.search import finished
 
+        runs = [finished(run, config) for run in runs]  # a finished search's settings; nothing is written
         print_dry_run(config, runs, states={run.run_id: decide(run, config, args.force) for run in runs})
         return 0
 

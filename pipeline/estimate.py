@@ -88,6 +88,9 @@ def estimate_run(run: Run, config: PipelineConfig, splits, data_problem: str | N
         if training.eval_on_train:
             texts_evaluated += len(splits.train) * training.epochs
         seconds += batches * step
+        if run.search is not None and run.search_result is None:  # each trial trains and scores validation
+            per_trial = batches * step + len(splits.validation) * training.epochs / training.eval_batch_size * inference
+            seconds += run.search.n_trials * per_trial
     seconds += texts_evaluated / training.eval_batch_size * inference
     return Estimate(trainable, total, seconds)
 

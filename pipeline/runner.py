@@ -7,7 +7,7 @@ import platform
 import sys
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import metadata
 from pathlib import Path
 
@@ -27,7 +27,8 @@ from core.lock import LockedError, OutputLock
 from core.memory import PeakMemory
 from core.models import ModelError, check_available
 from pipeline.plan import Run
-from pipeline.run_state import RESUME, SKIP, begin, decide, fingerprint
+from pipeline.run_state import RESUME, RUN, SKIP, begin, decide, fingerprint
+from pipeline.search import Searches, copy_trials
 from tasks import runner_for
 from tasks.base import RunContext, TaskResult
 
@@ -102,7 +103,15 @@ def run_plan(config: PipelineConfig, runs: list[Run], splits: Splits, force: boo
     for record in read_records(output):
         if record["status"] == "complete" and record.get("total_seconds"):
             durations.setdefault(record["method"], []).append(record["total_seconds"])
+    searches = _searches(config, runs, splits, force, show_progress, log)
     for number, run in enumerate(runs, start=1):
+        failure = None
+        if run.search is not None:  # search first (once per base run), then decide with the chosen settings
+            try:
+                run = searches.best(run)
+            except Exception as error:  # recorded as this run's failure; the next run goes on
+                failure = error
+            actions[run.run_id] = RUN if failure else decide(run, config, force)
         action = actions[run.run_id]
         if action == SKIP:
             log(f"[{number}/{len(runs)}] {run.run_id}  skipped: complete with the same settings (--force reruns it)")
@@ -113,8 +122,10 @@ def run_plan(config: PipelineConfig, runs: list[Run], splits: Splits, force: boo
             f"  elapsed {clock(time.perf_counter() - started)}  ETA {eta}")
         if is_main_process():
             begin(run, config, action)
+            if run.search_result:
+                copy_trials(config, run, output / run.run_id)
         context = RunContext(config, splits, output / run.run_id, device, show_progress)
-        outcome = execute(run, context, fingerprint(run, config))
+        outcome = execute(run, context, fingerprint(run, config), task=_raising(failure) if failure else None)
         durations.setdefault(run.method, []).append(outcome.seconds)
         outcomes.append(outcome)
         log(f"      {run.run_id} {outcome.status} in {clock(outcome.seconds)}"
@@ -144,8 +155,9 @@ def quiet_libraries() -> None:
     warnings.filterwarnings("ignore", category=FutureWarning, module=r"(transformers|peft)\.")
 
 
-def execute(run: Run, context: RunContext, run_fingerprint: str | None = None) -> Outcome:
-    """One run: its task, then metrics.json, predictions.csv and epochs.csv under results/<RUN_ID>/."""
+def execute(run: Run, context: RunContext, run_fingerprint: str | None = None, task=None) -> Outcome:
+    """One run: its task (`task`, else its method's), then metrics.json, predictions.csv and epochs.csv
+    under results/<RUN_ID>/."""
     context.run_dir.mkdir(parents=True, exist_ok=True)
     started_at = dt.datetime.now(dt.timezone.utc)
     start = time.perf_counter()
@@ -153,7 +165,7 @@ def execute(run: Run, context: RunContext, run_fingerprint: str | None = None) -
     result: TaskResult | None = None
     with PeakMemory() as memory:
         try:
-            result = runner_for(run.method)(run, context)
+            result = (task or runner_for(run.method))(run, context)
             _check_probabilities(result, context.splits)
         except Exception as exception:  # recorded, and the next run goes on
             error = f"{type(exception).__name__}: {exception}".splitlines()[0]
@@ -168,6 +180,7 @@ def execute(run: Run, context: RunContext, run_fingerprint: str | None = None) -
         "status": "failed" if error else "complete", "error": error, "fingerprint": run_fingerprint,
         "started_at": started_at.isoformat(timespec="seconds"), "total_seconds": round(seconds, 3),
         "config": run.resolved(),
+        **({"search": run.search_result} if run.search_result else {}),  # the trial its settings came from
         "data": {"source": context.splits.source, "sizes": context.splits.sizes(),
                  "class_names": list(context.splits.class_names),
                  "max_length": context.config.dataset.max_length},  # tokens; predict and export truncate alike
@@ -240,6 +253,21 @@ def _epoch_columns(result: TaskResult) -> list[str]:
 
 def _discard(line: str) -> None:
     pass
+
+
+def _searches(config: PipelineConfig, runs: list[Run], splits: Splits, force: bool, show_progress: bool, log):
+    """The plan's searches, handed the splits without test: a search cannot read test labels."""
+    if not any(run.search is not None for run in runs):
+        return None
+    return Searches(config, replace(splits, test=None), force, show_progress, log)
+
+
+def _raising(error: Exception):
+    """A task that fails with `error` (a search that failed), so the run is recorded like any failure."""
+    def task(run, context):
+        raise error
+
+    return task
 
 
 def _round(value: float | None, digits: int = 3) -> float | None:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -20,6 +21,39 @@ from tasks.base import RunContext, TaskResult
 
 
 def run(run, context: RunContext) -> TaskResult:
+    fitted = fit(run, context, context.run_dir / "checkpoints")  # best epoch restored at the end
+    trainer, tokenizer, training = fitted.trainer, fitted.tokenizer, run.training
+
+    model_dir = context.run_dir / "model"
+    trainer.save_model(str(model_dir))  # full weights, or adapter + head for PEFT methods (rank 0 only)
+    if is_main_process():
+        tokenizer.save_pretrained(str(model_dir))
+
+    config, splits = context.config, context.splits
+    test_ids = tokenize(splits.test["text"].tolist(), tokenizer, config.dataset.max_length, config.dataset.cache_dir)
+    # Adapters folded into the base weights predict the same, at the speed of the plain model.
+    probabilities, test_seconds = predict_probabilities(merged(trainer.model), test_ids, tokenizer.pad_token_id,
+                                                        training.eval_batch_size, context.device, fitted.bf16)
+    return TaskResult(probabilities=probabilities, test_seconds=test_seconds,
+                      precision="bf16" if fitted.bf16 else "fp32", trainable_parameters=fitted.trainable,
+                      total_parameters=fitted.total, train_seconds=fitted.clock.elapsed,
+                      epochs=epoch_rows(context.run_dir / "checkpoints"))
+
+
+@dataclass
+class Fitted:
+    trainer: Trainer
+    tokenizer: object
+    trainable: int
+    total: int
+    bf16: bool
+    clock: "ElapsedTime"
+
+
+def fit(run, context: RunContext, checkpoints: Path, callbacks=(), **arguments) -> Fitted:
+    """Train on `context.splits.train`, scoring `validation` each epoch; resume from `checkpoints` if any.
+    Reads neither the test split nor anything but train and validation (the search relies on it).
+    `arguments` override TrainingArguments (a search trial saves no checkpoints)."""
     config, splits, training = context.config, context.splits, run.training
     set_seed(run.seed)  # the new head's initial weights, LoRA's A matrices, dropout and data order
     model, tokenizer = load_classifier(run.model, len(splits.class_names), splits.class_names,
@@ -38,39 +72,26 @@ def run(run, context: RunContext) -> TaskResult:
     if training.eval_on_train:
         eval_sets["train"] = TokenizedTexts(train_ids, train_labels, longest_first=True)
 
-    checkpoints = context.run_dir / "checkpoints"
     clock = ElapsedTime()
     trainer = FiniteLossTrainer(
         model=model,
-        args=training_arguments(training, checkpoints, bf16, context, run.seed),
+        args=training_arguments(training, checkpoints, bf16, context, run.seed, **arguments),
         train_dataset=train_set,
         eval_dataset=eval_sets,
         data_collator=DataCollatorWithPadding(tokenizer, pad_to_multiple_of=training.pad_to_multiple_of),
         compute_metrics=validation_metrics,
-        callbacks=[clock],
+        callbacks=[clock, *callbacks],
     )
     if not context.show_progress:
         trainer.remove_callback(PrinterCallback)  # the per-epoch log dicts; epochs.csv has them
     remove_incomplete_checkpoints(checkpoints)  # a checkpoint cut off mid-write is never resumed from
     resume = latest_checkpoint(checkpoints)
-    trainer.train(resume_from_checkpoint=str(resume) if resume else None)  # best epoch restored at the end
-
-    model_dir = context.run_dir / "model"
-    trainer.save_model(str(model_dir))  # full weights, or adapter + head for PEFT methods (rank 0 only)
-    if is_main_process():
-        tokenizer.save_pretrained(str(model_dir))
-
-    test_ids = tokenize(splits.test["text"].tolist(), tokenizer, config.dataset.max_length, config.dataset.cache_dir)
-    # Adapters folded into the base weights predict the same, at the speed of the plain model.
-    probabilities, test_seconds = predict_probabilities(merged(trainer.model), test_ids, tokenizer.pad_token_id,
-                                                        training.eval_batch_size, context.device, bf16)
-    return TaskResult(probabilities=probabilities, test_seconds=test_seconds, precision="bf16" if bf16 else "fp32",
-                      trainable_parameters=trainable, total_parameters=total, train_seconds=clock.elapsed,
-                      epochs=epoch_rows(checkpoints))
+    trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    return Fitted(trainer, tokenizer, trainable, total, bf16, clock)
 
 
-def training_arguments(training, output_dir: Path, bf16: bool, context: RunContext, seed: int):
-    return TrainingArguments(
+def training_arguments(training, output_dir: Path, bf16: bool, context: RunContext, seed: int, **overrides):
+    arguments = dict(
         output_dir=str(output_dir),
         num_train_epochs=training.epochs,
         per_device_train_batch_size=training.batch_size,
@@ -97,6 +118,7 @@ def training_arguments(training, output_dir: Path, bf16: bool, context: RunConte
         dataloader_num_workers=0,
         ddp_find_unused_parameters=False,  # every trainable parameter takes part in each step (several GPUs)
     )
+    return TrainingArguments(**{**arguments, **overrides})
 
 
 class TokenizedTexts(torch.utils.data.Dataset):
