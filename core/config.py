@@ -262,30 +262,32 @@ def search_dimensions(search: SearchConfig, method: str, where: str = "search") 
                 problems.append(f"{at}{what}: {value!r} is invalid for {key}: {error.errors()[0]['msg']}")
 
         if isinstance(spec, list):
-            if kind not in (bool, int, float, str) or not spec:
-                problems.append(f"{at}: {spec!r} is not a list of choices for {key}; list one or more values"
-                                if kind in (bool, int, float, str) else
-                                f"{at}: {key} is not a number, true/false or text, so it cannot be searched")
-                continue
-            choices = [convert(value, f"[{i}]") for i, value in enumerate(spec)]
-            if len(set(map(repr, choices))) < len(choices):
-                problems.append(f"{at}: {spec!r} lists a choice twice; list each once")
-            dimensions[key] = {"kind": "categorical", "choices": choices}
+            if kind not in (bool, int, float, str):
+                problems.append(f"{at}: {key} is not a number, true/false or text, so it cannot be searched")
+            elif not spec:
+                problems.append(f"{at}: [] lists no choice; list one or more values")
+            else:
+                choices = [convert(value, f"[{i}]") for i, value in enumerate(spec)]
+                if len(set(map(repr, choices))) < len(choices):
+                    problems.append(f"{at}: {spec!r} lists a choice twice; list each once")
+                dimensions[key] = {"kind": "categorical", "choices": choices}
         elif isinstance(spec, dict):
             unknown = [k for k in spec if k not in ("low", "high", "log")]
             if unknown or not {"low", "high"} <= set(spec):
                 problems.append(f"{at}: a range is {{low, high, log}}, got {spec!r}"
                                 + (did_you_mean(unknown[0], ["low", "high", "log"]) if unknown else ""))
-                continue
-            if kind not in (int, float) or kind is bool:
+            elif kind not in (int, float):
                 problems.append(f"{at}: {key} is not numeric, so it takes a list of choices, not a range")
-                continue
-            low, high = convert(spec["low"], ".low"), convert(spec["high"], ".high")
-            log = spec.get("log", False)
-            if not isinstance(log, bool):
-                problems.append(f"{at}.log: {log!r} is invalid; use true or false")
-            elif low is not None and high is not None:
-                if low >= high:
+            elif not isinstance(spec.get("log", False), bool):
+                problems.append(f"{at}.log: {spec['log']!r} is invalid; use true or false")
+            else:
+                found = len(problems)
+                low, high, log = convert(spec["low"], ".low"), convert(spec["high"], ".high"), spec.get("log", False)
+                if len(problems) > found:
+                    continue
+                if low is None or high is None:
+                    problems.append(f"{at}: a range needs numbers for low and high, got {spec!r}")
+                elif low >= high:
                     problems.append(f"{at}: low {low!r} must be below high {high!r}")
                 elif log and low <= 0:
                     problems.append(f"{at}: a log range needs low > 0, got {low!r}")

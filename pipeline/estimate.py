@@ -12,6 +12,7 @@ weights, on one batch of `batch_size` texts of the typical length (the mean toke
     batches per epoch x epochs x seconds per training step
     + (validation texts x epochs [+ training texts x epochs with eval_on_train] + test texts)
       / eval_batch_size x seconds per inference batch
+    + for a run whose search has not finished: n_trials x (its training + validation scoring)
 
 Model loading, checkpoint writing and first-run tokenisation are not counted; treat the figure as
 within about a factor of 1.5. Runs whose steps cost the same (same model, method, LoRA shape, batch

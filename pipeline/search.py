@@ -77,17 +77,17 @@ class Searches:
         config, search = self.config, run.search
         folder = search_folder(config, run)
         identity = _identity(run, config)
-        distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
-        if not distributed and (self.force or read_json(folder / "search.json").get("identity") != identity):
-            shutil.rmtree(folder, ignore_errors=True)  # a new search: settings, data or space changed, or --force
+        distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1  # torchrun: the ranks may only read a search
+        started = read_json(folder / "search.json").get("identity") == identity
+        if distributed and not (started and (folder / "study.journal").is_file()):
+            raise SearchError(f"search: {run.base_run_id}'s search has not run with these settings; run it in one"
+                              f" process first (python main.py --only {run.base_run_id}), then under torchrun")
         if not distributed:
-            base = base_run(run, config)
+            if self.force or not started:  # a new search: settings, data or space changed, or --force
+                shutil.rmtree(folder, ignore_errors=True)
             write_json_atomic(folder / "search.json", {
                 "base_run_id": run.base_run_id, "identity": identity, "search": search.model_dump(),
-                "seed": config.seed, "settings": base.resolved()})
-        elif not (folder / "study.journal").is_file():
-            raise SearchError(f"search: {run.base_run_id}'s search has not run; run it in one process first"
-                              f" (python main.py --only {run.base_run_id}), then under torchrun")
+                "seed": config.seed, "settings": base_run(run, config).resolved()})
         study = open_study(folder, search, config.seed)
         if not distributed:
             _fail_interrupted(study)
@@ -102,7 +102,7 @@ class Searches:
             objective = self._objective(run, folder)
             while len(finished_trials(study)) < search.n_trials:
                 study.optimize(objective, n_trials=1, catch=(FloatingPointError,), gc_after_trial=True)
-                self.log(_trial_line(run.base_run_id, study.trials[-1], search.n_trials))
+                self.log(_trial_line(run.base_run_id, study.trials[-1], len(finished_trials(study)), search.n_trials))
                 write_trials(study, search, folder / "search.csv")
         if is_main_process():
             write_trials(study, search, folder / "search.csv")
@@ -315,7 +315,7 @@ def _suggest(trial, key: str, dimension: dict):
     return suggest(key, dimension["low"], dimension["high"], log=dimension["log"])
 
 
-def _trial_line(base_run_id: str, trial, n_trials: int) -> str:
+def _trial_line(base_run_id: str, trial, finished: int, n_trials: int) -> str:
     params = " ".join(f"{key}={value:.3g}" if isinstance(value, float) else f"{key}={value}"
                       for key, value in trial.params.items())
     if trial.state.name == "COMPLETE":
@@ -324,5 +324,5 @@ def _trial_line(base_run_id: str, trial, n_trials: int) -> str:
         outcome = f"pruned after epoch {len(trial.intermediate_values)}"
     else:
         outcome = "failed: " + (trial.system_attrs.get("fail_reason") or "?").splitlines()[0]
-    return f"      {base_run_id} trial {trial.number} ({n_trials} to finish): {outcome}  {params}"
+    return f"      {base_run_id} trial {trial.number} ({finished} of {n_trials} finished): {outcome}  {params}"
 

@@ -36,11 +36,14 @@ def _main(tmp_path, raw, *extra, name="config.yaml") -> int:
 
 
 def _study(output, base="B1_v1"):
+    return _study_at(output / "search" / base / "study.journal")
+
+
+def _study_at(path):
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
 
-    path = str(output / "search" / base / "study.journal")
-    return optuna.load_study(study_name="search", storage=JournalStorage(JournalFileBackend(path)))
+    return optuna.load_study(study_name="search", storage=JournalStorage(JournalFileBackend(str(path))))
 
 
 def test_shuffled_test_labels_change_nothing_the_search_sees(tiny_data, tiny_models, tmp_path):
@@ -166,7 +169,10 @@ def test_pruned_trials_stop_training_and_a_search_with_no_complete_trial_fails_t
      r"training\.batch_size\.high: 32\.5 is invalid for training\.batch_size: .*integer"),
     ({"space": {"training.batch_size": [8, 0]}}, r"training\.batch_size\[1\]: 0 is invalid"),
     ({"space": {"training.batch_size": [8, 8]}}, r"training\.batch_size: \[8, 8\] lists a choice twice"),
-    ({"space": {"training.batch_size": []}}, r"training\.batch_size: \[\] is not a list of choices"),
+    ({"space": {"training.batch_size": []}}, r"training\.batch_size: \[\] lists no choice; list one or more values$"),
+    ({"space": {"training.pad_to_multiple_of": {"low": None, "high": 8}}}, r"a range needs numbers for low and high"),
+    ({"space": {"training.learning_rate": {"low": 1e-4, "high": 1e-2, "log": "yes"}}},
+     r"training\.learning_rate\.log: 'yes' is invalid; use true or false$"),
     ({"space": {"training.lr_scheduler": {"low": 1, "high": 2}}},
      r"training\.lr_scheduler: training\.lr_scheduler is not numeric, so it takes a list of choices"),
     ({"space": {"training.learning_rate": {"low": 1e-4, "hihg": 1e-2}}},
@@ -202,7 +208,7 @@ def test_search_block_placement_is_checked(tmp_path):
     assert config.task_search("C", "v1").n_trials == 4 and config.task_search("D", "v1").n_trials == 2
     dimensions, problems = search_dimensions(config.task_search("D", "v1"), "lora")
     assert problems == [] and dimensions == {
-        "training.learning_rate": {"kind": "float", "low": 1e-3, "high": 3e-2, "log": True},
+        "training.learning_rate": {"kind": "float", "low": 1e-2, "high": 5e-2, "log": True},
         "training.batch_size": {"kind": "categorical", "choices": [8, 16]}}
     assert config.task_training("C", "v1") == config.training  # a variant's search is no training setting
 
@@ -215,3 +221,60 @@ def test_a_bad_search_block_exits_2_and_writes_nothing(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "tasks.B.search.space.lora.r: not a setting of a 'full' run" in err[0]
     assert not (tmp_path / "out").exists()
+
+
+def test_two_writers_share_one_study_file(tmp_path):
+    """Two storages on one journal (as two processes would have; here threads, to stay fast) coordinate only
+    through its file lock: every trial of both is kept, each number once."""
+    import threading
+
+    from core.config import SearchConfig
+    from pipeline.search import open_study
+
+    search = SearchConfig(n_trials=6, space={"training.learning_rate": [1e-3]})
+    studies = [open_study(tmp_path, search, seed) for seed in (1, 2)]  # different seeds: distinct start-up trials
+    threads = [threading.Thread(target=study.optimize, args=(lambda trial: trial.suggest_float("x", 0, 1),),
+                                kwargs={"n_trials": 20}) for study in studies]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    trials = _study_at(tmp_path / "study.journal").trials
+    assert sorted(t.number for t in trials) == list(range(40)) and all(t.state.name == "COMPLETE" for t in trials)
+    assert len({t.params["x"] for t in trials}) == 40
+
+
+def test_under_torchrun_an_unfinished_search_is_refused(tiny_data, tiny_models, tmp_path, monkeypatch):
+    from dataclasses import replace
+
+    from dataset import load_splits
+    from pipeline.plan import build_plan
+    from pipeline.search import Searches, SearchError
+
+    config = validate(_searched_config(tiny_data, tiny_models["bert"], tmp_path / "out"))
+    (run,) = build_plan(config)
+    splits = load_splits(config.dataset)
+    with pytest.raises(ValueError, match="without test"):
+        Searches(config, splits)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(SearchError, match=r"B1_v1's search has not run with these settings; run it in one process first"
+                                          r" \(python main\.py --only B1_v1\), then under torchrun"):
+        Searches(config, replace(splits, test=None)).best(run)
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_search_config_searches_b_and_c_on_config_yamls_data_and_model():
+    from conftest import ROOT
+    from core.config import load_config
+    from pipeline.plan import build_plan
+
+    default, config = load_config(ROOT / "config.yaml"), load_config(ROOT / "configs" / "search.yaml")
+    assert config.models == default.models and config.dataset.source == default.dataset.source
+    assert config.dataset.validation_size >= 1000  # standard error about 1 point or less
+    runs = {run.run_id: run for run in build_plan(config)}
+    assert set(runs) == {"B1_v1", "C1_v1"} and runs["C1_v1"].lora.target_modules == ["query"]
+    spaces = {run_id: search_dimensions(run.search, run.method) for run_id, run in runs.items()}
+    assert all(problems == [] for _, problems in spaces.values())
+    assert set(spaces["B1_v1"][0]) == {"training.learning_rate", "training.batch_size"}
+    assert set(spaces["C1_v1"][0]) == {"training.learning_rate", "lora.r", "training.batch_size"}
+    assert spaces["B1_v1"][0]["training.batch_size"]["choices"] == [8, 16, 32]
