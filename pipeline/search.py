@@ -63,7 +63,10 @@ class Searches:
         """`run` with its search's best settings applied (searching first, unless already done)."""
         if run.base_run_id not in self._results:
             try:
-                self._results[run.base_run_id] = self._search(run)
+                result = self._results[run.base_run_id] = self._search(run)
+                chosen = " ".join(f"{key}={value}" for key, value in result["params"].items())
+                self.log(f"      {run.base_run_id}: chose trial {result['best_trial']} of {result['n_trials']}"
+                         f" (validation accuracy {result['validation_accuracy']:.4f}): {chosen}")
             except Exception as error:  # every seed of this base run fails with it
                 self._results[run.base_run_id] = error
         result = self._results[run.base_run_id]
@@ -72,8 +75,6 @@ class Searches:
         return applied(run, result)
 
     def _search(self, run: Run) -> dict:
-        import optuna
-
         config, search = self.config, run.search
         folder = search_folder(config, run)
         identity = _identity(run, config)
@@ -91,6 +92,8 @@ class Searches:
         study = open_study(folder, search, config.seed)
         if not distributed:
             _fail_interrupted(study)
+            for scratch in folder.glob(".trial-*"):  # a killed trial's scratch folder
+                shutil.rmtree(scratch, ignore_errors=True)
         missing = search.n_trials - len(finished_trials(study))
         if missing > 0:
             if distributed:
@@ -247,7 +250,7 @@ def _result(run: Run, study, search: SearchConfig) -> dict:
     best = max(complete, key=lambda t: (t.value, -t.number))  # the first of equals
     seconds = sum((t.datetime_complete - t.datetime_start).total_seconds() for t in trials
                   if t.datetime_complete and t.datetime_start)
-    return {"n_trials": search.n_trials, "space": search.space, "pruner": search.pruner,
+    return {"n_trials": search.n_trials, "space": search_dimensions(search, run.method)[0], "pruner": search.pruner,
             "trials": {state: sum(t.state.name == state for t in trials) for state in CSV_STATES},
             "best_trial": best.number, "validation_accuracy": best.value,
             "params": {key: best.params[key] for key in search.space},
@@ -304,7 +307,7 @@ def finished(run: Run, config: PipelineConfig) -> Run:
 def _identity(run: Run, config: PipelineConfig) -> str:
     """Everything a search's trials depend on except n_trials (raising it continues the same study)."""
     identity = {"run": fingerprint(base_run(run, config), config), "seed": config.seed,
-                "search": run.search.model_dump(exclude={"n_trials"})}
+                "space": search_dimensions(run.search, run.method)[0], "pruner": run.search.pruner}  # typed: 1e-5 == 0.00001
     return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
