@@ -105,7 +105,9 @@ def run(args) -> int:
     runs = build_plan(config, args.only)
     if args.dry_run:
         from pipeline.estimate import print_dry_run
+        from pipeline.search import finished
 
+        runs = [finished(run, config) for run in runs]  # a finished search's settings; nothing is written
         print_dry_run(config, runs, force=args.force)
         return 0
 

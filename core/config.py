@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, create_model, model_validator
 
 AG_NEWS_CLASSES = ["World", "Sports", "Business", "Sci/Tech"]
 
@@ -138,12 +138,23 @@ class LoraConfig(Strict):
 LoraOverrides = _all_optional(LoraConfig, "LoraOverrides")
 
 
+class SearchConfig(Strict):
+    """A hyperparameter search on the validation split (pipeline/search.py): Optuna's TPE sampler, seeded
+    with `seed`, and per-epoch pruning. `space` maps a dotted setting of the run (training.learning_rate,
+    lora.r, ...) to a range {low, high, log} or a list of choices; `search_dimensions` checks it."""
+
+    n_trials: PositiveInt  # trials that finish (complete, pruned or failed); an interrupted one is redone
+    space: dict[str, Any] = Field(min_length=1)
+    pruner: Literal["median", "none"] = "median"  # median: stop a trial whose epoch is below the median
+
+
 class VariantConfig(TrainingOverrides):  # type: ignore[valid-type,misc]
     """A named hyperparameter set that tasks list: training overrides and, for LoRA tasks, LoRA overrides.
     A sweep is a set of variants: {r4: {lora: {r: 4}}, r16: {lora: {r: 16}}} gives C1_r4 and C1_r16."""
 
     lora: LoraOverrides | None = None  # type: ignore[valid-type]
     adapter: dict[str, Any] | None = None  # overrides of a `peft` task's adapter block (e.g. {r: 16})
+    search: SearchConfig | None = None  # a task's own search block replaces it
 
 # What each method needs: does it train, does it load a transformer, which settings block it reads.
 # module: the tasks/ module that runs it; settings: the config block it reads (`lora`: the top-level
@@ -169,6 +180,7 @@ class TaskConfig(Strict):
     training: TrainingOverrides = Field(default_factory=TrainingOverrides)  # type: ignore[valid-type]
     lora: LoraOverrides | None = None  # type: ignore[valid-type]
     adapter: dict[str, Any] | None = None  # method peft: peft_type and PEFT's own config fields
+    search: SearchConfig | None = None  # search these settings on validation before each of its runs
     enabled: bool = True
 
 
@@ -244,6 +256,7 @@ class PipelineConfig(Strict):
                     self.variants[v].adapter for v in task.variants if v in self.variants):
                 problems.append(f"{where}.adapter: method 'peft' needs an adapter block with a peft_type,"
                                 f" e.g. adapter: {{peft_type: IA3, target_modules: [key, value]}}")
+            problems += self._search_problems(name)
         if problems:
             raise ValueError("\n".join(problems))
         return self
@@ -251,9 +264,26 @@ class PipelineConfig(Strict):
     def task_training(self, task: str, variant: str) -> TrainingConfig:
         """Defaults, then the variant, then the task's own overrides."""
         merged = self.training.model_dump()
-        merged.update(self.variants[variant].model_dump(exclude_none=True, exclude={"lora", "adapter"}))
+        merged.update(self.variants[variant].model_dump(exclude_none=True, exclude={"lora", "adapter", "search"}))
         merged.update(self.tasks[task].training.model_dump(exclude_none=True))
         return TrainingConfig(**merged)
+
+    def task_search(self, task: str, variant: str) -> SearchConfig | None:
+        """The task's search block, else its variant's."""
+        return self.tasks[task].search or self.variants[variant].search
+
+    def _search_problems(self, name: str) -> list[str]:
+        task = self.tasks[name]
+        method = METHODS[task.method]
+        if not method["trains"]:
+            return [f"tasks.{name}.search: method {task.method!r} does not train; remove search"] \
+                if task.search is not None else []
+        problems = []
+        for variant in task.variants:
+            if variant in self.variants and self.task_search(name, variant) is not None:
+                where = f"tasks.{name}.search" if task.search is not None else f"variants.{variant}.search"
+                problems += search_dimensions(self.task_search(name, variant), task.method, where)[1]
+        return list(dict.fromkeys(problems))
 
     def task_lora(self, task: str, variant: str) -> LoraConfig:
         """Defaults, then the variant's lora block, then the task's own."""
@@ -269,6 +299,82 @@ class PipelineConfig(Strict):
         for block in (self.variants[variant].adapter, self.tasks[task].adapter):
             merged.update({str(key): value for key, value in (block or {}).items()})
         return merged
+
+
+# ----------------------------------------------------------------------------------------------
+# Search spaces
+
+
+def searchable_blocks(method: str) -> dict[str, type[BaseModel]]:
+    """The settings blocks a run of `method` has, by the name its keys start with: `training`, and the
+    block METHODS names for it (`lora`, ...), typed as the top-level block of that name."""
+    blocks = {"training": TrainingConfig}
+    settings = METHODS[method]["settings"]
+    if settings:
+        blocks[settings] = _unwrap(PipelineConfig.model_fields[settings].annotation)
+    return blocks
+
+
+def search_dimensions(search: SearchConfig, method: str, where: str = "search") -> tuple[dict[str, dict], list[str]]:
+    """({dotted key: {"kind": float|int|categorical, "low", "high", "log" | "choices"}}, problems).
+
+    Each key must be a setting of the run (a dotted path into its settings blocks); range ends and
+    choices are converted and checked as that setting is (so 1e-5 is a float, 0 is no batch size)."""
+    blocks = searchable_blocks(method)
+    valid = [f"{block}.{field}" for block, model in blocks.items() for field in model.model_fields]
+    dimensions, problems = {}, []
+    for key, spec in search.space.items():
+        at = f"{where}.space.{key}"
+        block, _, field = str(key).partition(".")
+        if block not in blocks or field not in blocks[block].model_fields:
+            problems.append(f"{at}: not a setting of a {method!r} run{did_you_mean(key, valid)};"
+                            f" searchable: {', '.join(f'{b}.*' for b in blocks)}")
+            continue
+        info = blocks[block].model_fields[field]
+        kind = _unwrap(info.annotation)
+        check = TypeAdapter(Annotated[(info.annotation, *info.metadata)] if info.metadata else info.annotation)
+
+        def convert(value, what):
+            try:
+                return check.validate_python(value)
+            except ValidationError as error:
+                problems.append(f"{at}{what}: {value!r} is invalid for {key}: {error.errors()[0]['msg']}")
+
+        if isinstance(spec, list):
+            if kind not in (bool, int, float, str):
+                problems.append(f"{at}: {key} is not a number, true/false or text, so it cannot be searched")
+            elif not spec:
+                problems.append(f"{at}: [] lists no choice; list one or more values")
+            else:
+                choices = [convert(value, f"[{i}]") for i, value in enumerate(spec)]
+                if len(set(map(repr, choices))) < len(choices):
+                    problems.append(f"{at}: {spec!r} lists a choice twice; list each once")
+                dimensions[key] = {"kind": "categorical", "choices": choices}
+        elif isinstance(spec, dict):
+            unknown = [k for k in spec if k not in ("low", "high", "log")]
+            if unknown or not {"low", "high"} <= set(spec):
+                problems.append(f"{at}: a range is {{low, high, log}}, got {spec!r}"
+                                + (did_you_mean(unknown[0], ["low", "high", "log"]) if unknown else ""))
+            elif kind not in (int, float):
+                problems.append(f"{at}: {key} is not numeric, so it takes a list of choices, not a range")
+            elif not isinstance(spec.get("log", False), bool):
+                problems.append(f"{at}.log: {spec['log']!r} is invalid; use true or false")
+            else:
+                found = len(problems)
+                low, high, log = convert(spec["low"], ".low"), convert(spec["high"], ".high"), spec.get("log", False)
+                if len(problems) > found:
+                    continue
+                if low is None or high is None:
+                    problems.append(f"{at}: a range needs numbers for low and high, got {spec!r}")
+                elif low >= high:
+                    problems.append(f"{at}: low {low!r} must be below high {high!r}")
+                elif log and low <= 0:
+                    problems.append(f"{at}: a log range needs low > 0, got {low!r}")
+                else:
+                    dimensions[key] = {"kind": kind.__name__, "low": low, "high": high, "log": log}
+        else:
+            problems.append(f"{at}: {spec!r} is neither a range {{low, high, log}} nor a list of choices")
+    return dimensions, problems
 
 
 # ----------------------------------------------------------------------------------------------

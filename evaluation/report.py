@@ -43,6 +43,7 @@ def render(summary: pd.DataFrame, records: list[dict], figures: dict[str, list[P
         lines += _runs_section(complete, reference)
         lines += _statistics_notes(complete, reference, reference_run)
     lines += _failed_section(summary)
+    lines += search_section(records, output_dir)
     lines += _plots_section(figures, output_dir)
     return "\n".join(lines).rstrip() + "\n"
 
@@ -181,6 +182,43 @@ def _failed_section(summary: pd.DataFrame) -> list[str]:
     for _, row in failed.iterrows():
         lines.append(f"| {row['run_id']} | {_text(row['error']).replace('|', '/')} |")
     return lines + ["", "Each failed run's folder holds `error.log` with the traceback.", ""]
+
+
+def search_section(records: list[dict], output_dir: Path) -> list[str]:
+    """Per searched base run (once, whatever its seeds): the chosen trial and every trial, from the
+    search.csv in its first run's folder (pipeline/search.py)."""
+    searched = {}
+    for record in records:
+        if record.get("search") and (output_dir / record["run_id"] / "search.csv").is_file():
+            searched.setdefault(record.get("base_run_id") or record["run_id"], record)
+    if not searched:
+        return []
+    lines = ["## Searches", "", "Settings chosen on the validation split: each trial trained on train and was scored"
+             " on validation, epoch by epoch; nothing in a search reads test labels.", ""]
+    for base_run, record in searched.items():
+        search = record["search"]
+        trials = pd.read_csv(output_dir / record["run_id"] / "search.csv")
+        names = {"COMPLETE": "complete", "PRUNED": "pruned", "FAIL": "failed"}
+        counts = ", ".join(f"{n} {names.get(state, state)}" for state, n in (search.get("trials") or {}).items())
+        chosen = ", ".join(f"{key}={_setting(value)}" for key, value in search["params"].items())
+        lines += [f"### {base_run}", "",
+                  f"Best of {len(trials)} trials ({counts}): trial {search['best_trial']}, validation accuracy"
+                  f" {search['validation_accuracy']:.4f}, with {chosen}. Trials: `{search['folder']}/search.csv`.", "",
+                  "| " + " | ".join(trials.columns) + " |", "|" + "---:|" * (len(trials.columns) - 1) + "---|"]
+        for _, row in trials.iterrows():
+            cells = [_setting(row[column]) for column in trials.columns[:-2]]
+            cells += [_number(row["validation_accuracy"], "{:.4f}"), row["state"]]
+            if row["trial"] == search["best_trial"]:
+                cells[0] = f"**{cells[0]}**"
+            lines.append("| " + " | ".join(str(cell) for cell in cells) + " |")
+        lines.append("")
+    return lines
+
+
+def _setting(value) -> str:
+    if isinstance(value, float) and not pd.isna(value) and not value.is_integer():
+        return f"{value:.3g}"
+    return _text(value.item() if hasattr(value, "item") else value)
 
 
 def _plots_section(figures: dict[str, list[Path]], output_dir: Path) -> list[str]:

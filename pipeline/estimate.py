@@ -13,6 +13,7 @@ rounded up to `pad_to_multiple_of`), and one batch of inference is timed likewis
     batches per epoch x epochs x seconds per training step
     + (validation texts x epochs [+ training texts x epochs with eval_on_train] + test texts)
       / eval_batch_size x seconds per inference batch
+    + for a run whose search has not finished: n_trials x (its training + validation scoring)
 
 Model loading, checkpoint writing and first-run tokenisation are not counted; treat the figure as
 within about a factor of 1.5. Runs whose steps cost the same (same model, method, LoRA shape, batch
@@ -105,6 +106,9 @@ def estimate_run(run: Run, config: PipelineConfig, splits, data_problem: str | N
         if training.eval_on_train:
             texts_evaluated += len(splits.train) * training.epochs
         seconds += batches * step
+        if run.search is not None and run.search_result is None:  # each trial trains and scores validation
+            per_trial = batches * step + len(splits.validation) * training.epochs / training.eval_batch_size * inference
+            seconds += run.search.n_trials * per_trial
     seconds += texts_evaluated / training.eval_batch_size * inference
     return Estimate(trainable, total, seconds)
 

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-from core.config import METHODS, ConfigError, LoraConfig, PipelineConfig, TrainingConfig, did_you_mean
+from core.config import METHODS, ConfigError, LoraConfig, PipelineConfig, SearchConfig, TrainingConfig, did_you_mean
+
+SEARCH_FOLDER = "search"  # output_dir/search/<BASE_RUN_ID>/: a base run's search, shared by its seeds
 
 
 @dataclass(frozen=True)
@@ -19,6 +21,8 @@ class Run:
     seed: int = 42
     base_run_id: str = ""  # the run id without its seed suffix (B1_v1 for B1_v1_s43); the run id when unseeded
     adapter: dict | None = field(default=None, hash=False)  # method peft: peft_type and PEFT's config fields
+    search: SearchConfig | None = None  # settings to search on validation first (pipeline/search.py)
+    search_result: dict | None = None  # the search's best trial, once its settings are applied
 
     def __post_init__(self):
         if not self.base_run_id:
@@ -31,6 +35,7 @@ class Run:
             "model_number": self.model_number, "model": self.model, "variant": self.variant, "seed": self.seed,
             "training": self.training.model_dump(exclude={"ddp_timeout"}) if self.training else None,
             "lora": self.lora.model_dump() if self.lora else None,
+            **({"search": self.search_result} if self.search_result else {}),  # unsearched runs: as before
         }
         if self.adapter is not None:  # only then: runs without one keep their fingerprints
             resolved["adapter"] = dict(self.adapter)
@@ -48,6 +53,12 @@ class Run:
                          + (" rslora" if self.lora.use_rslora else "") + (" dora" if self.lora.use_dora else ""))
         if self.adapter:
             parts.append(" ".join(f"{key}={_short(value)}" for key, value in self.adapter.items()))
+        if self.search_result:
+            result = self.search_result
+            parts.append(f"search=done: best trial {result['best_trial']} of {result['n_trials']}"
+                         f" (validation {result['validation_accuracy']:.4f})")
+        elif self.search:
+            parts.append(f"search={self.search.n_trials} trials over {','.join(self.search.space)} first")
         return "  ".join(parts)
 
 
@@ -66,6 +77,8 @@ def build_plan(config: PipelineConfig, only: list[str] | None = None) -> list[Ru
         runs = [replace(r, run_id=f"{r.run_id}_s{seed}", seed=seed, base_run_id=r.run_id)
                 for seed in config.seeds for r in runs]
     ids = [r.run_id for r in runs]
+    if SEARCH_FOLDER in ids:
+        raise ConfigError(f"tasks.{SEARCH_FOLDER}: output_dir/{SEARCH_FOLDER}/ holds the searches; rename the task")
     duplicates = sorted({i for i in ids if ids.count(i) > 1})
     if duplicates:
         raise ConfigError(f"tasks: run ids {', '.join(duplicates)} occur twice; rename a task")
@@ -98,7 +111,8 @@ def _base_runs(config: PipelineConfig) -> list[Run]:
                 lora = config.task_lora(task_name, variant) if method["settings"] == "lora" else None
                 adapter = _adapter(config, task_name, variant) if method["settings"] == "adapter" else None
                 runs.append(Run(f"{task_name}{number}_{variant}", task_name, task.method, number, model, variant,
-                                config.task_training(task_name, variant), lora, config.seed, adapter=adapter))
+                                config.task_training(task_name, variant), lora, config.seed, adapter=adapter,
+                                search=config.task_search(task_name, variant)))
     return runs
 
 

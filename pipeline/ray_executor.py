@@ -56,6 +56,13 @@ def run_with_ray(config: PipelineConfig, runs: list[Run], splits: Splits, force:
                  show_progress: bool = True, log=print) -> list[Outcome]:
     import ray
 
+    from pipeline.search import finished
+
+    runs = [finished(run, config) for run in runs]  # a finished search's settings
+    unsearched = sorted({run.base_run_id for run in runs if run.search is not None and run.search_result is None})
+    if unsearched:
+        raise PlanError(f"search: {', '.join(unsearched)} has a search that has not finished; run it first with the"
+                        f" sequential executor (python main.py --only {' '.join(unsearched)}), then with --executor ray")
     resources = ray.cluster_resources()
     gpus = config.ray.gpus_per_run
     if gpus is None:  # a task without GPUs sees none (Ray hides them), so use them where there are some

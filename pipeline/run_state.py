@@ -39,10 +39,10 @@ def decide(run: Run, config: PipelineConfig, choice: Choice | None, force: bool 
         return RUN
     folder = Path(config.output_dir) / run.run_id
     expected = fingerprint(run, config, choice)
-    finished = _read(folder / "metrics.json")
+    finished = read_json(folder / "metrics.json")
     if finished.get("status") == "complete" and finished.get("fingerprint") == expected:
         return SKIP
-    started = _read(folder / "run.json")
+    started = read_json(folder / "run.json")
     if started.get("fingerprint") == expected and latest_checkpoint(folder / "checkpoints") is not None:
         return RESUME
     return RUN
@@ -58,7 +58,7 @@ def begin(run: Run, config: PipelineConfig, action: str, choice: Choice | None) 
                                             "precision": choice.as_dict() if choice else None})
 
 
-def _read(path: Path) -> dict:
+def read_json(path: Path) -> dict:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):

@@ -11,7 +11,7 @@ import platform
 import sys
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import metadata
 from pathlib import Path
 
@@ -33,7 +33,8 @@ from core.memory import PeakMemory
 from core.models import ModelError, check_available, check_max_length
 from pipeline.plan import Run
 from pipeline.precision import resolve_all
-from pipeline.run_state import RESUME, SKIP, begin, decide, fingerprint
+from pipeline.run_state import RESUME, RUN, SKIP, begin, decide, fingerprint
+from pipeline.search import Searches, copy_trials
 from tasks import runner_for
 from tasks.base import RunContext, TaskResult
 
@@ -140,6 +141,7 @@ def run_plan(config: PipelineConfig, runs: list[Run], splits: Splits, force: boo
     for record in read_records(output):
         if record["status"] == "complete" and record.get("total_seconds"):
             durations.setdefault(record["method"], []).append(record["total_seconds"])
+    searches = _searches(config, runs, splits, force, show_progress, log)
     for number, run in enumerate(runs, start=1):
         prefix = f"[{number}/{len(runs)}] {run.run_id}"
 
@@ -148,7 +150,15 @@ def run_plan(config: PipelineConfig, runs: list[Run], splits: Splits, force: boo
             log(f"{prefix}  {'resuming' if action == RESUME else 'running'}"
                 f"  elapsed {clock(time.perf_counter() - started)}  ETA {eta}")
 
-        outcome = run_one(run, config, splits, device, force, before, show_progress, announce, choices[run.run_id])
+        failure = None
+        if run.search is not None:  # search first (once per base run), then decide with the chosen settings
+            try:
+                run = searches.best(run)
+                choices[run.run_id] = resolve_all(config, [run], device, splits)[run.run_id]  # its own batch size
+            except Exception as error:  # recorded as this run's failure; the next run goes on
+                failure = error
+        outcome = run_one(run, config, splits, device, force, before, show_progress, announce, choices[run.run_id],
+                          failure)
         outcomes.append(outcome)
         if outcome.skipped:
             log(f"{prefix}  skipped: {outcome.note}")
@@ -162,23 +172,25 @@ def run_plan(config: PipelineConfig, runs: list[Run], splits: Splits, force: boo
 
 
 def run_one(run: Run, config: PipelineConfig, splits: Splits, device, force: bool = False,
-            before: dict | None = None, show_progress: bool = True, announce=None, choice=UNRESOLVED) -> Outcome:
+            before: dict | None = None, show_progress: bool = True, announce=None, choice=UNRESOLVED,
+            failure: Exception | None = None) -> Outcome:
     """One run as every executor runs it: claim its lock, decide again (another process may have finished it
     meanwhile), run it, write its files, release the lock. Under torchrun rank 0 claims and decides, and the
     other ranks follow. `choice`: the run's precision; resolved here, on this process's device, when not given
-    (a Ray task)."""
+    (a Ray task). `failure`: the run's search failed; the run is recorded as failed with that error."""
     if choice is UNRESOLVED:
         choice = resolve_all(config, [run], device, splits)[run.run_id]
     lock = run_lock(Path(config.output_dir), run.run_id)
     try:
-        action, note = claim(lock, run, config, choice, force, before) if is_main_process() else (None, None)
+        action, note = claim(lock, run, config, choice, force or failure is not None, before) \
+            if is_main_process() else (None, None)
         action, note = distributed.broadcast((action, note))
         if action in (SKIP, HELD):
             return Outcome(run.run_id, "complete" if action == SKIP else HELD, 0.0, skipped=True, note=note)
         if announce is not None:
             announce(action)
         context = RunContext(config, splits, Path(config.output_dir) / run.run_id, device, show_progress, choice)
-        return execute(run, context, fingerprint(run, config, choice))
+        return execute(run, context, fingerprint(run, config, choice), task=_raising(failure) if failure else None)
     finally:
         lock.release()
 
@@ -194,6 +206,8 @@ def claim(lock, run: Run, config: PipelineConfig, choice, force: bool, before: d
             finished_files(config, [run], {run.run_id: choice})[run.run_id] not in (None, before.get(run.run_id)):
         return SKIP, "finished by another process since this one started"
     begin(run, config, action, choice)
+    if run.search_result:
+        copy_trials(config, run, Path(config.output_dir) / run.run_id)
     return action, None
 
 
@@ -244,8 +258,9 @@ def quiet_libraries() -> None:
     warnings.filterwarnings("ignore", category=UserWarning, module=r"peft\.")  # advice on layer types, extensions
 
 
-def execute(run: Run, context: RunContext, run_fingerprint: str | None = None) -> Outcome:
-    """One run: its task, then metrics.json, predictions.csv and epochs.csv under results/<RUN_ID>/."""
+def execute(run: Run, context: RunContext, run_fingerprint: str | None = None, task=None) -> Outcome:
+    """One run: its task (`task`, else its method's), then metrics.json, predictions.csv and epochs.csv
+    under results/<RUN_ID>/."""
     context.run_dir.mkdir(parents=True, exist_ok=True)
     started_at = dt.datetime.now(dt.timezone.utc)
     start = time.perf_counter()
@@ -253,7 +268,7 @@ def execute(run: Run, context: RunContext, run_fingerprint: str | None = None) -
     result: TaskResult | None = None
     with PeakMemory() as memory:
         try:
-            result = runner_for(run.method)(run, context)
+            result = (task or runner_for(run.method))(run, context)
             _check_probabilities(result, context.splits)
         except Exception as exception:  # recorded, and the next run goes on
             error = f"{type(exception).__name__}: {exception}".splitlines()[0]
@@ -270,6 +285,7 @@ def execute(run: Run, context: RunContext, run_fingerprint: str | None = None) -
         "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds"),
         "total_seconds": round(seconds, 3),
         "config": run.resolved(),
+        **({"search": run.search_result} if run.search_result else {}),  # the trial its settings came from
         "data": {"source": context.splits.source, "sizes": context.splits.sizes(),
                  "class_names": list(context.splits.class_names),
                  "max_length": context.config.dataset.max_length},  # tokens; predict and export truncate alike
@@ -348,6 +364,21 @@ def _epoch_columns(result: TaskResult) -> list[str]:
 
 def _discard(line: str) -> None:
     pass
+
+
+def _searches(config: PipelineConfig, runs: list[Run], splits: Splits, force: bool, show_progress: bool, log):
+    """The plan's searches, handed the splits without test: a search cannot read test labels."""
+    if not any(run.search is not None for run in runs):
+        return None
+    return Searches(config, replace(splits, test=None), force, show_progress, log)
+
+
+def _raising(error: Exception):
+    """A task that fails with `error` (a search that failed), so the run is recorded like any failure."""
+    def task(run, context):
+        raise error
+
+    return task
 
 
 def _round(value: float | None, digits: int = 3) -> float | None:

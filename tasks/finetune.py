@@ -3,6 +3,7 @@ wrapped (tasks/adapters.py) and, for a few PEFT methods, a hook (tasks/hooks.py)
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -22,6 +23,52 @@ from tasks.base import RunContext, TaskResult
 
 
 def run(run, context: RunContext) -> TaskResult:
+    fitted = fit(run, context, context.run_dir / "checkpoints")  # best validation restored at the end
+    config, splits, training = context.config, context.splits, run.training
+    trainer, tokenizer, bf16, checkpoints = fitted.trainer, fitted.tokenizer, fitted.bf16, context.run_dir / "checkpoints"
+
+    model_dir = context.run_dir / "model"
+    trainer.save_model(str(model_dir))  # full weights, or adapter + head for PEFT methods (rank 0 only)
+    if is_main_process():
+        for hook in fitted.hooks:
+            hook.after_save(trainer.model, model_dir, context.run_dir)
+        tokenizer.save_pretrained(str(model_dir))
+
+    test_ids = tokenize(splits.test["text"].tolist(), tokenizer, config.dataset.max_length, config.dataset.cache_dir)
+    # Adapters folded into the base weights predict the same, at the speed of the plain model.
+    probabilities, test_seconds = predict_probabilities(merged(trainer.model), test_ids, tokenizer.pad_token_id,
+                                                        training.eval_batch_size, context.device, bf16)
+    test = classification_metrics(splits.test["label"], probabilities.argmax(axis=1), splits.class_names)
+    options.log_test_metrics(trainer, {k: test[k] for k in ("accuracy", "f1_macro", "balanced_accuracy")})
+    extra = {"class_weights": fitted.class_weights} if fitted.class_weights else {}
+    if training.early_stopping_patience is not None:
+        extra["early_stopping"] = {"patience_epochs": training.early_stopping_patience,
+                                   "patience_evaluations": training.early_stopping_patience * training.evaluations_per_epoch,
+                                   "stopped_at_epoch": options.stopped_early(trainer)}
+    return TaskResult(probabilities=probabilities, test_seconds=test_seconds, precision="bf16" if bf16 else "fp32",
+                      trainable_parameters=fitted.trainable, total_parameters=fitted.total,
+                      train_seconds=fitted.clock.elapsed, epochs=epoch_rows(checkpoints), extra=extra,
+                      resumed_from=fitted.resumed_from,
+                      steps=step_rows(checkpoints) if training.logging_steps else [])
+
+
+@dataclass
+class Fitted:
+    trainer: Trainer
+    tokenizer: object
+    trainable: int
+    total: int
+    bf16: bool
+    clock: "ElapsedTime"
+    hooks: list  # the method's training hooks (tasks/hooks.py), for after_save
+    class_weights: list[float] | None
+    resumed_from: dict | None  # {"checkpoint", "step", "steps_trained"} for a run that resumed
+
+
+def fit(run, context: RunContext, checkpoints: Path, callbacks=(), **arguments) -> Fitted:
+    """Train on `context.splits.train`, scoring `validation` as scheduled; resume from `checkpoints` if any.
+    Reads neither the test split nor anything but train and validation (the search relies on it).
+    `arguments` override TrainingArguments (a search trial saves no checkpoints)."""
     config, splits, training = context.config, context.splits, run.training
     set_seed(run.seed)  # the new head's initial weights, LoRA's A matrices, dropout and data order
     model, tokenizer = load_classifier(run.model, len(splits.class_names), splits.class_names,
@@ -43,19 +90,19 @@ def run(run, context: RunContext) -> TaskResult:
     if training.eval_on_train:
         eval_sets["train"] = TokenizedTexts(train_ids, train_labels, longest_first=True)
 
-    checkpoints = context.run_dir / "checkpoints"
     clock = ElapsedTime()
     weights = options.class_weights(training.class_weights, train_labels, splits.class_names)
+    schedule = {"run_name": run.run_id, **options.schedule(training, len(train_set)), **arguments}
     trainer = FiniteLossTrainer(
         model=model,
-        args=training_arguments(training, checkpoints, bf16, context, run.seed, run_name=run.run_id,
-                                **options.schedule(training, len(train_set))),
+        args=training_arguments(training, checkpoints, bf16, context, run.seed, **schedule),
         train_dataset=train_set,
         eval_dataset=eval_sets,
         data_collator=DataCollatorWithPadding(tokenizer, pad_to_multiple_of=training.pad_to_multiple_of),
         compute_metrics=validation_metrics,
         compute_loss_func=options.weighted_loss(weights) if weights else None,
-        callbacks=[clock, *options.callbacks(training, context.run_dir), *filter(None, (hook.callback() for hook in active))],
+        callbacks=[clock, *options.callbacks(training, context.run_dir), *filter(None, (h.callback() for h in active)),
+                   *callbacks],
         optimizers=(next(filter(None, (hook.optimizer(model, adapter, training) for hook in active)), None), None),
     )
     if not context.show_progress:
@@ -64,39 +111,16 @@ def run(run, context: RunContext) -> TaskResult:
     resume = latest_checkpoint(checkpoints)
     for hook in active if is_main_process() else []:
         hook.before_training(model, context.run_dir)
-    trainer.train(resume_from_checkpoint=str(resume) if resume else None)  # best validation restored at the end
-    stopped_at = options.stopped_early(trainer)
+    trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     resumed_from = ({"checkpoint": resume.name, "step": int(resume.name.split("-")[-1]), "steps_trained": clock.steps}
                     if resume else None)
-
-    model_dir = context.run_dir / "model"
-    trainer.save_model(str(model_dir))  # full weights, or adapter + head for PEFT methods (rank 0 only)
-    if is_main_process():
-        for hook in active:
-            hook.after_save(trainer.model, model_dir, context.run_dir)
-        tokenizer.save_pretrained(str(model_dir))
-
-    test_ids = tokenize(splits.test["text"].tolist(), tokenizer, config.dataset.max_length, config.dataset.cache_dir)
-    # Adapters folded into the base weights predict the same, at the speed of the plain model.
-    probabilities, test_seconds = predict_probabilities(merged(trainer.model), test_ids, tokenizer.pad_token_id,
-                                                        training.eval_batch_size, context.device, bf16)
-    test = classification_metrics(splits.test["label"], probabilities.argmax(axis=1), splits.class_names)
-    options.log_test_metrics(trainer, {k: test[k] for k in ("accuracy", "f1_macro", "balanced_accuracy")})
-    extra = {"class_weights": weights} if weights else {}
-    if training.early_stopping_patience is not None:
-        extra["early_stopping"] = {"patience_epochs": training.early_stopping_patience,
-                                   "patience_evaluations": training.early_stopping_patience * training.evaluations_per_epoch,
-                                   "stopped_at_epoch": stopped_at}
-    return TaskResult(probabilities=probabilities, test_seconds=test_seconds, precision="bf16" if bf16 else "fp32",
-                      trainable_parameters=trainable, total_parameters=total, train_seconds=clock.elapsed,
-                      epochs=epoch_rows(checkpoints), extra=extra, resumed_from=resumed_from,
-                      steps=step_rows(checkpoints) if training.logging_steps else [])
+    return Fitted(trainer, tokenizer, trainable, total, bf16, clock, active, weights, resumed_from)
 
 
-def training_arguments(training, output_dir: Path, bf16: bool, context: RunContext, seed: int, run_name=None,
-                       eval_strategy="epoch", save_strategy="epoch", logging_strategy="epoch", **schedule):
-    """`schedule`: eval/save/logging steps (tasks/options.py); the defaults validate, save and log once per epoch."""
-    return TrainingArguments(
+def training_arguments(training, output_dir: Path, bf16: bool, context: RunContext, seed: int, **overrides):
+    """`overrides`: the schedule's eval/save/logging steps (tasks/options.py) and a search trial's settings; by
+    default a run validates, saves and logs once per epoch."""
+    arguments = dict(
         output_dir=str(output_dir),
         num_train_epochs=training.epochs,
         per_device_train_batch_size=training.batch_size,
@@ -110,17 +134,15 @@ def training_arguments(training, output_dir: Path, bf16: bool, context: RunConte
         bf16=bf16,
         use_cpu=context.device.type == "cpu",
         train_sampling_strategy="group_by_length" if training.group_by_length else "random",
-        eval_strategy=eval_strategy,
-        save_strategy=save_strategy,
-        logging_strategy=logging_strategy,  # default: one mean train loss per epoch, for epochs.csv
-        **schedule,
+        eval_strategy="epoch",
+        save_strategy="epoch",
+        logging_strategy="epoch",  # default: one mean train loss per epoch, for epochs.csv
         save_total_limit=training.save_total_limit,
         load_best_model_at_end=True,
         metric_for_best_model="validation_accuracy",
         greater_is_better=True,
         seed=seed,
         report_to=options.trainer_report_to(training, context.config.output_dir),
-        run_name=run_name,
         restore_callback_states_from_checkpoint=True,  # early stopping's patience survives a resume
         disable_tqdm=not context.show_progress,
         ddp_timeout=training.ddp_timeout,  # seconds; under torchrun the process group is already made with it
@@ -136,6 +158,7 @@ def training_arguments(training, output_dir: Path, bf16: bool, context: RunConte
         accelerator_config={"non_blocking": training.non_blocking},
         torch_compile=training.torch_compile,
     )
+    return TrainingArguments(**{**arguments, **overrides})
 
 
 def weights_in_bf16(model, training, bf16: bool):
