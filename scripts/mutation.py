@@ -32,7 +32,7 @@ MODULES = {
     "adapters": ("tasks/adapters.py", ["tests/test_adapters.py"]),
     "run_state": ("pipeline/run_state.py", ["tests/test_run_state.py"]),
     "checkpoints": ("core/checkpoints.py", ["tests/test_checkpoints.py"]),
-    "dataset": ("dataset.py", ["tests/test_dataset.py"]),
+    "dataset": ("dataset.py", ["tests/test_dataset.py", "tests/test_own_data.py"]),
     "config": ("core/config.py", ["tests/test_config.py"]),
     "lock": ("core/lock.py", ["tests/test_lock.py"]),
 }
