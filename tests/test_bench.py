@@ -73,7 +73,7 @@ def test_peak_is_the_best_shape(monkeypatch):
     the fastest shape's rate, and every shape's rate must be reported as injected."""
     import types
 
-    import bench.flops
+    import core.precision
 
     rates = {(16, 16): 40.0, (16, 64): 120.0, (64, 16): 80.0}  # GFLOP/s per (in, out); the middle one is fastest
     now = [0.0]
@@ -84,7 +84,7 @@ def test_peak_is_the_best_shape(monkeypatch):
         return x
 
     monkeypatch.setattr(torch.nn.functional, "linear", linear)
-    monkeypatch.setattr(bench.flops, "time", types.SimpleNamespace(perf_counter=lambda: now[0]))
+    monkeypatch.setattr(core.precision, "time", types.SimpleNamespace(perf_counter=lambda: now[0]))
     peak = measure_peak(list(rates), 64, torch.float32, torch.device("cpu"), seconds_per_shape=0.001)
     assert peak["by_shape"] == {"64x16 @ 16x16": 40.0, "64x16 @ 16x64": 120.0, "64x64 @ 64x16": 80.0}
     assert peak["gflops"] == pytest.approx(120.0, rel=1e-9)
