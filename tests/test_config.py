@@ -1,12 +1,18 @@
 """The config is validated once, with messages a user can act on."""
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
 from conftest import ROOT
-from core.config import (ConfigError, LoraConfig, PipelineConfig, SearchConfig, TrainingConfig, apply_override, load_config,
-                         search_dimensions, searchable_blocks, validate)
+from pydantic import BaseModel, ValidationError
+
+from core.config import (ConfigError, DatasetConfig, LoraConfig, PipelineConfig, SearchConfig, TrainingConfig,
+                         _all_optional, _fields_at, _unwrap, apply_override, load_config, search_dimensions,
+                         searchable_blocks, validate)
 from pipeline.plan import build_plan
 
 MINIMAL = {"models": ["bert-base-uncased"], "tasks": {"B": {"method": "full", "variants": ["v1"]}}}
@@ -331,8 +337,9 @@ def test_a_peft_task_searches_its_training_settings():
     assert searchable_blocks("full") == {"training": TrainingConfig}
 
 
-def dims(space, method="full", where="search"):
-    return search_dimensions(SearchConfig(n_trials=1, space=space), method, where)
+def dims(space, method="full", where=None):
+    search = SearchConfig(n_trials=1, space=space)
+    return search_dimensions(search, method) if where is None else search_dimensions(search, method, where)
 
 
 def test_search_dimensions_convert_ranges_and_choices_as_the_settings_are():
@@ -434,6 +441,10 @@ def test_malformed_yaml_names_line_column_and_problem(tmp_path):
     with pytest.raises(ConfigError) as error:
         load_config(path)
     assert str(error.value) == f"{path}: line 2, column 3: malformed YAML: mapping values are not allowed here"
+    path.write_text("models: [a\ntasks: {}\n")  # the parser's problem, not its context ("while parsing ...")
+    with pytest.raises(ConfigError) as error:
+        load_config(path)
+    assert str(error.value) == f"{path}: line 2, column 6: malformed YAML: expected ',' or ']', but got ':'"
     path.write_text("a: \x07\n")  # the reader's errors have no line mark
     with pytest.raises(ConfigError) as error:
         load_config(path)
@@ -512,3 +523,88 @@ def test_validate_resolves_against_the_working_folder_by_default(tmp_path, monke
     config = validate(config_with())
     assert (config.output_dir, config.dataset.cache_dir) == (str(tmp_path / "results"),
                                                                str(tmp_path / ".cache" / "tokenized"))
+
+
+def test_all_optional_makes_every_field_optional_and_keeps_its_constraints():
+    overrides = _all_optional(LoraConfig, "SomeOverrides")
+    assert overrides.__name__ == "SomeOverrides"
+    assert overrides().model_dump() == dict.fromkeys(LoraConfig.model_fields)
+    assert overrides(r=4, target_modules=["key"]).model_dump(exclude_none=True) == {"r": 4, "target_modules": ["key"]}
+    for bad in ({"r": 0}, {"lora_dropout": 1}, {"target_modules": []}, {"rank": 4}):  # gt, lt, min_length, extra
+        with pytest.raises(ValidationError):
+            overrides(**bad)
+    with pytest.raises(ValidationError):  # frozen, as every block
+        overrides(r=4).r = 5
+
+
+def test_fields_at_walks_mappings_lists_and_optional_blocks():
+    class Item(BaseModel):
+        a: int = 0
+        b: int = 0
+
+    class Holder(BaseModel):
+        items: list[Item] = []
+        named: dict[str, Item] | None = None
+
+    assert _fields_at(Holder, ("items", 0)) == ["a", "b"]
+    assert _fields_at(Holder, ("named", "x")) == ["a", "b"]
+    assert _fields_at(PipelineConfig, ("tasks", "B", "lora")) == list(LoraConfig.model_fields)
+    assert _fields_at(PipelineConfig, ("models",)) == []  # a list of text has no keys
+    assert _fields_at(PipelineConfig, ("seed", "x")) == []
+
+
+def test_unwrap_strips_optional_and_annotated():
+    assert _unwrap(DatasetConfig.model_fields["class_names"].annotation) == list[str]
+    assert _unwrap(TrainingConfig.model_fields["early_stopping_patience"].annotation) is int
+    assert _unwrap(int | None) is int and _unwrap(str) is str
+    assert dims({"training.early_stopping_patience": {"low": 1, "high": 5}}) == (
+        {"training.early_stopping_patience": {"kind": "int", "low": 1, "high": 5, "log": False}}, [])
+
+
+def test_task_training_ignores_the_variants_other_blocks():
+    search = {"n_trials": 2, "space": {"training.epochs": [1, 2]}}
+    config = validate(config_with(variants={"ad": {"epochs": 2, "adapter": {"peft_type": "IA3"}, "search": search},
+                                            "lo": {"batch_size": 4, "lora": {"r": 4}}},
+                                  tasks={"P": {"method": "peft", "variants": ["ad"]},
+                                         "C": {"method": "lora", "variants": ["lo"]}}))
+    assert config.task_training("P", "ad") == TrainingConfig(epochs=2)
+    assert config.task_training("C", "lo") == TrainingConfig(batch_size=4)
+
+
+def test_absolute_paths_are_normalised(tmp_path):
+    config = validate(config_with(models=[f"{tmp_path}/a/../m"], dataset={"source": f"{tmp_path}/d/../data"}),
+                      base_dir=tmp_path / "elsewhere")
+    assert (config.models, config.dataset.source) == ([str(tmp_path / "m")], str(tmp_path / "data"))
+
+
+def test_search_space_checks_every_key_after_a_bad_one():
+    dimensions, found = dims({"training.nope": [1], "training.batch_size": {"low": 0, "high": 8},
+                              "training.epochs": [0], "lora.r": [4]}, "lora")
+    assert len(found) == 3 and list(dimensions) == ["lora.r"]
+    assert dims({"training.epochs": {"low": 1, "hgh": 2}})[1] == [
+        "search.space.training.epochs: a range is {low, high, log}, got {'low': 1, 'hgh': 2} (did you mean 'high'?)"]
+    assert dims({"training.epochs": {"lw": 1, "high": 2}})[1] == [
+        "search.space.training.epochs: a range is {low, high, log}, got {'lw': 1, 'high': 2} (did you mean 'low'?)"]
+    assert dims({"training.epochs": {"low": 1, "high": 2, "lg": True}})[1] == [
+        "search.space.training.epochs: a range is {low, high, log}, got {'low': 1, 'high': 2, 'lg': True}"
+        " (did you mean 'log'?)"]
+
+
+def test_search_problems_of_every_variant_are_reported():
+    assert problems(config_with(variants={"v1": {"search": {"n_trials": 1, "space": {"training.epochs": [0]}}},
+                                          "v2": {"search": {"n_trials": 1, "space": {"training.batch_size": [0]}}}},
+                                tasks={"B": {"method": "full", "variants": ["v1", "v2"]}})) == [
+        "config: variants.v1.search.space.training.epochs[0]: 0 is invalid for training.epochs: Input should be greater than 0",
+        "config: variants.v2.search.space.training.batch_size[0]: 0 is invalid for training.batch_size:"
+        " Input should be greater than 0"]
+
+
+def test_a_config_file_is_utf8_whatever_the_locale(tmp_path):
+    """Read with encoding=None, a config with non-ASCII text fails under an ASCII locale (LC_ALL=C)."""
+    path = tmp_path / "c.yaml"
+    path.write_text("models: [m]\ndataset: {class_names: [Café, Thé]}\ntasks: {B: {method: full, variants: [v1]}}\n",
+                    encoding="utf-8")
+    code = f"from core.config import load_config; print(load_config({str(path)!r}).dataset.class_names == ['Caf\\xe9', 'Th\\xe9'])"
+    env = {**os.environ, "LC_ALL": "C", "PYTHONUTF8": "0", "PYTHONCOERCECLOCALE": "0", "PYTHONIOENCODING": "utf-8"}
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert result.stdout.strip() == "True", result.stderr
