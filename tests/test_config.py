@@ -605,6 +605,7 @@ def test_a_config_file_is_utf8_whatever_the_locale(tmp_path):
     path.write_text("models: [m]\ndataset: {class_names: [Café, Thé]}\ntasks: {B: {method: full, variants: [v1]}}\n",
                     encoding="utf-8")
     code = f"from core.config import load_config; print(load_config({str(path)!r}).dataset.class_names == ['Caf\\xe9', 'Th\\xe9'])"
+    assert load_config(path).dataset.class_names == ["Café", "Thé"]  # (here, also: mutmut picks tests by calls)
     env = {**os.environ, "LC_ALL": "C", "PYTHONUTF8": "0", "PYTHONCOERCECLOCALE": "0", "PYTHONIOENCODING": "utf-8"}
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True)
     assert result.stdout.strip() == "True", result.stderr
