@@ -310,7 +310,7 @@ def searchable_blocks(method: str) -> dict[str, type[BaseModel]]:
     block METHODS names for it (`lora`, ...), typed as the top-level block of that name."""
     blocks = {"training": TrainingConfig}
     settings = METHODS[method]["settings"]
-    if settings:
+    if settings in PipelineConfig.model_fields:  # `adapter` (peft) is PEFT's own untyped block: not searchable
         blocks[settings] = _unwrap(PipelineConfig.model_fields[settings].annotation)
     return blocks
 
@@ -346,7 +346,10 @@ def search_dimensions(search: SearchConfig, method: str, where: str = "search") 
             elif not spec:
                 problems.append(f"{at}: [] lists no choice; list one or more values")
             else:
+                found = len(problems)
                 choices = [convert(value, f"[{i}]") for i, value in enumerate(spec)]
+                if len(problems) > found:  # each bad choice is reported; two of them are no repeated choice
+                    continue
                 if len(set(map(repr, choices))) < len(choices):
                     problems.append(f"{at}: {spec!r} lists a choice twice; list each once")
                 dimensions[key] = {"kind": "categorical", "choices": choices}
@@ -392,9 +395,9 @@ def load_config(path: str | Path, overrides: list[str] = ()) -> PipelineConfig:
         raise ConfigError(f"{path}: not UTF-8 text ({error.reason} at byte {error.start})") from None
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
-        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        where = f" line {mark.line + 1}, column {mark.column + 1}:" if mark else ""
         problem = getattr(error, "problem", None) or str(error).splitlines()[0]
-        raise ConfigError(f"{path}:{where}: malformed YAML: {problem}") from None
+        raise ConfigError(f"{path}:{where} malformed YAML: {problem}") from None
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):

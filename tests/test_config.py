@@ -1,11 +1,18 @@
 """The config is validated once, with messages a user can act on."""
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
 from conftest import ROOT
-from core.config import ConfigError, PipelineConfig, apply_override, load_config, validate
+from pydantic import BaseModel, ValidationError
+
+from core.config import (ConfigError, DatasetConfig, LoraConfig, PipelineConfig, SearchConfig, TrainingConfig,
+                         _all_optional, _fields_at, _unwrap, apply_override, load_config, search_dimensions,
+                         searchable_blocks, validate)
 from pipeline.plan import build_plan
 
 MINIMAL = {"models": ["bert-base-uncased"], "tasks": {"B": {"method": "full", "variants": ["v1"]}}}
@@ -207,3 +214,398 @@ def test_schema_defaults_are_complete():
     """Every field has a default except the two a user must give (models, tasks)."""
     required = [name for name, field in PipelineConfig.model_fields.items() if field.is_required()]
     assert required == ["models", "tasks"]
+
+
+# ----------------------------------------------------------------------------------------------
+# Exact messages: every problem is one line naming the key, the bad value and the fix.
+
+
+def problems(raw, **kwargs) -> list[str]:
+    """The lines of the ConfigError that validating `raw` raises."""
+    with pytest.raises(ConfigError) as error:
+        validate(raw, **kwargs)
+    return str(error.value).splitlines()
+
+
+def test_dataset_cross_checks_have_exact_messages():
+    assert problems(config_with(dataset={"source": "x", "files": {"train": "t.csv"}, "test_source": "y"})) == [
+        "config: dataset.files: give dataset.source or dataset.files, not both; remove one",
+        "config: dataset.test_source: dataset.files names the test file already; remove test_source"]
+    assert problems(config_with(dataset={"class_names": ["b", "a", "b", "a", "c"]}), source="s.yaml") == [
+        "s.yaml: dataset.class_names: a, b occurs twice; list each class once"]
+    config = validate(config_with(dataset={"files": {"train": "t.csv"}, "class_names": ["a", "b"]}))
+    assert config.dataset.class_names == ["a", "b"] and config.dataset.source == "fancyzhx/ag_news"
+    assert validate(config_with(dataset={"test_source": "t.csv", "source": "d.csv"})).dataset.test_source
+
+
+def test_seed_cross_checks_have_exact_messages():
+    assert problems(config_with(seeds=[3, 1, 3, 1, 2], seed=7)) == [
+        "config: seeds: 1, 3 occurs twice; list each seed once",
+        "config: seed: 7 is not in seeds [3, 1, 3, 1, 2]; `seeds` replaces `seed`, so remove seed or add it to seeds"]
+    assert validate(config_with(seeds=[1, 2])).seeds == [1, 2]  # the default seed (42) need not be listed
+    assert validate(config_with(seeds=[1, 2], seed=2)).seed == 2
+
+
+@pytest.mark.parametrize("task, variants, lines", [
+    ({"method": "xyz"}, {}, ["tasks.B.method: unknown method 'xyz'; choose one of tfidf_nb, pretrained, full, head,"
+                             " bitfit, lora, peft"]),  # and nothing else about a task of unknown method
+    ({"method": "full"}, {}, ["tasks.B.variants: method 'full' trains, so list at least one variant (defined: none)"]),
+    ({"method": "full"}, {"v1": {}, "v2": {}},
+     ["tasks.B.variants: method 'full' trains, so list at least one variant (defined: v1, v2)"]),
+    ({"method": "pretrained", "variants": ["v1"], "training": {"epochs": 1}}, {"v1": {}},
+     ["tasks.B.variants: method 'pretrained' does not train; remove variants",
+      "tasks.B.training: method 'pretrained' does not train; remove training"]),
+    ({"method": "tfidf_nb", "models": [1]}, {},
+     ["tasks.B.models: method 'tfidf_nb' uses no transformer model; remove models"]),
+    ({"method": "full", "variants": ["v11", "zz"]}, {"v1": {}},
+     ["tasks.B.variants: unknown variant 'v11' (did you mean 'v1'?); defined: v1",
+      "tasks.B.variants: unknown variant 'zz'; defined: v1"]),
+    ({"method": "full", "variants": ["v1"]}, {}, ["tasks.B.variants: unknown variant 'v1'; defined: none"]),
+    ({"method": "lora", "variants": ["ad"]}, {"ad": {"adapter": {"r": 2}}},
+     ["tasks.B.variants: variant 'ad' sets adapter, which method 'lora' does not take;"
+      " give this task variants without adapter"]),
+    ({"method": "full", "variants": ["v1"], "models": [1, 2, 3]}, {"v1": {}},
+     ["tasks.B.models: there is no model 2; `models` lists 1", "tasks.B.models: there is no model 3; `models` lists 1"]),
+    ({"method": "full", "variants": ["v1"], "lora": {"r": 4}}, {"v1": {}},
+     ["tasks.B.lora: method 'full' takes no LoRA settings; remove lora"]),
+    ({"method": "lora", "variants": ["v1"], "adapter": {"r": 4}}, {"v1": {}},
+     ["tasks.B.adapter: method 'lora' takes no adapter block; use method peft"]),
+    ({"method": "peft", "variants": ["v1", "v9"]}, {"v1": {}},
+     ["tasks.B.variants: unknown variant 'v9'; defined: v1",
+      "tasks.B.adapter: method 'peft' needs an adapter block with a peft_type,"
+      " e.g. adapter: {peft_type: IA3, target_modules: [key, value]}"]),
+    ({"method": "pretrained", "search": {"n_trials": 2, "space": {"training.epochs": [1, 2]}}}, {},
+     ["tasks.B.search: method 'pretrained' does not train; remove search"]),
+])
+def test_task_cross_checks_have_exact_messages(task, variants, lines):
+    assert problems(config_with(tasks={"B": task}, variants=variants)) == [f"config: {line}" for line in lines]
+
+
+def test_task_names_are_letters_and_digits():
+    assert problems(config_with(tasks={"B_2": {"method": "full", "variants": ["v1"]}})) == [
+        "config: tasks.B_2: task names are letters and digits (they start run ids), got 'B_2'"]
+
+
+def test_cross_checks_accept_what_they_should():
+    ok = validate(config_with(
+        models=["a", "b"], variants={"v1": {}, "ad": {"adapter": {"peft_type": "IA3"}}, "r4": {"lora": {"r": 4}}},
+        tasks={"A": {"method": "pretrained", "models": [2]}, "N": {"method": "tfidf_nb"},
+               "P": {"method": "peft", "variants": ["ad"]},  # the variant gives the adapter block
+               "Q": {"method": "peft", "variants": ["v1"], "adapter": {"peft_type": "IA3"}},
+               "C": {"method": "lora", "variants": ["r4", "v1"], "lora": {"r": 2}}}))
+    assert ok.task_adapter("P", "ad") == {"peft_type": "IA3"} and ok.task_lora("C", "r4").r == 2
+    assert ok.task_lora("C", "v1").lora_alpha == 32 and ok.task_search("C", "v1") is None
+
+
+def test_task_adapter_layers_the_task_over_its_variant():
+    config = validate(config_with(variants={"v1": {"adapter": {"peft_type": "IA3", "r": 4}}},
+                                  tasks={"P": {"method": "peft", "variants": ["v1"], "adapter": {"r": 16}}}))
+    assert config.task_adapter("P", "v1") == {"peft_type": "IA3", "r": 16}
+
+
+def test_task_search_prefers_the_task_block():
+    task_search = {"n_trials": 3, "space": {"training.epochs": [1, 2]}}
+    variant_search = {"n_trials": 5, "space": {"training.epochs": [3]}}
+    config = validate(config_with(variants={"v1": {"search": variant_search}, "v2": {}},
+                                  tasks={"B": {"method": "full", "variants": ["v1", "v2"]},
+                                         "T": {"method": "full", "variants": ["v1"], "search": task_search}}))
+    assert config.task_search("B", "v1").n_trials == 5 and config.task_search("B", "v2") is None
+    assert config.task_search("T", "v1").n_trials == 3
+
+
+def test_search_problems_name_the_block_that_holds_them_once():
+    bad = {"n_trials": 2, "space": {"training.batch_size": [0]}}
+    assert problems(config_with(variants={"v1": {}, "v2": {}},
+                                tasks={"B": {"method": "full", "variants": ["v1", "v2"], "search": bad}})) == [
+        "config: tasks.B.search.space.training.batch_size[0]: 0 is invalid for training.batch_size:"
+        " Input should be greater than 0"]  # two variants, one problem
+    assert problems(config_with(variants={"v1": {"search": bad}},
+                                tasks={"B": {"method": "full", "variants": ["v1"]}})) == [
+        "config: variants.v1.search.space.training.batch_size[0]: 0 is invalid for training.batch_size:"
+        " Input should be greater than 0"]
+
+
+def test_a_peft_task_searches_its_training_settings():
+    """A bug found by mutation testing: searchable_blocks('peft') raised KeyError('adapter')."""
+    search = {"n_trials": 2, "space": {"training.learning_rate": {"low": 1e-5, "high": 1e-3, "log": True}}}
+    config = validate(config_with(tasks={"P": {"method": "peft", "variants": ["v1"], "adapter": {"peft_type": "IA3"},
+                                               "search": search}}))
+    assert search_dimensions(config.task_search("P", "v1"), "peft") == (
+        {"training.learning_rate": {"kind": "float", "low": 1e-5, "high": 1e-3, "log": True}}, [])
+    assert searchable_blocks("peft") == {"training": TrainingConfig}
+    assert searchable_blocks("lora") == {"training": TrainingConfig, "lora": LoraConfig}
+    assert searchable_blocks("full") == {"training": TrainingConfig}
+
+
+def dims(space, method="full", where=None):
+    search = SearchConfig(n_trials=1, space=space)
+    return search_dimensions(search, method) if where is None else search_dimensions(search, method, where)
+
+
+def test_search_dimensions_convert_ranges_and_choices_as_the_settings_are():
+    assert dims({"training.learning_rate": {"low": "1e-5", "high": 1e-3, "log": True},
+                 "training.batch_size": {"low": 8, "high": 64},
+                 "training.epochs": [1, "2"], "training.group_by_length": [True, False],
+                 "training.lr_scheduler": ["linear", "cosine"], "lora.r": [4, 8]}, "lora") == (
+        {"training.learning_rate": {"kind": "float", "low": 1e-5, "high": 1e-3, "log": True},
+         "training.batch_size": {"kind": "int", "low": 8, "high": 64, "log": False},
+         "training.epochs": {"kind": "categorical", "choices": [1.0, 2.0]},
+         "training.group_by_length": {"kind": "categorical", "choices": [True, False]},
+         "training.lr_scheduler": {"kind": "categorical", "choices": ["linear", "cosine"]},
+         "lora.r": {"kind": "categorical", "choices": [4, 8]}}, [])
+    dimensions, _ = dims({"training.epochs": [1, "2"]})
+    assert [type(c) for c in dimensions["training.epochs"]["choices"]] == [float, float]
+    assert dims({"training.weight_decay": {"low": 0, "high": 0.1}}) == (
+        {"training.weight_decay": {"kind": "float", "low": 0.0, "high": 0.1, "log": False}}, [])
+
+
+@pytest.mark.parametrize("space, line", [
+    ({"training.lerning_rate": [1]},
+     "s.space.training.lerning_rate: not a setting of a 'full' run (did you mean 'training.learning_rate'?);"
+     " searchable: training.*"),
+    ({"lora.r": [1]}, "s.space.lora.r: not a setting of a 'full' run; searchable: training.*"),
+    ({"nodot": [1]}, "s.space.nodot: not a setting of a 'full' run; searchable: training.*"),
+    ({"training.class_weights": ["auto"]},
+     "s.space.training.class_weights: training.class_weights is not a number, true/false or text, so it cannot be searched"),
+    ({"training.epochs": []}, "s.space.training.epochs: [] lists no choice; list one or more values"),
+    ({"training.epochs": [1, 0]}, "s.space.training.epochs[1]: 0 is invalid for training.epochs: Input should be greater than 0"),
+    ({"training.epochs": [1, 1.0]}, "s.space.training.epochs: [1, 1.0] lists a choice twice; list each once"),
+    ({"training.epochs": {"low": 1, "hgh": 2}},
+     "s.space.training.epochs: a range is {low, high, log}, got {'low': 1, 'hgh': 2} (did you mean 'high'?)"),
+    ({"training.epochs": {"low": 1}}, "s.space.training.epochs: a range is {low, high, log}, got {'low': 1}"),
+    ({"training.epochs": {"high": 1}}, "s.space.training.epochs: a range is {low, high, log}, got {'high': 1}"),
+    ({"training.group_by_length": {"low": 0, "high": 1}},
+     "s.space.training.group_by_length: training.group_by_length is not numeric, so it takes a list of choices, not a range"),
+    ({"training.lr_scheduler": {"low": 0, "high": 1}},
+     "s.space.training.lr_scheduler: training.lr_scheduler is not numeric, so it takes a list of choices, not a range"),
+    ({"training.epochs": {"low": 1, "high": 2, "log": "yes"}}, "s.space.training.epochs.log: 'yes' is invalid; use true or false"),
+    ({"training.batch_size": {"low": 0, "high": 8}},
+     "s.space.training.batch_size.low: 0 is invalid for training.batch_size: Input should be greater than 0"),
+    ({"training.batch_size": {"low": 8, "high": -1}},
+     "s.space.training.batch_size.high: -1 is invalid for training.batch_size: Input should be greater than 0"),
+    ({"training.logging_steps": {"low": None, "high": 5}},
+     "s.space.training.logging_steps: a range needs numbers for low and high, got {'low': None, 'high': 5}"),
+    ({"training.logging_steps": {"low": 5, "high": None}},
+     "s.space.training.logging_steps: a range needs numbers for low and high, got {'low': 5, 'high': None}"),
+    ({"training.batch_size": {"low": 8, "high": 8}}, "s.space.training.batch_size: low 8 must be below high 8"),
+    ({"training.batch_size": {"low": 9, "high": 8}}, "s.space.training.batch_size: low 9 must be below high 8"),
+    ({"training.weight_decay": {"low": 0, "high": 0.1, "log": True}},
+     "s.space.training.weight_decay: a log range needs low > 0, got 0.0"),
+    ({"training.epochs": 5}, "s.space.training.epochs: 5 is neither a range {low, high, log} nor a list of choices"),
+])
+def test_search_space_problems_have_exact_messages(space, line):
+    dimensions, found = dims(space, where="s")
+    assert found == [line]
+    assert dimensions == ({"training.epochs": {"kind": "categorical", "choices": [1.0, 1.0]}} if "twice" in line else {})
+
+
+def test_search_space_reports_every_bad_choice_and_the_default_where():
+    dimensions, found = dims({"training.batch_size": [0, 8, -1], "training.epochs": {"low": 1, "high": 2}})
+    assert found == ["search.space.training.batch_size[0]: 0 is invalid for training.batch_size: Input should be greater than 0",
+                     "search.space.training.batch_size[2]: -1 is invalid for training.batch_size: Input should be greater than 0"]
+    assert list(dimensions) == ["training.epochs"]  # and no "lists a choice twice" for the two bad ones
+    assert dimensions["training.epochs"] == {"kind": "float", "low": 1.0, "high": 2.0, "log": False}
+    assert dims({"lora.r": {"low": 0, "high": 8}}, "lora")[1] == [
+        "search.space.lora.r.low: 0 is invalid for lora.r: Input should be greater than 0"]
+    assert dims({"lora.x": [1]}, "lora")[1] == ["search.space.lora.x: not a setting of a 'lora' run (did you mean 'lora.r'?);"
+                                                 " searchable: training.*, lora.*"]
+
+
+# ----------------------------------------------------------------------------------------------
+# Loading and overrides
+
+
+def test_load_config_errors_name_the_file(tmp_path):
+    missing = tmp_path / "nope.yaml"
+    with pytest.raises(ConfigError) as error:
+        load_config(missing)
+    assert str(error.value) == f"{missing}: config file not found; pass --config PATH"
+    with pytest.raises(ConfigError) as error:
+        load_config(tmp_path)  # a folder is no config file
+    assert str(error.value) == f"{tmp_path}: config file not found; pass --config PATH"
+    latin = tmp_path / "latin.yaml"
+    latin.write_bytes(b"models: [caf\xe9]\n")
+    with pytest.raises(ConfigError) as error:
+        load_config(latin)
+    assert str(error.value) == f"{latin}: not UTF-8 text (invalid continuation byte at byte 12)"
+    listed = tmp_path / "list.yaml"
+    listed.write_text("- a\n- b\n")
+    with pytest.raises(ConfigError) as error:
+        load_config(listed)
+    assert str(error.value) == f"{listed}: the top level must be a mapping of keys, got list"
+
+
+def test_malformed_yaml_names_line_column_and_problem(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("a: 1\n b: 2\n")  # the colon of line 2, third character
+    with pytest.raises(ConfigError) as error:
+        load_config(path)
+    assert str(error.value) == f"{path}: line 2, column 3: malformed YAML: mapping values are not allowed here"
+    path.write_text("models: [a\ntasks: {}\n")  # the parser's problem, not its context ("while parsing ...")
+    with pytest.raises(ConfigError) as error:
+        load_config(path)
+    assert str(error.value) == f"{path}: line 2, column 6: malformed YAML: expected ',' or ']', but got ':'"
+    path.write_text("a: \x07\n")  # the reader's errors have no line mark
+    with pytest.raises(ConfigError) as error:
+        load_config(path)
+    assert str(error.value) == (f"{path}: malformed YAML: unacceptable character #x0007:"
+                                f" special characters are not allowed")
+
+
+def test_an_empty_file_lacks_the_required_keys(tmp_path):
+    path = tmp_path / "empty.yaml"
+    path.write_text("# nothing yet\n")
+    with pytest.raises(ConfigError) as error:
+        load_config(path)
+    assert str(error.value).splitlines() == [f"{path}: models: required key is missing",
+                                             f"{path}: tasks: required key is missing"]
+
+
+def test_a_top_level_that_is_not_a_mapping_is_reported():
+    assert problems([1]) == ["config: (top level): [1] is invalid:"
+                             " Input should be a valid dictionary or instance of PipelineConfig"]
+
+
+def test_unknown_keys_list_the_valid_keys_of_their_block():
+    assert problems(config_with(lora={"rank": 4}, variants={"v1": {"lerning_rate": 1}},
+                                tasks={"B": {"method": "full", "variants": ["v1"], "training": {"epoch": 1}}})) == [
+        "config: unknown key 'variants.v1.lerning_rate' (did you mean 'learning_rate'?); valid keys here: "
+        + ", ".join(TrainingConfig.model_fields) + ", lora, adapter, search",
+        "config: unknown key 'lora.rank'; valid keys here: r, lora_alpha, lora_dropout, target_modules, use_rslora,"
+        " use_dora",
+        "config: unknown key 'tasks.B.training.epoch' (did you mean 'epochs'?); valid keys here: "
+        + ", ".join(TrainingConfig.model_fields)]
+    assert problems(config_with(ray={"gpus": 1}, dataset={"splits": {"tst": "x"}})) == [
+        "config: unknown key 'dataset.splits.tst' (did you mean 'test'?); valid keys here: train, validation, test",
+        "config: unknown key 'ray.gpus'; valid keys here: address, cpus_per_run,"
+        " gpus_per_run"]
+
+
+def test_overrides_keep_the_constraints_of_their_settings():
+    assert problems(config_with(variants={"v1": {"epochs": 0, "lora": {"lora_dropout": 1}}})) == [
+        "config: variants.v1.epochs: 0 is invalid: Input should be greater than 0",
+        "config: variants.v1.lora.lora_dropout: 1 is invalid: Input should be less than 1"]
+
+
+def test_override_errors_have_exact_messages():
+    raw = {"a": {"b": 3}, "n": None}
+    for override, message in [
+            ("novalue", "override 'novalue': expected KEY=VALUE with a dotted key, e.g. dataset.max_train_samples=500"),
+            ("=3", "override '=3': expected KEY=VALUE with a dotted key, e.g. dataset.max_train_samples=500"),
+            ("a.=3", "override 'a.=3': expected KEY=VALUE with a dotted key, e.g. dataset.max_train_samples=500"),
+            ("x=[1", "override 'x=[1': the value is not valid YAML"),
+            ("a.b.c=1", "override 'a.b.c=1': a.b is not a mapping"),
+            ("a.b.c.d=1", "override 'a.b.c.d=1': a.b is not a mapping")]:
+        with pytest.raises(ConfigError) as error:
+            apply_override(raw, override)
+        assert str(error.value) == message
+    apply_override(raw, "n.m=1")  # a key set to null becomes a mapping
+    assert raw == {"a": {"b": 3}, "n": {"m": 1}}
+
+
+def test_local_paths_resolve_and_hub_ids_stay(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    (tmp_path / "mymodel").mkdir()
+    config = validate(config_with(models=["mymodel", "~/m", "./rel", "/abs/m", "org/hub"], output_dir="out",
+                                  dataset={"source": "org/data", "test_source": "t.csv", "cache_dir": "c"}),
+                      base_dir=tmp_path)
+    assert config.models == [str(tmp_path / "mymodel"), str(tmp_path / "home" / "m"), str(tmp_path / "rel"),
+                             "/abs/m", "org/hub"]
+    assert (config.output_dir, config.dataset.source) == (str(tmp_path / "out"), "org/data")
+    assert (config.dataset.test_source, config.dataset.cache_dir) == (str(tmp_path / "t.csv"), str(tmp_path / "c"))
+    files = validate(config_with(dataset={"files": {"train": "d/train.csv", "test": "/t.csv"}}), base_dir=tmp_path)
+    assert files.dataset.files == {"train": str(tmp_path / "d" / "train.csv"), "test": "/t.csv"}
+    assert files.dataset.test_source is None and files.dataset.source == "fancyzhx/ag_news"
+
+
+def test_validate_resolves_against_the_working_folder_by_default(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    config = validate(config_with())
+    assert (config.output_dir, config.dataset.cache_dir) == (str(tmp_path / "results"),
+                                                               str(tmp_path / ".cache" / "tokenized"))
+
+
+def test_all_optional_makes_every_field_optional_and_keeps_its_constraints():
+    overrides = _all_optional(LoraConfig, "SomeOverrides")
+    assert overrides.__name__ == "SomeOverrides"
+    assert overrides().model_dump() == dict.fromkeys(LoraConfig.model_fields)
+    assert overrides(r=4, target_modules=["key"]).model_dump(exclude_none=True) == {"r": 4, "target_modules": ["key"]}
+    for bad in ({"r": 0}, {"lora_dropout": 1}, {"target_modules": []}, {"rank": 4}):  # gt, lt, min_length, extra
+        with pytest.raises(ValidationError):
+            overrides(**bad)
+    with pytest.raises(ValidationError):  # frozen, as every block
+        overrides(r=4).r = 5
+
+
+def test_fields_at_walks_mappings_lists_and_optional_blocks():
+    class Item(BaseModel):
+        a: int = 0
+        b: int = 0
+
+    class Holder(BaseModel):
+        items: list[Item] = []
+        named: dict[str, Item] | None = None
+
+    assert _fields_at(Holder, ("items", 0)) == ["a", "b"]
+    assert _fields_at(Holder, ("named", "x")) == ["a", "b"]
+    assert _fields_at(PipelineConfig, ("tasks", "B", "lora")) == list(LoraConfig.model_fields)
+    assert _fields_at(PipelineConfig, ("models",)) == []  # a list of text has no keys
+    assert _fields_at(PipelineConfig, ("seed", "x")) == []
+
+
+def test_unwrap_strips_optional_and_annotated():
+    assert _unwrap(DatasetConfig.model_fields["class_names"].annotation) == list[str]
+    assert _unwrap(TrainingConfig.model_fields["early_stopping_patience"].annotation) is int
+    assert _unwrap(int | None) is int and _unwrap(str) is str
+    assert dims({"training.early_stopping_patience": {"low": 1, "high": 5}}) == (
+        {"training.early_stopping_patience": {"kind": "int", "low": 1, "high": 5, "log": False}}, [])
+
+
+def test_task_training_ignores_the_variants_other_blocks():
+    search = {"n_trials": 2, "space": {"training.epochs": [1, 2]}}
+    config = validate(config_with(variants={"ad": {"epochs": 2, "adapter": {"peft_type": "IA3"}, "search": search},
+                                            "lo": {"batch_size": 4, "lora": {"r": 4}}},
+                                  tasks={"P": {"method": "peft", "variants": ["ad"]},
+                                         "C": {"method": "lora", "variants": ["lo"]}}))
+    assert config.task_training("P", "ad") == TrainingConfig(epochs=2)
+    assert config.task_training("C", "lo") == TrainingConfig(batch_size=4)
+
+
+def test_absolute_paths_are_normalised(tmp_path):
+    config = validate(config_with(models=[f"{tmp_path}/a/../m"], dataset={"source": f"{tmp_path}/d/../data"}),
+                      base_dir=tmp_path / "elsewhere")
+    assert (config.models, config.dataset.source) == ([str(tmp_path / "m")], str(tmp_path / "data"))
+
+
+def test_search_space_checks_every_key_after_a_bad_one():
+    dimensions, found = dims({"training.nope": [1], "training.batch_size": {"low": 0, "high": 8},
+                              "training.epochs": [0], "lora.r": [4]}, "lora")
+    assert len(found) == 3 and list(dimensions) == ["lora.r"]
+    assert dims({"training.epochs": {"low": 1, "hgh": 2}})[1] == [
+        "search.space.training.epochs: a range is {low, high, log}, got {'low': 1, 'hgh': 2} (did you mean 'high'?)"]
+    assert dims({"training.epochs": {"lw": 1, "high": 2}})[1] == [
+        "search.space.training.epochs: a range is {low, high, log}, got {'lw': 1, 'high': 2} (did you mean 'low'?)"]
+    assert dims({"training.epochs": {"low": 1, "high": 2, "lg": True}})[1] == [
+        "search.space.training.epochs: a range is {low, high, log}, got {'low': 1, 'high': 2, 'lg': True}"
+        " (did you mean 'log'?)"]
+
+
+def test_search_problems_of_every_variant_are_reported():
+    assert problems(config_with(variants={"v1": {"search": {"n_trials": 1, "space": {"training.epochs": [0]}}},
+                                          "v2": {"search": {"n_trials": 1, "space": {"training.batch_size": [0]}}}},
+                                tasks={"B": {"method": "full", "variants": ["v1", "v2"]}})) == [
+        "config: variants.v1.search.space.training.epochs[0]: 0 is invalid for training.epochs: Input should be greater than 0",
+        "config: variants.v2.search.space.training.batch_size[0]: 0 is invalid for training.batch_size:"
+        " Input should be greater than 0"]
+
+
+def test_a_config_file_is_utf8_whatever_the_locale(tmp_path):
+    """Read with encoding=None, a config with non-ASCII text fails under an ASCII locale (LC_ALL=C)."""
+    path = tmp_path / "c.yaml"
+    path.write_text("models: [m]\ndataset: {class_names: [Café, Thé]}\ntasks: {B: {method: full, variants: [v1]}}\n",
+                    encoding="utf-8")
+    code = f"from core.config import load_config; print(load_config({str(path)!r}).dataset.class_names == ['Caf\\xe9', 'Th\\xe9'])"
+    assert load_config(path).dataset.class_names == ["Café", "Thé"]  # (here, also: mutmut picks tests by calls)
+    env = {**os.environ, "LC_ALL": "C", "PYTHONUTF8": "0", "PYTHONCOERCECLOCALE": "0", "PYTHONIOENCODING": "utf-8"}
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert result.stdout.strip() == "True", result.stderr
