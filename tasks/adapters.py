@@ -191,6 +191,9 @@ def peft_config(model, adapter: dict, total_steps: int | None = None):
             settings[key] = resolve_modules(model, settings[key], key)
     if settings.get("layers_to_transform") is not None:
         _check_layers(model, settings["layers_to_transform"])
+        if isinstance(settings.get("target_modules"), list):  # PEFT applies the layers only to names it matches
+            settings["target_modules"] = [name for name in settings["target_modules"]  # by their end, not to the
+                                          if _in_layers(name, settings)]  # full names generic ones map to
     if "modules_to_save" in fields:
         settings["modules_to_save"] = list(dict.fromkeys([*(settings.get("modules_to_save") or []),
                                                           *head_modules(model)]))
@@ -244,6 +247,17 @@ def _check_layers(model, layers) -> None:
     if bad:
         raise AdapterError(f"layer {bad[0]} does not exist; model type {model.config.model_type!r} here has"
                            f" layers 0-{count - 1}", "layers_to_transform")
+
+
+def _in_layers(name: str, settings: dict) -> bool:
+    """Whether PEFT, matching `name` by its end, finds it in the adapter's layers_to_transform."""
+    from types import SimpleNamespace
+
+    from peft.tuners.tuners_utils import check_target_module_exists
+
+    probe = SimpleNamespace(target_modules=[name.split(".", 1)[-1]], layers_to_transform=settings["layers_to_transform"],
+                            layers_pattern=settings.get("layers_pattern"))
+    return bool(check_target_module_exists(probe, name))
 
 
 def _leaf_names(model) -> set[str]:

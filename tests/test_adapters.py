@@ -351,3 +351,226 @@ def test_the_study_config_defines_the_tasks_tested_above():
     for run in lora_runs:
         targets, rslora, _ = STUDY_TASKS[run.task]
         assert (run.lora.target_modules, run.lora.use_rslora, run.lora.r, run.lora.lora_alpha) == (targets, rslora, 8, 32)
+
+
+# ----------------------------------------------------------------------------------------------
+# check_runs: every run's block on a meta-device skeleton before anything runs
+
+
+def _run(model, method="lora", task="C", lora=None, adapter=None, **training):
+    from core.config import TrainingConfig
+    from pipeline.plan import Run
+
+    return Run(run_id=f"{task}1_v1", task=task, method=method, model_number=1, model=str(model), variant="v1",
+               training=TrainingConfig(**training) if method in ("lora", "peft", "full") else None,
+               lora=lora, adapter=adapter)
+
+
+def test_check_runs_names_the_task_block_and_key(tiny_models):
+    from core.models import ModelError
+    from tasks.adapters import check_runs
+
+    good = _run(tiny_models["bert"], lora=LoraConfig(r=2, target_modules=["query"]))
+    check_runs([good, _run(tiny_models["bert"], method="full", task="B")], train_rows=100)  # fits: nothing raised
+    with pytest.raises(ModelError, match=r"^tasks\.C\.lora\.target_modules: 'q_proj' is not a module of model type"
+                                         r" 'bert'; use generic names"):
+        check_runs([_run(tiny_models["bert"], lora=LoraConfig(r=2, target_modules=["q_proj"]))])
+    adapter = check_adapter({"peft_type": "LORA", "target_modules": ["query"], "layers_to_transform": [2]})
+    with pytest.raises(ModelError, match=r"^tasks\.G\.adapter\.layers_to_transform: layer 2 does not exist; model type"
+                                         r" 'distilbert' here has layers 0-1$"):
+        check_runs([_run(tiny_models["distilbert"], method="peft", task="G", adapter=adapter)], train_rows=100)
+    on_norms = check_adapter({"peft_type": "LORA", "target_modules": r".*LayerNorm"})  # LoRA cannot wrap a LayerNorm
+    with pytest.raises(ModelError, match=rf"^tasks\.H\.adapter: PEFT cannot apply it to {tiny_models['bert']}"
+                                         r" \(Target module .*LayerNorm.* is not supported\..*\)$"):
+        check_runs([_run(tiny_models["bert"], method="peft", task="H", adapter=on_norms)])
+
+
+def test_check_runs_applies_each_distinct_block_once_with_the_runs_steps(tiny_models, monkeypatch):
+    from tasks import adapters
+
+    calls = []
+    original = adapters.apply_method
+
+    def spy(model, method, settings=None, total_steps=None):
+        calls.append((method, total_steps, model.device.type))
+        return original(model, method, settings, total_steps)
+
+    monkeypatch.setattr(adapters, "apply_method", spy)
+    lora = LoraConfig(r=2, target_modules=["query"])
+    same = [_run(tiny_models["bert"], lora=lora, batch_size=16, epochs=1),
+            _run(tiny_models["bert"], task="E", lora=lora, batch_size=16, epochs=1),  # same model, block and steps
+            _run(tiny_models["bert"], method="full", task="B")]  # no block: nothing to check
+    adapters.check_runs(same, train_rows=100)
+    assert calls == [("lora", 7, "meta")]  # ceil(100 / 16) steps, on the meta device
+    calls.clear()
+    adapters.check_runs([*same, _run(tiny_models["bert"], lora=lora, batch_size=50, epochs=1),  # other steps
+                         _run(tiny_models["distilbert"], lora=lora, batch_size=16, epochs=1)], train_rows=100)
+    assert calls == [("lora", 7, "meta"), ("lora", 2, "meta"), ("lora", 7, "meta")]
+    calls.clear()
+    adapters.check_runs(same)  # rows unknown: no step count
+    assert calls == [("lora", None, "meta")]
+    calls.clear()
+    block = {"peft_type": "LORA", "r": 2, "target_modules": ["query"]}
+    reordered = dict(reversed(block.items()))  # the same block, its keys in another order
+    adapters.check_runs([_run(tiny_models["bert"], method="peft", adapter=block),
+                         _run(tiny_models["bert"], method="peft", task="E", adapter=reordered),
+                         _run(tiny_models["bert"], task="F", lora=LoraConfig(r=2, target_modules=["key"])),
+                         _run(tiny_models["bert"], task="G", lora=LoraConfig(r=2, target_modules=["value"]))])
+    assert calls == [("peft", None, "meta"), ("lora", None, "meta"), ("lora", None, "meta")]  # other blocks: checked
+
+
+def test_check_runs_leaves_what_the_meta_device_cannot_run_to_the_run(tiny_models, monkeypatch):
+    from tasks import adapters
+
+    def meta_fails(model, method, settings=None, total_steps=None):
+        raise RuntimeError("Tensor.item() cannot be called on meta tensors")
+
+    monkeypatch.setattr(adapters, "apply_method", meta_fails)
+    adapters.check_runs([_run(tiny_models["bert"], lora=LoraConfig(r=2, target_modules=["query"]))])  # no error
+
+
+def test_adapter_error_names_the_block_and_key():
+    assert AdapterError("'x' is invalid", "r").where("tasks.G.adapter") == "tasks.G.adapter.r: 'x' is invalid"
+    assert AdapterError("PEFT rejects it: no").where("adapter") == "adapter: PEFT rejects it: no"
+
+
+def test_layers_to_transform_must_exist(tiny_models):
+    for layers in (1, [0, 1]):  # one layer or a list; the tiny models have layers 0 and 1
+        wrapped = peft(load(tiny_models["bert"]), peft_type="LORA", r=2, target_modules=["query"],
+                       layers_to_transform=layers)
+        adapted = {name.split(".lora_A")[0] for name in trainable_names(wrapped) if ".lora_A." in name}
+        assert adapted == {f"base_model.model.bert.encoder.layer.{i}.attention.self.query"
+                           for i in ([1] if layers == 1 else [0, 1])}
+    own = peft(load(tiny_models["bert"]), peft_type="LORA", r=2, target_modules=["dense"], layers_to_transform=[1])
+    assert {name.split(".lora_A")[0] for name in trainable_names(own) if ".lora_A." in name} == {
+        f"base_model.model.bert.encoder.layer.1.{dense}.dense" for dense in ("attention.output", "intermediate", "output")}
+    wrapped = peft(load(tiny_models["bert"]), peft_type="LORA", r=2, target_modules=["query"], layers_to_transform=[0],
+                   layers_pattern="layer")  # BERT's layers are encoder.layer.N
+    assert {name.split(".attention")[0] for name in trainable_names(wrapped) if ".lora_A." in name} == {
+        "base_model.model.bert.encoder.layer.0"}
+    with pytest.raises(ValueError, match="No modules were targeted"):  # as PEFT itself: a pattern no layer has
+        peft(load(tiny_models["bert"]), peft_type="LORA", r=2, target_modules=["query"], layers_to_transform=[0],
+             layers_pattern="nothing")
+    for bad, shown in ((2, 2), ([0, -1], -1), ([3, 1], 3)):
+        with pytest.raises(AdapterError, match=rf"^layer {shown} does not exist; model type 'bert' here has layers 0-1$"):
+            peft(load(tiny_models["bert"]), peft_type="LORA", r=2, target_modules=["query"], layers_to_transform=bad)
+
+
+def test_module_lists_resolve_once_each_and_all_linear_in_any_form(tiny_models):
+    from tasks.adapters import resolve_modules
+
+    model = load(tiny_models["bert"])
+    assert resolve_modules(model, ["all-linear"]) == "all-linear" == resolve_modules(model, "all-linear")
+    ffn = ["bert.encoder.layer.0.intermediate.dense", "bert.encoder.layer.1.intermediate.dense"]
+    assert resolve_modules(model, ["intermediate", "feed_forward", "intermediate"]) == ffn  # one name, once
+    assert resolve_modules(model, ["query", "query"]) == ["bert.encoder.layer.0.attention.self.query",
+                                                          "bert.encoder.layer.1.attention.self.query"]
+    assert resolve_modules(model, ["dense", "query", "dense"]) == ["dense", "bert.encoder.layer.0.attention.self.query",
+                                                                    "bert.encoder.layer.1.attention.self.query"]
+    assert resolve_modules(model, r".*\.query") == r".*\.query"  # a regex passes through as PEFT reads it
+    with pytest.raises(AdapterError, match=r"^the pattern 'query' matches no module of model type 'bert'$") as error:
+        resolve_modules(model, "query", "exclude_modules")  # a regex matches whole names
+    assert error.value.key == "exclude_modules"
+
+
+def test_prompt_learning_cannot_merge_and_is_returned_as_it_is(tiny_models):
+    from tasks.adapters import can_merge
+
+    prompt = peft(load(tiny_models["bert"]), peft_type="PROMPT_TUNING", num_virtual_tokens=3)
+    assert not can_merge(prompt) and merged(prompt) is prompt
+    plain = load(tiny_models["bert"])
+    assert not can_merge(plain) and merged(plain) is plain
+    lora = apply_method(load(tiny_models["bert"]), "lora", LoraConfig(r=2, target_modules=["query"]))
+    assert can_merge(lora)
+    assert type(merged(lora)).__name__ == "BertForSequenceClassification"
+
+
+def test_adapter_settings_by_method():
+    from tasks.adapters import adapter_settings
+
+    assert adapter_settings("full", None) is None and adapter_settings("head", None) is None
+    block = {"peft_type": "IA3", "target_modules": ["key"]}
+    assert adapter_settings("peft", block) == block and adapter_settings("peft", block) is not block
+    lora = adapter_settings("lora", LoraConfig(r=2, target_modules=["query"]))
+    assert lora["peft_type"] == "LORA" and lora["r"] == 2 and lora["target_modules"] == ["query"]
+
+
+def test_error_lists_are_comma_separated(tiny_models):
+    from peft import PEFT_TYPE_TO_CONFIG_MAPPING
+
+    types = ", ".join(sorted(kind.value for kind in PEFT_TYPE_TO_CONFIG_MAPPING))
+    with pytest.raises(AdapterError) as error:
+        check_adapter({})
+    assert str(error.value) == f"required; one of {types}"
+    with pytest.raises(AdapterError) as error:
+        check_adapter({"peft_type": "nope"})
+    assert str(error.value).endswith(f"; PEFT's types: {types}")
+    with pytest.raises(AdapterError, match=r"^'q_proj', 'k_proj' is not a module of model type 'bert'; .* its own"
+                                           r" modules: LayerNorm, classifier, dense, key, query, value$"):
+        apply_method(load(tiny_models["bert"]), "lora", LoraConfig(target_modules=["q_proj", "k_proj"]))
+    from tasks.adapters import resolve_modules
+    with pytest.raises(AdapterError) as error:
+        resolve_modules(load(tiny_models["bert"]), "nothing")
+    assert error.value.key == "target_modules"  # the field named when none is given
+
+
+def test_peft_rejection_is_its_first_line_or_the_error_type(monkeypatch):
+    from tasks import adapters
+
+    for raised, shown in ((ValueError("r must be positive\nsee the docs"), "r must be positive"),
+                          (ValueError(""), "ValueError")):
+        def reject(*args, error=raised, **kwargs):
+            raise error
+        monkeypatch.setattr(adapters, "_build", reject)
+        with pytest.raises(AdapterError, match=rf"^PEFT rejects it: {shown}$"):
+            check_adapter({"peft_type": "LORA"})
+
+
+def test_checks_a_schedule_that_needs_many_steps_and_keeps_peft_literals():
+    # AdaLoRA's schedule must fit total_step; the plan's steps are not known yet, so the check assumes plenty
+    assert check_adapter({"peft_type": "ADALORA", "target_modules": ["query"], "tinit": 100, "tfinal": 100})["tinit"] == 100
+    assert check_adapter({"peft_type": "LORA", "init_lora_weights": "pissa_niter_4"})["init_lora_weights"] == "pissa_niter_4"
+
+
+def test_explicit_prompt_sizes_are_kept(tiny_models):
+    wrapped = peft(load(tiny_models["bert"]), peft_type="PROMPT_TUNING", num_virtual_tokens=3, num_layers=5)
+    config = wrapped.peft_config["default"]
+    assert config.num_layers == 5 and config.token_dim == 32  # given: kept; not given: the model's hidden size
+
+
+def test_only_peft_known_deprecation_warning_is_silenced(tiny_models, monkeypatch):
+    import warnings
+
+    import peft as peft_library
+
+    def noisy(model, config):
+        warnings.warn("`is_gradient_checkpointing` is deprecated", FutureWarning)
+        warnings.warn("something else", FutureWarning)
+        warnings.warn("is_gradient_checkpointing, but not a deprecation", UserWarning)
+        return model
+
+    monkeypatch.setattr(peft_library, "get_peft_model", noisy)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        apply_method(load(tiny_models["bert"]), "lora", LoraConfig(r=2, target_modules=["query"]))
+    shown = [(w.category, str(w.message)) for w in caught if w.category in (FutureWarning, UserWarning)
+             and ("something else" in str(w.message) or "is_gradient_checkpointing" in str(w.message))]
+    assert shown == [(FutureWarning, "something else"), (UserWarning, "is_gradient_checkpointing, but not a deprecation")]
+
+
+def test_merged_puts_nested_saved_modules_back_in_place(tiny_models):
+    plain_keys = set(load(tiny_models["bert"]).state_dict())
+    wrapped = peft(load(tiny_models["bert"]), peft_type="IA3", target_modules=["key"], feedforward_modules=[],
+                   modules_to_save=["attention_output"])
+    unloaded = merged(wrapped)
+    assert set(unloaded.state_dict()) == plain_keys
+    assert [name for name, _ in unloaded.named_children()] == ["bert", "dropout", "classifier"]
+
+
+def test_check_runs_reports_what_peft_cannot_run_on_the_architecture(tiny_models):
+    from core.models import ModelError
+    from tasks.adapters import check_runs
+
+    prefix = check_adapter({"peft_type": "PREFIX_TUNING", "num_virtual_tokens": 3})  # BERT takes no past_key_values
+    with pytest.raises(ModelError, match=r"^tasks\.P\.adapter: PEFT cannot apply it to .*bert \(.+\)$"):
+        check_runs([_run(tiny_models["bert"], method="peft", task="P", adapter=prefix)])

@@ -136,3 +136,55 @@ def test_begin_clears_the_folder_only_when_the_run_starts_over(tmp_path):
     started = json.loads((folder / "run.json").read_text())
     assert started["fingerprint"] == fingerprint(changed_run, changed_config, None) != fingerprint(run, config, None)
     assert started["config"]["training"]["learning_rate"] == 2e-3
+
+
+# ----------------------------------------------------------------------------------------------
+# The fingerprint's recipe is a stored format: results folders written by earlier versions must keep matching
+
+
+def _choice(precision="bf16", device_type="cuda"):
+    from core.precision import Choice
+    return Choice(precision=precision, setting="auto", source="cached", device_type=device_type, device="GPU X",
+                  gflops={"fp32": 100.0, "bf16": 250.0}, bf16_speedup=2.5)
+
+
+def test_fingerprint_is_the_documented_hash_of_run_data_and_hardware(tmp_path):
+    import hashlib
+
+    config, run = _setup(tmp_path)
+    dataset = config.dataset.model_dump()
+    del dataset["cache_dir"]
+    identity = {"trust_remote_code": config.trust_remote_code, "dataset": dataset, "run": run.resolved()}
+    # Recomputed here from the recipe: sha256 of the key-sorted JSON, first 16 hex digits.
+    expected = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
+    assert fingerprint(run, config, None) == expected
+    identity["hardware"] = {"precision": "bf16", "device_type": "cuda"}  # not the device's name nor the probe's rates
+    with_hardware = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
+    assert fingerprint(run, config, _choice()) == with_hardware
+    assert len(with_hardware) == 16 and with_hardware != expected
+    assert fingerprint(run, config, _choice(precision="fp32")) != with_hardware
+    assert fingerprint(run, config, _choice(device_type="cpu")) != with_hardware
+
+
+def test_begin_records_run_id_fingerprint_and_precision(tmp_path):
+    config, run = _setup(tmp_path)
+    folder = tmp_path / "results" / "B1_v1"
+    begin(run, config, RUN, _choice())
+    started = json.loads((folder / "run.json").read_text())
+    assert started["run_id"] == "B1_v1"
+    assert started["fingerprint"] == fingerprint(run, config, _choice()) != fingerprint(run, config, None)
+    expected = {"precision": "bf16", "setting": "auto", "source": "cached", "device_type": "cuda", "device": "GPU X",
+                "gflops": {"fp32": 100.0, "bf16": 250.0}, "bf16_speedup": 2.5}
+    assert {key: started["precision"][key] for key in expected} == expected
+    begin(run, config, RUN, None)  # a run without a model
+    assert json.loads((folder / "run.json").read_text())["precision"] is None
+
+
+def test_decide_treats_unreadable_or_non_object_state_files_as_absent(tmp_path):
+    config, run = _setup(tmp_path)
+    folder = tmp_path / "results" / "B1_v1"
+    _complete_checkpoint(folder)
+    for content in ("[1, 2]", "not json", '"complete"'):
+        (folder / "metrics.json").write_text(content)
+        (folder / "run.json").write_text(content)
+        assert decide(run, config, None) == RUN
