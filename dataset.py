@@ -322,11 +322,11 @@ def _encode_labels(config: DatasetConfig, tables: dict[str, Table], roles: dict,
     for role, table in tables.items():
         column = label_columns[role] = _columns(config, table)[1]
         if role == "test" and column not in table.frame.columns:
-            raise DataError(_unlabelled_test(config, roles, splits, described, f"has no column {column!r}"))
+            raise DataError(_unlabelled_test(roles, splits, described, f"has no column {column!r}"))
         _check_column(table, column, "dataset.label_column")
         values = [_label_value(v) for v in table.frame[column].tolist()]
         if role == "test" and all(_unlabelled(v) for v in values):
-            raise DataError(_unlabelled_test(config, roles, splits, described, "has no labels (-1 or empty in every row)"))
+            raise DataError(_unlabelled_test(roles, splits, described, "has no labels (-1 or empty in every row)"))
         for i, value in enumerate(values):
             if _unlabelled(value):
                 raise DataError(f"{table.where(i)}: no label (column {column!r} is {'-1' if value == -1 else 'empty'});"
@@ -378,7 +378,7 @@ def _encode_labels(config: DatasetConfig, tables: dict[str, Table], roles: dict,
     return labels, tuple(names)
 
 
-def _unlabelled_test(config: DatasetConfig, roles: dict, splits: list[str], described: str, what: str) -> str:
+def _unlabelled_test(roles: dict, splits: list[str], described: str, what: str) -> str:
     others = [s for s in splits if s not in (roles["train"], roles["test"])]
     fix = (f"use a labelled split as the test: dataset.splits.test: {others[0]}" if others else
            "name a labelled split in dataset.splits.test, or a labelled test file")

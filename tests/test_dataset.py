@@ -187,3 +187,268 @@ def test_caps_follow_split_seed_and_are_stratified(unbalanced, seed):
     _assert_proportional(splits.test, {0: 40, 1: 20, 2: 12, 3: 8})
     uncapped = _load(unbalanced, seed)
     assert set(splits.train["row"]) <= set(uncapped.train["row"])  # caps sample the split, after it
+
+
+# ----------------------------------------------------------------------------------------------
+# Reading JSON and JSONL, the hub, stratification limits, the token cache's key (issue 14: mutation)
+
+
+def _jsonl(folder, name, lines):
+    folder.mkdir(exist_ok=True)
+    (folder / name).write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def _pairs(count, start=0):
+    return [(text, label) for text, label in make_texts(count, start)]
+
+
+def test_first_line_of_an_error():
+    from dataset import _first_line
+
+    assert _first_line(ValueError("  first\nsecond  ")) == "first"
+    assert _first_line(KeyError()) == "KeyError"  # no message: the type names it
+
+
+def test_jsonl_skips_blank_lines_keeps_line_numbers_and_cells_as_written(tmp_path):
+    import json
+
+    folder = tmp_path / "data"
+    rows = [json.dumps({"title": i, "body": t, "label": l}) for i, (t, l) in enumerate(_pairs(24))]  # numbered
+    rows[5] = json.dumps({"title": 7, "body": "seven words", "label": 1})
+    rows[6] = json.dumps({"body": "no title here", "label": 2})  # title missing: the column mixes int and null
+    _jsonl(folder, "train.jsonl", rows[:3] + [""] + rows[3:])  # a blank line 4, then more lines
+    _jsonl(folder, "test.jsonl", rows[:4])
+    splits = load_splits(DatasetConfig(source=str(folder), text_column=["title", "body"], validation_size=4))
+    texts = pd.concat([splits.train, splits.validation]).sort_values("row")["text"].tolist()
+    assert len(texts) == 24  # the lines after the blank one are read
+    assert texts[5] == "7 seven words" and texts[6] == "no title here"  # 7, not 7.0
+    rows[10] = json.dumps({"title": "x", "body": "y"})
+    _jsonl(folder, "train.jsonl", rows[:3] + [""] + rows[3:])
+    with pytest.raises(DataError, match=r"train\.jsonl: line 12: no label \(column 'label' is empty\)"):
+        load_splits(DatasetConfig(source=str(folder), text_column=["title", "body"], validation_size=4))
+
+
+@pytest.mark.parametrize("lines, message", [
+    (['{"text": "a", "label": 1}', "[1, 2]"], "line 2: expected a JSON object per line, got list"),
+    (['{"text": "a", "label": 1}', '{"text": '], "line 2: not valid JSON (Expecting value: line 1 column 10 (char 9))"),
+    (["", "  "], "the file is empty"),
+])
+def test_bad_jsonl_files(tmp_path, lines, message):
+    _jsonl(tmp_path / "data", "train.jsonl", lines)
+    _jsonl(tmp_path / "data", "test.jsonl", ['{"text": "a", "label": 1}'])
+    with pytest.raises(DataError) as raised:
+        load_splits(DatasetConfig(source=str(tmp_path / "data")))
+    assert str(raised.value) == f"{tmp_path / 'data' / 'train.jsonl'}: {message}"
+
+
+@pytest.mark.parametrize("content, message", [
+    ('[{"text": "a",\n "label": }]', "line 2, column 11: not valid JSON (Expecting value)"),
+    ('{"text": "a", "label": 1}', 'expected a list of records ([{"text": ..., "label": ...}, ...]); for one record a'
+                                  " line use .jsonl"),
+    ("[1, 2]", 'expected a list of records ([{"text": ..., "label": ...}, ...]); for one record a line use .jsonl'),
+    ("[]", "the file has no records"),
+])
+def test_bad_json_files(tmp_path, content, message):
+    folder = tmp_path / "data"
+    folder.mkdir()
+    (folder / "train.json").write_text(content, encoding="utf-8")
+    (folder / "test.json").write_text('[{"text": "a", "label": 1}]', encoding="utf-8")
+    with pytest.raises(DataError) as raised:
+        load_splits(DatasetConfig(source=str(folder)))
+    assert str(raised.value) == f"{folder / 'train.json'}: {message}"
+
+
+@pytest.mark.parametrize("bad", [0, 23])
+def test_json_rows_are_named_by_record_from_1(tmp_path, bad):
+    import json
+
+    folder = tmp_path / "data"
+    folder.mkdir()
+    records = [{"title": i * 7, "body": t, "label": l} for i, (t, l) in enumerate(_pairs(24))]  # numbered titles
+    records[2] = {"body": "no title", "label": 1}
+    (folder / "test.json").write_text(json.dumps(records[:4]), encoding="utf-8")
+    (folder / "train.json").write_text(json.dumps(records), encoding="utf-8")
+    config = DatasetConfig(source=str(folder), text_column=["title", "body"], validation_size=4)
+    assert load_splits(config).test["text"].tolist()[1:3] == [f"7 {records[1]['body']}", "no title"]
+    records[bad]["label"] = ""
+    (folder / "train.json").write_text(json.dumps(records), encoding="utf-8")
+    with pytest.raises(DataError) as raised:
+        load_splits(config)
+    assert str(raised.value) == (f"{folder / 'train.json'}: record {bad + 1}: no label (column 'label' is empty);"
+                                 f" label the row or remove it")
+
+
+def test_an_unlabelled_test_file_with_no_other_split(tmp_path):
+    write_hf_csv(tmp_path / "train.csv", _pairs(20))
+    write_hf_csv(tmp_path / "test.csv", [(t, -1) for t, _ in _pairs(4)])
+    with pytest.raises(DataError) as raised:
+        load_splits(DatasetConfig(source=str(tmp_path), validation_size=4))
+    assert str(raised.value) == (f"dataset.splits.test: split 'test' of {tmp_path} has no labels (-1 or empty in"
+                                 f" every row); name a labelled split in dataset.splits.test, or a labelled test file")
+
+
+def test_stratification_limits_at_their_edges(tmp_path):
+    rows = _pairs(20)
+    rows = rows[:-2] + [(rows[-2][0], 4), (rows[-1][0], 4)]  # class 4 has exactly 2 rows
+    write_hf_csv(tmp_path / "train.csv", rows)
+    write_hf_csv(tmp_path / "test.csv", rows[:5])
+    config = dict(source=str(tmp_path), class_names=["a", "b", "c", "d", "e"])
+    splits = load_splits(DatasetConfig(**config, validation_size=5))  # 2 rows suffice; 5 rows for 5 classes
+    assert sorted(splits.validation["label"]) == [0, 1, 2, 3, 4]
+    assert list(splits.train.columns) == ["row", "text", "label"] == list(splits.validation.columns)
+    assert splits.train.index.tolist() == list(range(15)) and splits.validation.index.tolist() == list(range(5))
+    splits = load_splits(DatasetConfig(**config, validation_size=15))  # 5 training rows for 5 classes
+    assert sorted(splits.train["label"]) == [0, 1, 2, 3, 4]
+    with pytest.raises(DataError) as raised:
+        load_splits(DatasetConfig(**config, validation_size=17))
+    assert str(raised.value) == "dataset.validation_size: 17 cannot be stratified over 5 classes with 20 training rows"
+
+
+def _hub(monkeypatch, features=None, fail=None):
+    import datasets
+
+    def split(count, seed, stars=False):
+        rows = make_texts(count, seed)
+        return datasets.Dataset.from_dict({"text": [t for t, _ in rows], "label": [l + 1 if stars else l for _, l in rows]},
+                                          features=features)
+
+    data = datasets.DatasetDict(train=split(20, 1, True), test=split(8, 2, True))
+
+    def load(*args):
+        if fail:
+            raise fail
+        return data
+    monkeypatch.setattr(datasets, "load_dataset", load)
+    return data
+
+
+def test_a_hub_dataset_without_class_label_or_subset(monkeypatch):
+    _hub(monkeypatch)
+    splits = load_splits(DatasetConfig(source="someone/stars", validation_size=4))
+    assert splits.class_names == ("1", "2", "3", "4")  # the values, not a ClassLabel's names
+    with pytest.raises(DataError) as raised:
+        load_splits(DatasetConfig(source="someone/stars", validation_size=4, splits={"validation": "dev"}))
+    assert str(raised.value) == "dataset.splits.validation: someone/stars has no split 'dev'; splits: train, test"
+
+
+@pytest.mark.parametrize("row", [0, 19])
+def test_hub_rows_are_named_from_1(monkeypatch, row):
+    data = _hub(monkeypatch)
+    import datasets
+
+    broken = data["train"].to_dict()
+    broken["label"][row] = 9
+    data["train"] = datasets.Dataset.from_dict(broken)
+    with pytest.raises(DataError, match=rf"^someone/stars\[train\]: row {row + 1}: label 9 is outside"):
+        load_splits(DatasetConfig(source="someone/stars", validation_size=4, class_names=["a", "b", "c", "d", "e"]))
+
+
+def test_a_hub_dataset_that_cannot_be_loaded(monkeypatch):
+    _hub(monkeypatch, fail=ConnectionError("no route to host\nretry later"))
+    with pytest.raises(DataError) as raised:
+        load_splits(DatasetConfig(source="someone/stars"))
+    assert str(raised.value) == ("dataset.source: 'someone/stars' is not a local folder or file and the Hub dataset"
+                                 " could not be loaded (no route to host); point dataset.source at local data")
+
+
+class _Backend:
+    def __init__(self, state):
+        self.state = state
+
+    def to_str(self):
+        import json
+        return json.dumps(self.state)
+
+
+class _Fake:
+    def __init__(self, backend=None, vocab=None):
+        if backend is not None:
+            self.backend_tokenizer = backend
+        self.vocab = vocab
+
+    def get_vocab(self):
+        return dict(self.vocab)
+
+
+def test_the_token_cache_key_follows_the_tokenizer_and_the_texts():
+    from dataset import _cache_key
+
+    state = {"model": {"vocab": {"a": 0, "b": 1}}, "truncation": None, "padding": None}
+    key = _cache_key(["ab", "c"], _Fake(_Backend(state)), 16)
+    assert len(key) == 32 and int(key, 16) >= 0
+    used = {**state, "truncation": {"max_length": 16}, "padding": {"strategy": "BatchLongest"}}
+    assert _cache_key(["ab", "c"], _Fake(_Backend(used)), 16) == key  # use changes no identity
+    other = {**state, "model": {"vocab": {"a": 0, "b": 2}}}
+    assert _cache_key(["ab", "c"], _Fake(_Backend(other)), 16) != key
+    assert _cache_key(["a", "bc"], _Fake(_Backend(state)), 16) != key  # texts are kept apart
+
+    class Other(_Fake):
+        pass
+    assert _cache_key(["ab", "c"], Other(_Backend(state)), 16) != key
+    slow = _cache_key(["ab"], _Fake(vocab={"a": 0, "b": 1}), 16)  # no backend: its vocabulary
+    assert slow != _cache_key(["ab"], _Fake(vocab={"a": 0, "b": 2}), 16)
+    assert slow == _cache_key(["ab"], _Fake(vocab={"b": 1, "a": 0}), 16)
+    reordered = {"padding": None, "truncation": None, "model": {"vocab": {"b": 1, "a": 0}}}
+    assert _cache_key(["ab", "c"], _Fake(_Backend(reordered)), 16) == key  # the state, not its key order
+
+
+def test_tokenize_truncates_to_max_length(tmp_path, tiny_models):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_models["bert"])
+    ids = tokenize(["game team " * 40, "a"], tokenizer, 12, tmp_path)
+    assert len(ids[0]) == 12 and len(ids[1]) < 12
+    assert tokenize(["game team " * 40, "a"], tokenizer, 12, tmp_path) == ids  # from the cache
+
+
+def test_a_test_file_without_the_label_column(tmp_path):
+    write_hf_csv(tmp_path / "train.csv", _pairs(20))
+    write_hf_csv(tmp_path / "validation.csv", _pairs(8, 3))
+    (tmp_path / "test.csv").write_text("text\nfirst\nsecond\n", encoding="utf-8")
+    with pytest.raises(DataError) as raised:
+        load_splits(DatasetConfig(source=str(tmp_path)))
+    assert str(raised.value) == (f"dataset.splits.test: split 'test' of {tmp_path} has no column 'label';"
+                                 f" use a labelled split as the test: dataset.splits.test: validation")
+
+
+def test_float_and_boolean_labels(tmp_path):
+    import json
+
+    folder = tmp_path / "data"
+    floats = [json.dumps({"text": t, "label": float(l + 1)}) for t, l in _pairs(16)]
+    _jsonl(folder, "train.jsonl", floats)
+    _jsonl(folder, "test.jsonl", floats[:4])
+    splits = load_splits(DatasetConfig(source=str(folder), validation_size=4))
+    assert splits.class_names == ("1", "2", "3", "4")  # 1.0 is the integer 1
+    assert splits.test["label"].tolist() == [0, 1, 2, 3]
+    halves = [json.dumps({"text": t, "label": l + 0.5}) for t, l in _pairs(16)]
+    _jsonl(folder, "train.jsonl", halves)
+    _jsonl(folder, "test.jsonl", halves[:4])
+    assert load_splits(DatasetConfig(source=str(folder), validation_size=4)).class_names == ("0.5", "1.5", "2.5", "3.5")
+    booleans = [json.dumps({"text": t, "label": l % 2 == 1}) for t, l in _pairs(16)]
+    _jsonl(folder, "train.jsonl", booleans)
+    _jsonl(folder, "test.jsonl", booleans[:4])
+    splits = load_splits(DatasetConfig(source=str(folder), validation_size=4))
+    assert splits.class_names == ("False", "True") and splits.test["label"].tolist() == [0, 1, 0, 1]
+
+
+def _frame(counts):
+    labels = [label for label, count in enumerate(counts) for _ in range(count)]
+    order = sorted(range(len(labels)), key=lambda i: (i * 7) % len(labels))
+    return pd.DataFrame({"row": range(len(labels)), "text": [f"t{i}" for i in order],
+                         "label": [labels[i] for i in order]})
+
+
+def test_stratified_sample_edges():
+    from dataset import stratified_sample
+
+    frame = _frame([10, 5, 3, 2])
+    assert stratified_sample(frame, 20, 1) is frame and stratified_sample(frame, None, 1) is frame
+    for seed in range(5):
+        sample = stratified_sample(frame, 10, seed)  # the smallest class has 2 rows: still stratified
+        assert sample["label"].value_counts().sort_index().tolist() in ([5, 2, 2, 1], [5, 3, 1, 1])
+        assert list(sample.columns) == ["row", "text", "label"] and sample.index.tolist() == list(range(10))
+        even = _frame([3, 3, 3, 3])
+        assert sorted(stratified_sample(even, 4, seed)["label"]) == [0, 1, 2, 3]  # as many rows as classes
+    lonely = _frame([10, 5, 3, 1])  # a class of one row: a plain random sample
+    assert len(stratified_sample(lonely, 6, 0)) == 6

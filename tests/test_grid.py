@@ -10,28 +10,6 @@ import pandas as pd
 
 import main
 from conftest import ROOT, tiny_config, write_config
-from core.lock import FileLock, active_lock, others_active, run_lock
-
-
-def test_a_run_lock_is_held_by_one_holder_at_a_time(tmp_path):
-    first, second = run_lock(tmp_path, "B1_v1"), run_lock(tmp_path, "B1_v1")
-    assert first.acquire()
-    assert not second.acquire()  # flock conflicts between open files, even in one process
-    assert second.holder() == f"process {os.getpid()} on {os.uname().nodename}"
-    assert run_lock(tmp_path, "C1_v1").acquire()  # other runs are free
-    first.release()
-    assert second.acquire()
-    second.release()
-
-
-def test_the_last_process_to_finish_is_the_one_that_sees_no_other(tmp_path):
-    mine, theirs = active_lock(tmp_path), active_lock(tmp_path)
-    assert mine.acquire() and theirs.acquire()  # shared: any number of processes work at once
-    mine.release()
-    assert others_active(tmp_path)  # the other is still working: it rebuilds the summary, not me
-    theirs.release()
-    assert not others_active(tmp_path)
-    assert FileLock(tmp_path / ".locks" / "active.lock").acquire()  # the probe left nothing held
 
 
 def test_two_processes_started_together_train_every_run_once(tiny_data, tiny_models, tmp_path):

@@ -241,6 +241,7 @@ DATA_PROBLEMS = {
 @pytest.mark.parametrize("case", DATA_PROBLEMS)
 def test_each_data_problem_is_one_line_exit_2(case, tmp_path, tiny_models, capsys):
     settings, change, fragment = DATA_PROBLEMS[case]
+    settings = dict(settings)  # a copy: the parameters are shared by every run of the test in this process
     suffix = settings.pop("suffix", ".jsonl")
     test = [{**r, "sentiment": -1} for r in records(12, 2)] if change == "unlabelled test" else None
     dataset = own_data(tmp_path, suffix, test=test, **settings)
