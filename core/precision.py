@@ -13,7 +13,6 @@ same). An explicit `bf16` or `fp32` always wins and is never probed.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
 import time
 from dataclasses import asdict, dataclass, field
@@ -22,7 +21,7 @@ from typing import Callable
 
 import torch
 
-from core.files import write_json_atomic
+from core.files import read_json, write_json_atomic
 from core.hardware import device_model
 
 BF16_MIN_SPEEDUP = 1.2  # bf16 must beat fp32 by this factor to be chosen: below it, fp32's accuracy wins
@@ -93,7 +92,7 @@ def choose(setting: str, device: torch.device, shapes: Shapes | None, cache_file
     if setting != "auto":
         return Choice(setting, setting, "explicit", device.type, name)
     key = cache_key(device, shapes)
-    entry = _read(cache_file).get(key) if cache_file else None
+    entry = read_json(cache_file).get(key) if cache_file else None
     source = "cached"
     if not _valid(entry):
         rates = (measure or probe_rates)(device, shapes)
@@ -226,18 +225,9 @@ def _valid(entry) -> bool:
             and all(key in entry for key in ("shapes", "threads", "torch", "measured_at")))
 
 
-def _read(path: Path | None) -> dict:
-    """The cache's entries; empty where the file is missing or damaged (it is then rewritten)."""
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError, TypeError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
 def _store(path: Path, key: str, entry: dict) -> None:
     """Add one entry; a cache that cannot be written only costs the next run a probe."""
     try:
-        write_json_atomic(Path(path), {**_read(path), key: entry})
+        write_json_atomic(Path(path), {**read_json(path), key: entry})
     except OSError:
         pass

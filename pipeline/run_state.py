@@ -16,7 +16,7 @@ from pathlib import Path
 
 from core.checkpoints import latest_checkpoint
 from core.config import PipelineConfig
-from core.files import write_json_atomic
+from core.files import read_json, write_json_atomic
 from core.precision import Choice
 from pipeline.plan import Run
 
@@ -56,11 +56,3 @@ def begin(run: Run, config: PipelineConfig, action: str, choice: Choice | None) 
     write_json_atomic(folder / "run.json", {"run_id": run.run_id, "fingerprint": fingerprint(run, config, choice),
                                             "config": run.resolved(),
                                             "precision": choice.as_dict() if choice else None})
-
-
-def read_json(path: Path) -> dict:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}

@@ -38,7 +38,8 @@ from core.files import write_csv_atomic, write_json_atomic, write_text_atomic
 from core.hardware import is_main_process, pick_device
 from dataset import Splits
 from pipeline.plan import SEARCH_FOLDER, Run
-from pipeline.run_state import fingerprint, read_json
+from core.files import read_json
+from pipeline.run_state import fingerprint
 from core.lock import run_lock
 from pipeline.precision import resolve_all
 from tasks.base import RunContext
