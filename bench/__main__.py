@@ -39,9 +39,9 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     import torch
-    from transformers.utils import logging as hf_logging
+    from core.quiet import quiet_libraries
 
-    hf_logging.disable_progress_bar()  # "Loading weights" bars, once per model load
+    quiet_libraries()  # no "Loading weights" bars, once per model load
     from bench.report import format_table, jsonable
     from bench.run import run_benchmark
     from core.config import load_config

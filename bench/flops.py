@@ -49,7 +49,7 @@ class ParameterCounts:
         return {**asdict(self), "total": self.total}
 
 
-def count_parameters(model) -> ParameterCounts:
+def parameter_groups(model) -> ParameterCounts:
     """Split a (possibly PEFT-wrapped) sequence classifier's parameters by how often they are multiplied."""
     embedding = per_token = per_sequence = adapter = trainable_head = 0
     for name, parameter in model.named_parameters():

@@ -40,6 +40,8 @@ if str(ROOT) not in sys.path:
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from bench.grid import study_grid  # noqa: E402
+
 METHODS = (("full", "B"), ("lora", "C"))  # method, the config task that gives its settings
 # One lever at a time at the chosen settings: the TrainingConfig field and its two values (off, on).
 # training.dataloader_workers is not among them: the bench counts tokens in the collator, which workers would move
@@ -51,8 +53,6 @@ LEVERS = {  # in the order run: the cheap ones first, torch.compile (a minute or
     "pin_memory": ("pin_memory", False, True),
     "torch_compile": ("torch_compile", False, True),
 }
-# configs/study.yaml names the Hub's AG News; its size is a fact of that data set, not a setting.
-STUDY_TRAIN_ROWS, STUDY_TEST_ROWS = 120_000, 7_600
 TARGETS = {"grid_hours": 1.0, "accuracy_points": 0.3, "full_utilization": 0.30}  # issue 11
 
 
@@ -400,39 +400,11 @@ def utilization(results: dict, peaks: dict, counts: dict) -> None:
             run["utilization"] = flops / run["seconds"] / 1e9 / peaks[run["precision"]]
 
 
-def study_grid(study_path: Path, rates: dict) -> dict:
-    """GPU-hours of the study's grid (configs/study.yaml: its tasks x models x variants, epochs and validation size)
-    at each way's training rates (full, lora samples/s) and evaluation rate (texts/s)."""
-    from core.config import METHODS as METHOD_TABLE, load_config
-    from pipeline.plan import build_plan
-
-    study = load_config(study_path)
-    validation = study.dataset.validation_size
-    train_rows = STUDY_TRAIN_ROWS - validation
-    samples = {"full": 0.0, "lora": 0.0}
-    eval_texts, runs = 0.0, 0
-    for run in build_plan(study):
-        if not METHOD_TABLE[run.method]["trains"]:
-            continue
-        runs += 1
-        epochs = run.training.epochs
-        samples["full" if run.method == "full" else "lora"] += epochs * train_rows
-        eval_texts += epochs * validation + (epochs * train_rows if run.training.eval_on_train else 0) + STUDY_TEST_ROWS
-    grid = {"config": str(study_path.relative_to(ROOT)) if study_path.is_relative_to(ROOT) else str(study_path),
-            "runs": runs, "train_rows": train_rows, "full_samples": samples["full"], "lora_samples": samples["lora"],
-            "eval_texts": eval_texts}
-    for way, rate in rates.items():
-        train = samples["full"] / rate["full"] + samples["lora"] / rate["lora"]
-        grid[way] = {"train_hours": train / 3600, "eval_hours": eval_texts / rate["eval"] / 3600,
-                     "total_hours": (train + eval_texts / rate["eval"]) / 3600, "rates": rate}
-    return grid
-
-
 def run_gpu_bench(config_path: Path, common: list[str], baseline: list[str], chosen: list[list[str]],
                   levers: list[str], quick: bool, device: torch.device, log=print, epochs: float | None = None,
                   budget: float = 400.0, study_path: Path = ROOT / "configs" / "study.yaml", save=None) -> dict:
     """Every part in turn; `save(results)`, if given, after each part (a run cut off keeps what it measured)."""
-    from bench.flops import count_parameters, measure_peak, model_shapes
+    from bench.flops import parameter_groups, measure_peak, model_shapes
     from bench.run import BenchContext, load_model, machine
     from core.config import load_config
     from dataset import load_splits
@@ -465,10 +437,10 @@ def run_gpu_bench(config_path: Path, common: list[str], baseline: list[str], cho
         save(results)
         context = BenchContext(arms["baseline"], device, "auto", bench.splits, bench.run_dir)
         speed_model = load_model(sizes.speed_model, context, bench.splits.class_names)[0]
-        counts = {sizes.speed_model: count_parameters(speed_model)}
+        counts = {sizes.speed_model: parameter_groups(speed_model)}
         results["eval"] = {sizes.speed_model: eval_part(bench, picked, sizes.speed_model)}
         if sizes.speed_model != "minilm":
-            counts["minilm"] = count_parameters(trained_full)
+            counts["minilm"] = parameter_groups(trained_full)
             results["eval"]["minilm"] = eval_part(bench, picked, "minilm", trained_full)
         rows = settings_of(arms[picked["full"]], "B", device)[0].eval_batch_size * 64
         peaks = {"bf16": measure_peak(model_shapes(speed_model.config), rows, torch.bfloat16, device,
@@ -583,14 +555,12 @@ def main(argv=None) -> int:
     parser.add_argument("--levers", nargs="*", default=list(LEVERS), choices=list(LEVERS))
     args = parser.parse_args(argv)
 
-    from transformers.utils import logging as hf_logging
-
     from bench.report import jsonable
     from core.files import write_json_atomic
     from core.hardware import pick_device
+    from core.quiet import quiet_libraries
 
-    hf_logging.disable_progress_bar()
-    hf_logging.set_verbosity_error()
+    quiet_libraries()
     device = pick_device() if args.device == "auto" else torch.device(args.device)
     if device.type != "cuda" and not args.quick:
         sys.exit("bench/gpu.py: no CUDA device visible to torch; --quick runs the dry mode on a CPU")

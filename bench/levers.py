@@ -212,9 +212,9 @@ def main(argv=None) -> int:
     parser.add_argument("--grid", nargs="*", default=None, help="METHOD:BATCH:LR for tune, e.g. full:16:2e-4 lora:8:2e-3")
     args = parser.parse_args(argv)
     log = lambda line: print(line, flush=True)
-    from transformers.utils import logging as hf_logging
+    from core.quiet import quiet_libraries
 
-    hf_logging.disable_progress_bar()
+    quiet_libraries()
     config, splits = _setup(args.config)
     path = Path(args.out)
     stored = json.loads(path.read_text()) if path.is_file() else {}

@@ -16,7 +16,7 @@ import torch
 from transformers import (DataCollatorWithPadding, PrinterCallback, Trainer, TrainingArguments,
                           default_data_collator)
 
-from bench.flops import count_parameters, synchronize, training_flops
+from bench.flops import parameter_groups, synchronize, training_flops
 from evaluation.inference import predict_probabilities
 from tasks.base import RunContext
 from tasks.finetune import TokenizedTexts, training_arguments
@@ -220,7 +220,7 @@ def train_reference(model, tokenizer, method: str, texts: list[str], labels, dev
 
 
 def _train(model, method: str, args, dataset, collate: CountingCollator, device: torch.device, bf16: bool) -> dict:
-    counts = count_parameters(model)
+    counts = parameter_groups(model)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
         trainer = Trainer(model=model, args=args, train_dataset=dataset, data_collator=collate)

@@ -20,6 +20,14 @@ def format_table(results: dict, models: list[str]) -> str:
                      f"{e['project']['texts_per_s']:.1f}", f"{e['per_text']['texts_per_s']:.1f}",
                      f"{e['speedup_vs_per_text']:.1f}x", _pct(e["utilization"]), _pct(e["per_text"]["utilization"]),
                      f"agree {agree['agreement']:.4f} ({agree['texts']} texts)"])
+        if "trainer_predict" in e:  # results written before the second reference have none
+            predict = e["trainer_predict"]
+            rows.append([name, f"eval vs Trainer.predict ({predict['texts']} texts; with tokenisation)",
+                         f"{e['project_on_per_text_texts']['texts_per_s']:.1f}", f"{predict['texts_per_s']:.1f}",
+                         f"{e['speedup_vs_trainer_predict']:.1f}x"
+                         f" ({e['speedup_vs_trainer_predict_with_tokenization']:.1f}x)",
+                         _pct(e["project_on_per_text_texts"]["utilization"]), _pct(predict["utilization"]),
+                         f"agree {e['agreement_with_trainer_predict']:.4f}"])
         for method in ("full", "lora"):
             t = r["train"][method]
             rows.append([name, f"train {method} samples/s ({r['train']['samples']} samples)",

@@ -9,6 +9,7 @@ reported as null.
 from __future__ import annotations
 
 import platform
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +17,8 @@ from pathlib import Path
 import torch
 
 from bench import measure
-from bench.flops import count_parameters, forward_flops, measure_peak, model_shapes
+from bench.flops import parameter_groups, forward_flops, measure_peak, model_shapes
+from bench.grid import STUDY, study_grid
 from bench.report import format_accuracy
 from dataset import stratified_sample, load_splits, tokenize
 from core.config import PipelineConfig
@@ -96,7 +98,7 @@ def bench_model(name: str, sizes: Sizes, bench: BenchContext) -> dict:
     the throughput figure and its accuracy; trained, its predictions mean something to agree on)."""
     log, device, splits, config = bench.log, bench.device, bench.splits, bench.config
     model, tokenizer = load_model(name, bench, splits.class_names)
-    counts = count_parameters(model)
+    counts = parameter_groups(model)
     max_length = config.dataset.max_length
     full_training = config.task_training(bench.full_task, "v1")
     # Peak rows: the tokens of one evaluation batch of typical padded length. `auto` is decided as the
@@ -213,8 +215,19 @@ def _evaluation(name: str, model, tokenizer, test, test_ids, tokenize_seconds, s
     loop_texts = test["text"].iloc[loop_rows].tolist()
     again = measure.evaluate_project(model, loop_ids, tokenizer.pad_token_id, batch_size, device, bf16)
     loop = measure.evaluate_per_text(model, tokenizer, loop_texts, config.dataset.max_length, device)
-    agree = measure.agreement(again.pop("probabilities"), loop.pop("predictions"), NEAR_TIE[precision])
-    for part in (again, loop):  # FLOP/s of real tokens, and of every position computed (padding included)
+    again_probabilities = again.pop("probabilities")
+    agree = measure.agreement(again_probabilities, loop.pop("predictions"), NEAR_TIE[precision])
+    # The second reference (issue 10): Trainer.predict the usual way (padded to 128, batch 8, fp32, no_grad) on
+    # the same texts; tokenisation timed on both sides, the project's from an empty cache. Last: it casts the
+    # model to fp32.
+    with tempfile.TemporaryDirectory(prefix="bench-tokens-") as cache:
+        started = time.perf_counter()
+        tokenize(loop_texts, tokenizer, config.dataset.max_length, cache)
+        again["tokenize_seconds"] = time.perf_counter() - started
+    again["texts_per_s_with_tokenization"] = again["texts"] / (again["seconds"] + again["tokenize_seconds"])
+    predict = measure.evaluate_trainer_predict(model, tokenizer, loop_texts, device)
+    predict_agreement = float((again_probabilities.argmax(axis=1) == predict.pop("predictions")).mean())
+    for part in (again, loop, predict):  # FLOP/s of real tokens, and of every position computed (padding included)
         part["achieved_gflops"] = forward_flops(counts, part["tokens"], part["texts"]) / part["seconds"] / 1e9
         part["busy_gflops"] = forward_flops(counts, part["positions"], part["texts"]) / part["seconds"] / 1e9
         part["utilization"] = part["achieved_gflops"] / peaks[part["precision"]]
@@ -224,21 +237,26 @@ def _evaluation(name: str, model, tokenizer, test, test_ids, tokenize_seconds, s
         "project_on_per_text_texts": again, "per_text": loop,
         "speedup_vs_per_text": again["texts_per_s"] / loop["texts_per_s"],
         "speedup_full_set_vs_per_text": project["texts_per_s"] / loop["texts_per_s"],
+        "trainer_predict": predict,
+        "speedup_vs_trainer_predict": again["texts_per_s"] / predict["texts_per_s"],
+        "speedup_vs_trainer_predict_with_tokenization":
+            again["texts_per_s_with_tokenization"] / predict["texts_per_s_with_tokenization"],
+        "agreement_with_trainer_predict": predict_agreement,
         "utilization": flops / project["seconds"] / 1e9 / peaks[precision],
         "agreement": agree,
         "model": "after the project's full fine-tuning (train.full.project)",
     }
     log(f"[{name}] eval: project {project['texts_per_s']:.1f} texts/s over {project['texts']} texts;"
         f" on {loop['texts']} of them {again['texts_per_s']:.1f} vs per-text loop {loop['texts_per_s']:.1f}:"
-        f" {evaluation['speedup_vs_per_text']:.1f}x; agreement {agree['agreement']:.4f};"
+        f" {evaluation['speedup_vs_per_text']:.1f}x; agreement {agree['agreement']:.4f}; Trainer.predict"
+        f" {predict['texts_per_s']:.1f}: {evaluation['speedup_vs_trainer_predict']:.1f}x"
+        f" ({evaluation['speedup_vs_trainer_predict_with_tokenization']:.1f}x with tokenisation);"
         f" utilization {evaluation['utilization']:.0%}")
     return evaluation, probabilities
 
 
 def run_benchmark(config: PipelineConfig, models: list[str], quick: bool, device: torch.device, precision: str,
                   log=print, run_dir=None, sizes: dict[str, Sizes] | None = None) -> dict:
-    import tempfile
-
     splits = load_splits(config.dataset)
     bench = BenchContext(config, device, precision, splits, Path(run_dir or tempfile.gettempdir()),
                          seed=config.seed, log=log)
@@ -252,26 +270,15 @@ def run_benchmark(config: PipelineConfig, models: list[str], quick: bool, device
     return results
 
 
-# configs/study.yaml: the Hub's AG News (120,000 train rows less 20,000 validation), 3 models x 2 variants;
-# task B (full) 5 epochs, tasks C-F (LoRA) 10 epochs each: 6 full runs, 24 LoRA runs.
-STUDY_GRID = {"full_samples": 6 * 5 * 100_000, "lora_samples": 24 * 10 * 100_000,
-              "eval_texts": 6 * 5 * 20_000 + 24 * 10 * 20_000 + 30 * 7_600}  # validation each epoch + test
-
-
-def grid_estimate(result: dict) -> dict:
-    """Hours for the study's grid (27 million training samples, 30 runs) at this model's measured rates:
-    the project's way and the usual way. Meaningful for bert_base, whose cost stands for the study's models."""
-    def hours(full_rate, lora_rate, eval_rate):
-        train = STUDY_GRID["full_samples"] / full_rate + STUDY_GRID["lora_samples"] / lora_rate
-        return {"train_hours": train / 3600, "eval_hours": STUDY_GRID["eval_texts"] / eval_rate / 3600,
-                "total_hours": (train + STUDY_GRID["eval_texts"] / eval_rate) / 3600}
-
+def grid_estimate(result: dict, study: Path = STUDY) -> dict:
+    """Hours for the study's grid (configs/study.yaml, bench/grid.py) at this model's measured rates: the project's
+    way and the usual way. Meaningful for bert_base, whose cost stands for the study's models."""
     train, evaluation = result["train"], result["eval"]
-    return {**STUDY_GRID, "runs": 30,
-            "project": hours(train["full"]["project"]["samples_per_s"], train["lora"]["project"]["samples_per_s"],
-                             evaluation["project"]["texts_per_s"]),
-            "usual_way": hours(train["full"]["reference"]["samples_per_s"],
-                               train["lora"]["reference"]["samples_per_s"], evaluation["per_text"]["texts_per_s"])}
+    return study_grid(study, {
+        "project": {"full": train["full"]["project"]["samples_per_s"], "lora": train["lora"]["project"]["samples_per_s"],
+                    "eval": evaluation["project"]["texts_per_s"]},
+        "usual_way": {"full": train["full"]["reference"]["samples_per_s"],
+                      "lora": train["lora"]["reference"]["samples_per_s"], "eval": evaluation["per_text"]["texts_per_s"]}})
 
 
 def machine(device: torch.device) -> dict:

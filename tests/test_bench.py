@@ -8,7 +8,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from bench import measure
 from bench.__main__ import main as bench_main
-from bench.flops import count_parameters, forward_flops, measure_peak, model_shapes, training_flops
+from bench.flops import parameter_groups, forward_flops, measure_peak, model_shapes, training_flops
 from bench.report import format_table, jsonable
 from bench.run import Sizes, run_benchmark
 from conftest import make_texts, tiny_config, write_config
@@ -29,7 +29,7 @@ def test_flop_count_matches_parameters_recomputed_from_the_architecture(tiny_mod
     layer = 4 * (h * h + h) + (h * i + i) + (i * h + h) + 2 * 2 * h  # q k v o, two feed-forward, two LayerNorms
     embedding = (vocab + c.max_position_embeddings + c.type_vocab_size) * h + 2 * h
     head = (h * h + h) + (h * 4 + 4)  # pooler, classifier
-    counts = count_parameters(model)
+    counts = parameter_groups(model)
     assert (counts.embedding, counts.per_token, counts.per_sequence) == (embedding, layers * layer, head)
     assert counts.total == sum(p.numel() for p in model.parameters())
 
@@ -39,7 +39,7 @@ def test_flop_count_matches_parameters_recomputed_from_the_architecture(tiny_mod
     assert training_flops(counts, "full", tokens, texts) == 3 * forward
 
     lora = apply_method(model, "lora", LoraConfig(r=4, target_modules=["query"]))
-    lora_counts = count_parameters(lora)
+    lora_counts = parameter_groups(lora)
     adapter = layers * 4 * (h + h)  # A: r x h, B: h x r, in every layer's query
     classifier = h * 4 + 4  # the only head part that trains (the pooler stays frozen)
     assert (lora_counts.per_token, lora_counts.per_sequence) == (layers * layer, head)
@@ -64,7 +64,7 @@ def test_evaluators_agree_and_training_counts_real_tokens(tiny_models, tmp_path)
     reference = measure.train_reference(model, tokenizer, "full", texts, labels, cpu, seed=0)
     assert reference["samples"] == 24 and reference["positions"] == 24 * 64  # tiny model: 64 positions
     assert reference["tokens"] == sum(map(len, tokenizer(texts, truncation=True, max_length=128)["input_ids"]))
-    counts = count_parameters(model)
+    counts = parameter_groups(model)
     assert reference["flops"] == training_flops(counts, "full", reference["tokens"], 24)
 
 
@@ -104,6 +104,16 @@ def test_benchmark_writes_every_reported_key(tiny_data, tiny_models, tmp_path):
         assert r["eval"][key] > 0
     assert r["eval"]["project"]["texts"] == 40 and r["eval"]["agreement"]["disagree_not_near_ties"] == 0
     assert r["eval"]["project"]["cold_first_pass_seconds"] is None  # no warm-up asked for
+    # Trainer.predict, the second reference: the same 12 texts, each padded to the full length, same answers
+    predict = r["eval"]["trainer_predict"]
+    assert predict["texts"] == 12 and predict["batch_size"] == 8
+    from transformers import AutoConfig
+    padded = min(128, AutoConfig.from_pretrained(tiny_models["bert"]).max_position_embeddings)  # run_classification's
+    assert predict["positions"] == 12 * padded > predict["tokens"]
+    assert predict["tokens"] == r["eval"]["project_on_per_text_texts"]["tokens"]
+    assert r["eval"]["agreement_with_trainer_predict"] == 1.0
+    assert r["eval"]["speedup_vs_trainer_predict_with_tokenization"] > 0
+    assert "Trainer.predict" in format_table(results, ["minilm"])
     for method in ("full", "lora"):
         t = r["train"][method]
         for key in ("speedup_vs_reference", "utilization", "accuracy", "reference_accuracy"):

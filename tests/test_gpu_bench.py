@@ -12,6 +12,7 @@ import torch
 import yaml
 
 from bench import gpu
+from bench.grid import study_grid
 from bench.report import jsonable
 from conftest import ROOT, tiny_config, write_config
 from core.config import ConfigError, load_config, validate
@@ -94,9 +95,11 @@ def test_study_grid_is_read_from_the_study_config(tmp_path):
     full = sum(models * len(t["variants"]) * t["training"]["epochs"] for t in raw["tasks"].values() if t["method"] == "full")
     lora = sum(models * len(t["variants"]) * t["training"]["epochs"] for t in raw["tasks"].values() if t["method"] == "lora")
     runs = sum(models * len(t.get("variants", [])) for t in raw["tasks"].values() if t["method"] in ("full", "lora"))
+    seeds = len(raw["seeds"])  # every run once per seed
+    full, lora, runs = full * seeds, lora * seeds, runs * seeds
     rates = {"chosen": {"full": 1000.0, "lora": 2000.0, "eval": 10000.0}}
-    grid = gpu.study_grid(ROOT / "configs" / "study.yaml", rates)
-    assert grid["runs"] == runs == 30
+    grid = study_grid(ROOT / "configs" / "study.yaml", rates)
+    assert grid["runs"] == runs == 90
     assert grid["full_samples"] == full * train_rows and grid["lora_samples"] == lora * train_rows
     eval_texts = (full + lora) * validation + runs * 7_600
     assert grid["eval_texts"] == eval_texts
@@ -106,7 +109,10 @@ def test_study_grid_is_read_from_the_study_config(tmp_path):
     raw["tasks"]["B"]["training"]["epochs"] = 6
     changed = tmp_path / "study.yaml"
     changed.write_text(yaml.safe_dump(raw, sort_keys=False))
-    assert gpu.study_grid(changed, rates)["full_samples"] == (full + models * 2) * train_rows
+    assert study_grid(changed, rates)["full_samples"] == (full + models * 2 * seeds) * train_rows
+    raw["seeds"] = [42]
+    changed.write_text(yaml.safe_dump(raw, sort_keys=False))
+    assert study_grid(changed, rates)["runs"] == 30
 
 
 def test_quick_dry_run_picks_on_validation_and_writes_every_reported_key(tiny_data, tiny_models, tmp_path, one_thread,
