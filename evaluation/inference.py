@@ -62,3 +62,8 @@ def pad_batch(rows: list[list[int]], pad_token_id: int, width: int) -> tuple[tor
         input_ids[row, : len(ids)] = torch.as_tensor(ids)
         attention_mask[row, : len(ids)] = 1
     return input_ids, attention_mask
+
+
+def probability_columns(probabilities: np.ndarray, class_names) -> dict[str, np.ndarray]:
+    """predictions.csv's `prob_<class>` columns (6 decimals), for the test split and for new texts alike."""
+    return {f"prob_{name}": np.round(probabilities[:, i], 6) for i, name in enumerate(class_names)}

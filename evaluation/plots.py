@@ -15,6 +15,7 @@ import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import FuncFormatter  # noqa: E402
 
+from core.record import RunRecord  # noqa: E402
 from evaluation.statistics import CONFIDENCE, SIGNIFICANCE  # noqa: E402
 
 DPI = 110
@@ -24,7 +25,7 @@ METHOD_COLOURS = {"tfidf_nb": "#7f7f7f", "pretrained": "#bcbd22", "full": "#1f77
 OTHER_COLOUR = "#9467bd"
 
 
-def draw_all(output_dir: Path, summary: pd.DataFrame, records: list[dict]) -> dict[str, list[Path]]:
+def draw_all(output_dir: Path, summary: pd.DataFrame, records: list[RunRecord]) -> dict[str, list[Path]]:
     """Every figure for an output folder, into <output_dir>/plots/ (old PNGs there are removed first).
 
     Returns {"comparison": [...], "<run_id>": [...]} with the paths written.
@@ -40,9 +41,9 @@ def draw_all(output_dir: Path, summary: pd.DataFrame, records: list[dict]) -> di
         if path is not None:
             written["comparison"].append(path)
     for record in records:
-        if record.get("status") != "complete":
+        if not record.complete:
             continue
-        run_id = record["run_id"]
+        run_id = record.run_id
         paths = [learning_curves(run_id, Path(output_dir) / run_id / "epochs.csv", folder,
                                  Path(output_dir) / run_id / "steps.csv"),
                  confusion_heatmap(record, folder)]
@@ -90,10 +91,10 @@ def learning_curves(run_id: str, epochs_csv: Path, folder: Path, steps_csv: Path
     return _save(figure, folder / f"{run_id}-curves.png")
 
 
-def confusion_heatmap(record: dict, folder: Path) -> Path | None:
+def confusion_heatmap(record: RunRecord, folder: Path) -> Path | None:
     """Test-set confusion matrix: colour is the share of the true class, the text the count and share."""
-    matrix = np.asarray((record.get("metrics") or {}).get("confusion_matrix") or [])
-    names = (record.get("data") or {}).get("class_names") or []
+    matrix = np.asarray(record.metrics.confusion_matrix if record.metrics else [])
+    names = record.data.class_names
     if matrix.size == 0 or matrix.shape != (len(names), len(names)):
         return None
     totals = matrix.sum(axis=1, keepdims=True)
@@ -108,11 +109,11 @@ def confusion_heatmap(record: dict, folder: Path) -> Path | None:
     axes.set_xticks(range(len(names)), names, rotation=30, ha="right")
     axes.set_yticks(range(len(names)), names)
     axes.set(xlabel="predicted class", ylabel="true class")
-    accuracy = (record.get("metrics") or {}).get("accuracy")
-    axes.set_title(f"{record['run_id']}: test confusion matrix\n(n={int(matrix.sum())}"
+    accuracy = record.metrics.accuracy if record.metrics else None
+    axes.set_title(f"{record.run_id}: test confusion matrix\n(n={int(matrix.sum())}"
                    + (f", accuracy {accuracy:.4f})" if accuracy is not None else ")"))
     figure.colorbar(image, ax=axes, label="share of the true class", shrink=0.8)
-    return _save(figure, folder / f"{record['run_id']}-confusion.png")
+    return _save(figure, folder / f"{record.run_id}-confusion.png")
 
 
 # ----------------------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from evaluation import plots
 from evaluation.statistics import CONFIDENCE, EXACT_BELOW, RESAMPLES, SIGNIFICANCE
 from evaluation.summary import read_records, rebuild_summaries, seed_means, with_interval
 from core.files import write_text_atomic
+from core.record import RunRecord
 
 
 def rebuild_outputs(output_dir: Path, reference_run: str | None = None) -> pd.DataFrame:
@@ -25,7 +26,7 @@ def rebuild_outputs(output_dir: Path, reference_run: str | None = None) -> pd.Da
     return summary
 
 
-def render(summary: pd.DataFrame, records: list[dict], figures: dict[str, list[Path]], output_dir: Path,
+def render(summary: pd.DataFrame, records: list[RunRecord], figures: dict[str, list[Path]], output_dir: Path,
            reference_run: str | None) -> str:
     lines = ["# Results", "",
              f"Rebuilt from the run folders in `{output_dir}` ({len(records)} runs:"
@@ -48,15 +49,13 @@ def render(summary: pd.DataFrame, records: list[dict], figures: dict[str, list[P
     return "\n".join(lines).rstrip() + "\n"
 
 
-def _data_section(records: list[dict]) -> list[str]:
+def _data_section(records: list[RunRecord]) -> list[str]:
     """Source and split sizes; each distinct combination once, with the runs that used it."""
     seen: dict[tuple, list[str]] = {}
     for record in records:
-        data = record.get("data") or {}
-        sizes = data.get("sizes") or {}
-        key = (data.get("source"), sizes.get("train"), sizes.get("validation"), sizes.get("test"),
-               ", ".join(data.get("class_names") or []))
-        seen.setdefault(key, []).append(record["run_id"])
+        data, sizes = record.data, record.data.sizes
+        key = (data.source, sizes.get("train"), sizes.get("validation"), sizes.get("test"), ", ".join(data.class_names))
+        seen.setdefault(key, []).append(record.run_id)
     lines = ["## Data", "", "| source | train | validation | test | classes | runs |", "|---|---:|---:|---:|---|---|"]
     for (source, train, validation, test, classes), run_ids in seen.items():
         lines.append(f"| `{source}` | {_int(train)} | {_int(validation)} | {_int(test)} | {classes} |"
@@ -184,31 +183,31 @@ def _failed_section(summary: pd.DataFrame) -> list[str]:
     return lines + ["", "Each failed run's folder holds `error.log` with the traceback.", ""]
 
 
-def search_section(records: list[dict], output_dir: Path) -> list[str]:
+def search_section(records: list[RunRecord], output_dir: Path) -> list[str]:
     """Per searched base run (once, whatever its seeds): the chosen trial and every trial, from the
     search.csv in its first run's folder (pipeline/search.py)."""
     searched = {}
     for record in records:
-        if record.get("search") and (output_dir / record["run_id"] / "search.csv").is_file():
-            searched.setdefault(record.get("base_run_id") or record["run_id"], record)
+        if record.search and (output_dir / record.run_id / "search.csv").is_file():
+            searched.setdefault(record.base_run, record)
     if not searched:
         return []
     lines = ["## Searches", "", "Settings chosen on the validation split: each trial trained on train and was scored"
              " on validation, epoch by epoch; nothing in a search reads test labels.", ""]
     for base_run, record in searched.items():
-        search = record["search"]
-        trials = pd.read_csv(output_dir / record["run_id"] / "search.csv")
+        search = record.search
+        trials = pd.read_csv(output_dir / record.run_id / "search.csv")
         names = {"COMPLETE": "complete", "PRUNED": "pruned", "FAIL": "failed"}
-        counts = ", ".join(f"{n} {names.get(state, state)}" for state, n in (search.get("trials") or {}).items())
-        chosen = ", ".join(f"{key}={_setting(value)}" for key, value in search["params"].items())
+        counts = ", ".join(f"{n} {names.get(state, state)}" for state, n in search.trials.items())
+        chosen = ", ".join(f"{key}={_setting(value)}" for key, value in search.params.items())
         lines += [f"### {base_run}", "",
-                  f"Best of {len(trials)} trials ({counts}): trial {search['best_trial']}, validation accuracy"
-                  f" {search['validation_accuracy']:.4f}, with {chosen}. Trials: `{search['folder']}/search.csv`.", "",
+                  f"Best of {len(trials)} trials ({counts}): trial {search.best_trial}, validation accuracy"
+                  f" {search.validation_accuracy:.4f}, with {chosen}. Trials: `{search.folder}/search.csv`.", "",
                   "| " + " | ".join(trials.columns) + " |", "|" + "---:|" * (len(trials.columns) - 1) + "---|"]
         for _, row in trials.iterrows():
             cells = [_setting(row[column]) for column in trials.columns[:-2]]
             cells += [_number(row["validation_accuracy"], "{:.4f}"), row["state"]]
-            if row["trial"] == search["best_trial"]:
+            if row["trial"] == search.best_trial:
                 cells[0] = f"**{cells[0]}**"
             lines.append("| " + " | ".join(str(cell) for cell in cells) + " |")
         lines.append("")

@@ -12,13 +12,13 @@ only measures. Comparisons pair runs with the same seed: B1_v1_s43 is compared w
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from core.files import write_csv_atomic
+from core.record import Metrics, Parameters, RunRecord, Timing
 from evaluation.statistics import (SIGNIFICANCE, bootstrap_intervals, choose_reference, holm, mcnemar,
                                    paired_bootstrap_difference, t_interval)
 
@@ -39,37 +39,25 @@ SEED_DIFF_COLUMNS = ["seed_diff_mean", "seed_diff_low", "seed_diff_high", "seed_
                      "seeds_paired", "seeds_unpaired"]
 
 
-def read_records(output_dir: Path) -> list[dict]:
-    """Every run folder's metrics.json that parses, in run-id order."""
-    records = []
-    for path in sorted(Path(output_dir).glob("*/metrics.json")):
-        try:
-            record = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue
-        if isinstance(record, dict) and record.get("status") in ("complete", "failed"):
-            records.append(record)
-    return records
+def read_records(output_dir: Path) -> list[RunRecord]:
+    """Every run folder's metrics.json that parses as a record, in run-id order."""
+    records = (RunRecord.read(path) for path in sorted(Path(output_dir).glob("*/metrics.json")))
+    return [record for record in records if record is not None]
 
 
-def summary_row(record: dict) -> dict:
-    metrics = record.get("metrics") or {}
-    timing = record.get("timing") or {}
-    best = record.get("best_epoch") or {}
-    model = record.get("model")
-    parameters = record.get("parameters") or {}
+def summary_row(record: RunRecord) -> dict:
+    metrics, timing = record.metrics or Metrics(), record.timing or Timing()
+    parameters, best = record.parameters or Parameters(), record.best_epoch
     return {
-        "run_id": record["run_id"], "base_run": record.get("base_run_id") or record["run_id"],
-        "seed": (record.get("config") or {}).get("seed"), "task": record.get("task"),
-        "method": record.get("method"), "model": Path(model).name if model else None,
-        "variant": record.get("variant"), "status": record["status"],
-        "test_accuracy": metrics.get("accuracy"), "f1_macro": metrics.get("f1_macro"),
-        "balanced_accuracy": metrics.get("balanced_accuracy"),
-        "trainable_parameters": parameters.get("trainable"),
-        "trainable_percent": parameters.get("trainable_percent"),
-        "train_seconds": timing.get("train_seconds"), "seconds_per_epoch": timing.get("seconds_per_epoch"),
-        "best_epoch": best.get("epoch"), "validation_accuracy": best.get("validation_accuracy"),
-        "error": record.get("error"),
+        "run_id": record.run_id, "base_run": record.base_run, "seed": record.seed, "task": record.task,
+        "method": record.method, "model": Path(record.model).name if record.model else None,
+        "variant": record.variant, "status": record.status.value,
+        "test_accuracy": metrics.accuracy, "f1_macro": metrics.f1_macro,
+        "balanced_accuracy": metrics.balanced_accuracy,
+        "trainable_parameters": parameters.trainable, "trainable_percent": parameters.trainable_percent,
+        "train_seconds": timing.train_seconds, "seconds_per_epoch": timing.seconds_per_epoch,
+        "best_epoch": best.epoch if best else None, "validation_accuracy": best.validation_accuracy if best else None,
+        "error": record.error,
     }
 
 
@@ -204,7 +192,7 @@ def rebuild_summaries(output_dir: Path, reference_run: str | None = None) -> pd.
     records = read_records(output_dir)
     summary = pd.DataFrame([summary_row(r) for r in records], columns=SUMMARY_COLUMNS)
     summary = summary.astype({c: object for c in ("compared_to", "distinguishable", "seed_diffs")})
-    num_classes = {r["run_id"]: len((r.get("data") or {}).get("class_names") or []) for r in records}
+    num_classes = {r.run_id: len(r.data.class_names) for r in records}
     reference = reference_base_run(summary, reference_run)
     summary = add_statistics(summary, output_dir, reference, num_classes)
     summary = add_seed_differences(add_seed_means(summary), reference)
@@ -213,11 +201,11 @@ def rebuild_summaries(output_dir: Path, reference_run: str | None = None) -> pd.
     write_csv_atomic(output_dir / "summary.csv", summary)
     epochs = []
     for record in records:
-        path = output_dir / record["run_id"] / "epochs.csv"
-        if record["status"] == "complete" and path.is_file() and path.stat().st_size > 1:
+        path = output_dir / record.run_id / "epochs.csv"
+        if record.complete and path.is_file() and path.stat().st_size > 1:
             frame = pd.read_csv(path)
             if not frame.empty:
-                frame.insert(0, "run_id", record["run_id"])
+                frame.insert(0, "run_id", record.run_id)
                 epochs.append(frame)
     all_epochs = pd.concat(epochs, ignore_index=True) if epochs else pd.DataFrame(columns=["run_id"])
     write_csv_atomic(output_dir / "epochs.csv", all_epochs)

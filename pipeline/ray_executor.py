@@ -20,7 +20,8 @@ from pipeline.estimate import clock
 from pipeline.plan import Run
 from pipeline.precision import resolve_all
 from pipeline.run_state import RESUME
-from pipeline.runner import Outcome, PlanError, finished_files, quiet_libraries, run_one
+from core.quiet import quiet_libraries
+from pipeline.runner import Outcome, PlanError, finished_files, run_one
 
 ROOT = Path(__file__).resolve().parents[1]
 PASSED_ON = ("HF_HUB_OFFLINE", "HF_HOME", "HF_ENDPOINT", "TRANSFORMERS_OFFLINE")  # from the driver to its tasks

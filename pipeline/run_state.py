@@ -18,6 +18,7 @@ from core.checkpoints import latest_checkpoint
 from core.config import PipelineConfig
 from core.files import read_json, write_json_atomic
 from core.precision import Choice
+from core.record import RunRecord
 from pipeline.plan import Run
 
 RUN = "run"  # from scratch (a changed config, or --force, clears the old folder first)
@@ -39,8 +40,8 @@ def decide(run: Run, config: PipelineConfig, choice: Choice | None, force: bool 
         return RUN
     folder = Path(config.output_dir) / run.run_id
     expected = fingerprint(run, config, choice)
-    finished = read_json(folder / "metrics.json")
-    if finished.get("status") == "complete" and finished.get("fingerprint") == expected:
+    finished = RunRecord.read(folder / "metrics.json")
+    if finished is not None and finished.complete and finished.fingerprint == expected:
         return SKIP
     started = read_json(folder / "run.json")
     if started.get("fingerprint") == expected and latest_checkpoint(folder / "checkpoints") is not None:

@@ -20,6 +20,7 @@ import pandas as pd
 
 from dataset import DataError, Splits, load_splits
 from evaluation.epoch_logs import EPOCH_COLUMNS, STEP_COLUMNS, best_row
+from evaluation.inference import probability_columns
 from evaluation.metrics import classification_metrics
 from evaluation.report import rebuild_outputs
 from evaluation.summary import format_table, read_records
@@ -30,10 +31,12 @@ from core import distributed
 from core.hardware import cpu_model, describe, device_model, is_main_process, pick_device, threads
 from core.lock import LockError, active_lock, others_active, run_lock, summary_lock
 from core.memory import PeakMemory
+from core.quiet import quiet_libraries
+from core.record import RunRecord
 from core.models import ModelError, check_available, check_max_length
 from pipeline.plan import Run
 from pipeline.precision import resolve_all
-from pipeline.run_state import RESUME, RUN, SKIP, begin, decide, fingerprint
+from pipeline.run_state import RESUME, SKIP, begin, decide, fingerprint
 from pipeline.search import Searches, copy_trials
 from tasks import runner_for
 from tasks.base import RunContext, TaskResult
@@ -139,8 +142,8 @@ def run_plan(config: PipelineConfig, runs: list[Run], splits: Splits, force: boo
     actions = {run.run_id: decide(run, config, choices[run.run_id], force) for run in runs}  # for the ETA
     durations: dict[str, list[float]] = {}  # seconds per finished run, by method; earlier invocations count
     for record in read_records(output):
-        if record["status"] == "complete" and record.get("total_seconds"):
-            durations.setdefault(record["method"], []).append(record["total_seconds"])
+        if record.complete and record.total_seconds:
+            durations.setdefault(record.method, []).append(record.total_seconds)
     searches = _searches(config, runs, splits, force, show_progress, log)
     for number, run in enumerate(runs, start=1):
         prefix = f"[{number}/{len(runs)}] {run.run_id}"
@@ -240,24 +243,6 @@ def rebuild_if_last(config: PipelineConfig, log=print) -> None:
     log(f"report: {output / 'report.md'}")
 
 
-def quiet_libraries() -> None:
-    """For --quiet: no progress bars (weight loading, datasets) and only errors from transformers' logger.
-
-    The Trainer's own per-epoch log lines are dropped in tasks/finetune.py (it prints them when its
-    tqdm bars are off).
-    """
-    import warnings
-
-    import datasets
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-    datasets.disable_progress_bars()
-    warnings.filterwarnings("ignore", category=FutureWarning, module=r"(transformers|peft)\.")
-    warnings.filterwarnings("ignore", category=UserWarning, module=r"peft\.")  # advice on layer types, extensions
-
-
 def execute(run: Run, context: RunContext, run_fingerprint: str | None = None, task=None) -> Outcome:
     """One run: its task (`task`, else its method's), then metrics.json, predictions.csv and epochs.csv
     under results/<RUN_ID>/."""
@@ -277,7 +262,7 @@ def execute(run: Run, context: RunContext, run_fingerprint: str | None = None, t
     seconds = time.perf_counter() - start
     if not is_main_process():
         return Outcome(run.run_id, "failed" if error else "complete", seconds, error)
-    record = {
+    fields = {
         "run_id": run.run_id, "base_run_id": run.base_run_id, "task": run.task, "method": run.method,
         "model": run.model, "model_number": run.model_number, "variant": run.variant,
         "status": "failed" if error else "complete", "error": error, "fingerprint": run_fingerprint,
@@ -295,22 +280,21 @@ def execute(run: Run, context: RunContext, run_fingerprint: str | None = None, t
                    "peak_cuda_mb": round(memory.cuda_mb, 1) if memory.cuda_mb is not None else None},
     }
     if result is not None and error is None:
-        record.update(_result_fields(result, context))
+        fields.update(_result_fields(result, context))
         write_csv_atomic(context.run_dir / "predictions.csv", predictions_frame(result, context.splits))
         write_csv_atomic(context.run_dir / "epochs.csv", pd.DataFrame(result.epochs, columns=_epoch_columns(result)))
         if result.steps:
             write_csv_atomic(context.run_dir / "steps.csv", pd.DataFrame(result.steps, columns=STEP_COLUMNS))
-    write_json_atomic(context.run_dir / "metrics.json", record)
-    return Outcome(run.run_id, record["status"], seconds, error)
+    record = RunRecord.model_validate(fields)  # the schema metrics.json's readers rely on
+    write_json_atomic(context.run_dir / "metrics.json", record.dump())
+    return Outcome(run.run_id, record.status.value, seconds, error)
 
 
 def predictions_frame(result: TaskResult, splits: Splits) -> pd.DataFrame:
     test = splits.test
-    frame = pd.DataFrame({"index": test["row"].to_numpy(), "text": test["text"].to_numpy(),
-                          "label": test["label"].to_numpy(), "predicted": result.probabilities.argmax(axis=1)})
-    for i, name in enumerate(splits.class_names):
-        frame[f"prob_{name}"] = np.round(result.probabilities[:, i], 6)
-    return frame
+    return pd.DataFrame({"index": test["row"].to_numpy(), "text": test["text"].to_numpy(),
+                         "label": test["label"].to_numpy(), "predicted": result.probabilities.argmax(axis=1),
+                         **probability_columns(result.probabilities, splits.class_names)})
 
 
 def environment(context: RunContext) -> dict:

@@ -9,9 +9,6 @@ texts get back the probabilities in its predictions.csv.
 """
 from __future__ import annotations
 
-import json
-import warnings
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +18,9 @@ import pandas as pd
 
 from core.config import ConfigError, PipelineConfig, did_you_mean
 from core.files import write_csv_atomic
+from core.quiet import quiet_transformers
+from core.record import RunRecord
+from evaluation.inference import probability_columns
 from tasks.adapters import can_merge, merged
 
 
@@ -31,7 +31,6 @@ class RunUnusable(ConfigError):
 @dataclass
 class TrainedRun:
     run_id: str
-    record: dict  # the run's metrics.json
     model: Any  # a transformers model, or a peft.PeftModel over one
     tokenizer: Any
     class_names: list[str]
@@ -54,20 +53,20 @@ def load(config: PipelineConfig, run_id: str) -> TrainedRun:
     record = _complete_record(output_dir, run_id)
     model_dir = output_dir / run_id / "model"
     if not (model_dir / "config.json").is_file() and not (model_dir / "adapter_config.json").is_file():
-        raise RunUnusable(f"run {run_id}: method {record.get('method')!r} saved no model (only runs that train"
+        raise RunUnusable(f"run {run_id}: method {record.method!r} saved no model (only runs that train"
                           f" do: {model_dir} is missing); predict and export need a fine-tuned run")
-    class_names = list(record["data"]["class_names"])
-    training = (record.get("config") or {}).get("training") or {}
+    class_names = list(record.data.class_names)
+    training = record.config.get("training") or {}
     try:
         model, tokenizer = _load_model(model_dir, record, class_names, config.trust_remote_code)
     except (ModelError, OSError, ValueError) as error:
         raise RunUnusable(f"run {run_id}: its model cannot be loaded ({str(error).splitlines()[0]})") from None
     return TrainedRun(
-        run_id=run_id, record=record, model=model, tokenizer=tokenizer, class_names=class_names,
+        run_id=run_id, model=model, tokenizer=tokenizer, class_names=class_names,
         # Runs written before metrics.json recorded max_length were tokenised with the config's.
-        max_length=record["data"].get("max_length") or config.dataset.max_length,
+        max_length=record.data.max_length or config.dataset.max_length,
         batch_size=training.get("eval_batch_size") or config.training.eval_batch_size,
-        bf16=record.get("precision") == "bf16",
+        bf16=record.precision == "bf16",
     )
 
 
@@ -85,11 +84,9 @@ def predict(trained: TrainedRun, texts: list[str]) -> np.ndarray:
 def prediction_frame(trained: TrainedRun, texts: list[str], probabilities: np.ndarray) -> pd.DataFrame:
     """predictions.csv's columns for new texts: index, text, predicted, predicted_label, prob_<class>."""
     predicted = probabilities.argmax(axis=1)
-    frame = pd.DataFrame({"index": np.arange(len(texts)), "text": list(texts), "predicted": predicted,
-                          "predicted_label": [trained.class_names[i] for i in predicted]})
-    for i, name in enumerate(trained.class_names):
-        frame[f"prob_{name}"] = np.round(probabilities[:, i], 6)
-    return frame
+    return pd.DataFrame({"index": np.arange(len(texts)), "text": list(texts), "predicted": predicted,
+                         "predicted_label": [trained.class_names[i] for i in predicted],
+                         **probability_columns(probabilities, trained.class_names)})
 
 
 ADAPTER_FOLDER = "adapter"  # export of a prompt-learning run: DIR is the base model, DIR/adapter the adapter
@@ -106,7 +103,7 @@ def export(trained: TrainedRun, folder: Path) -> Path:
     folder = Path(folder)
     if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
         raise ConfigError(f"export: {folder} already exists and is not an empty folder; name a new folder")
-    with _quiet_transformers():
+    with quiet_transformers():
         if trained.is_adapter and not can_merge(trained.model):
             trained.model.save_pretrained(str(folder / ADAPTER_FOLDER))
             model = trained.model.get_base_model()
@@ -209,53 +206,34 @@ def export_command(config: PipelineConfig, run_id: str, folder: str) -> int:
 # ----------------------------------------------------------------------------------------------
 
 
-def _complete_record(output_dir: Path, run_id: str) -> dict:
+def _complete_record(output_dir: Path, run_id: str) -> RunRecord:
     path = output_dir / run_id / "metrics.json"
     if not path.is_file():
         known = sorted(p.parent.name for p in output_dir.glob("*/metrics.json"))
         raise RunUnusable(f"run {run_id!r} has no results in {output_dir}{did_you_mean(run_id, known)};"
                           f" runs there: {', '.join(known) or 'none'} (pass --config, and --set output_dir=DIR if the run had it)")
-    try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        raise RunUnusable(f"run {run_id}: {path} cannot be read; rerun the run") from None
-    if record.get("status") != "complete":
-        reason = f": {record['error']}" if record.get("error") else ""
-        raise RunUnusable(f"run {run_id} is not complete (status {record.get('status')!r}{reason});"
+    record = RunRecord.read(path)
+    if record is None:
+        raise RunUnusable(f"run {run_id}: {path} cannot be read; rerun the run")
+    if not record.complete:
+        reason = f": {record.error}" if record.error else ""
+        raise RunUnusable(f"run {run_id} is not complete (status {record.status.value!r}{reason});"
                           f" rerun it with python main.py --only {run_id}")
     return record
 
 
-def _load_model(model_dir: Path, record: dict, class_names: list[str], trust_remote_code: bool):
+def _load_model(model_dir: Path, record: RunRecord, class_names: list[str], trust_remote_code: bool):
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     from core.models import load_classifier
 
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
-    with _quiet_transformers():
+    with quiet_transformers():
         if not (model_dir / "adapter_config.json").is_file():
             model = AutoModelForSequenceClassification.from_pretrained(
                 str(model_dir), use_safetensors=True, trust_remote_code=trust_remote_code)
             return model, tokenizer
         from peft import PeftModel
 
-        base, _ = load_classifier(record["model"], len(class_names), class_names, trust_remote_code)
+        base, _ = load_classifier(record.model, len(class_names), class_names, trust_remote_code)
         return PeftModel.from_pretrained(base, str(model_dir)), tokenizer
-
-
-@contextmanager
-def _quiet_transformers():
-    """No weight-loading or shard-writing bars in the middle of the command's own output."""
-    from transformers.utils import logging as hf_logging
-
-    verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", FutureWarning)  # library deprecation notices
-            yield
-    finally:
-        hf_logging.set_verbosity(verbosity)
-        if bars:
-            hf_logging.enable_progress_bar()

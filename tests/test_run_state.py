@@ -109,9 +109,9 @@ def test_decide(tmp_path):
     assert decide(changed_run, changed_config, None) == RUN  # its checkpoints belong to other settings
     assert decide(run, config, None, force=True) == RUN
 
-    _write(folder / "metrics.json", {"status": "failed", "fingerprint": fingerprint(run, config, None)})
+    _write(folder / "metrics.json", {"run_id": "B1_v1", "status": "failed", "fingerprint": fingerprint(run, config, None)})
     assert decide(run, config, None) == RESUME  # a failed run is not done
-    _write(folder / "metrics.json", {"status": "complete", "fingerprint": fingerprint(run, config, None)})
+    _write(folder / "metrics.json", {"run_id": "B1_v1", "status": "complete", "fingerprint": fingerprint(run, config, None)})
     assert decide(run, config, None) == SKIP
     assert decide(run, config, None, force=True) == RUN
     assert decide(changed_run, changed_config, None) == RUN  # complete, but under another learning rate
