@@ -197,12 +197,14 @@ def test_the_study_configs_keep_their_run_ids_and_records():
     from pipeline.plan import build_plan
 
     runs = build_plan(load_config(ROOT / "config.yaml"))
-    assert [r.run_id for r in runs] == ["A0", "A1", "B1_v1", "C1_v1", "D1_v1", "E1_v1", "F1_v1"]
+    base = ["A0", "A1", "B1_v1", "C1_v1", "D1_v1", "E1_v1", "F1_v1"]
+    assert [r.run_id for r in runs] == [f"{b}_s{seed}" for seed in (42, 43, 44) for b in base]
+    assert [r.base_run_id for r in runs] == base * 3
     for run in runs:
         assert set(run.resolved()) == {"run_id", "base_run_id", "task", "method", "model_number", "model", "variant",
                                        "seed", "training", "lora"}
     study = build_plan(load_config(ROOT / "configs" / "study.yaml"))
-    assert len(study) == 1 + 3 + 3 * 2 * 5  # A0; A per model; B-F per model and variant
+    assert len(study) == (1 + 3 + 3 * 2 * 5) * 3  # A0; A per model; B-F per model and variant; three seeds each
 
 
 def test_methods_config_plans_every_method_and_passes_the_checks():
