@@ -7,7 +7,8 @@ import numpy as np
 
 
 def format_table(results: dict, models: list[str]) -> str:
-    header = ["model", "measure", "project", "usual way", "speedup", "util.", "util. usual", "accuracy (project / usual)"]
+    header = ["model", "measure", "project", "usual way", "speedup", "util.", "util. usual",
+              "validation accuracy (project / usual)"]
     rows = []
     for name in models:
         r = results[name]
