@@ -6,6 +6,8 @@ and the fix ("did you mean ...?").
 """
 from __future__ import annotations
 
+import math
+
 import difflib
 import types
 import typing
@@ -149,6 +151,9 @@ class SearchConfig(Strict):
     n_trials: PositiveInt  # trials that finish (complete, pruned or failed); an interrupted one is redone
     space: dict[str, Any] = Field(min_length=1)
     pruner: Literal["median", "none"] = "median"  # median: stop a trial whose epoch is below the median
+    # tpe: Optuna's TPE (ranges and lists); grid: every combination of the listed choices once, in a seeded random
+    # order (lists only; n_trials at most the number of combinations): a small grid scored on validation
+    sampler: Literal["tpe", "grid"] = "tpe"
 
 
 class VariantConfig(TrainingOverrides):  # type: ignore[valid-type,misc]
@@ -380,6 +385,15 @@ def search_dimensions(search: SearchConfig, method: str, where: str = "search") 
                     dimensions[key] = {"kind": kind.__name__, "low": low, "high": high, "log": log}
         else:
             problems.append(f"{at}: {spec!r} is neither a range {{low, high, log}} nor a list of choices")
+    if search.sampler == "grid" and not problems:
+        ranges = [key for key, dimension in dimensions.items() if dimension["kind"] != "categorical"]
+        combinations = math.prod(len(d.get("choices", ())) for d in dimensions.values())
+        if ranges:
+            problems.append(f"{where}.space.{ranges[0]}: sampler grid takes lists of choices only; list the values to"
+                            f" try, or use sampler: tpe")
+        elif search.n_trials > combinations:
+            problems.append(f"{where}.n_trials: {search.n_trials} is more than the grid's {combinations} combinations;"
+                            f" set n_trials: {combinations}")
     return dimensions, problems
 
 

@@ -97,7 +97,7 @@ class Searches:
             write_json_atomic(folder / "search.json", {
                 "base_run_id": run.base_run_id, "identity": identity, "search": search.model_dump(),
                 "seed": config.seed, "settings": base_run(run, config).resolved()})
-        study = open_study(folder, search, config.seed)
+        study = open_study(folder, search, config.seed, search_dimensions(search, run.method)[0])
         if not distributed:
             _fail_interrupted(study)
             for scratch in folder.glob(".trial-*"):  # a killed trial's scratch folder
@@ -176,7 +176,7 @@ def search_folder(config: PipelineConfig, run: Run) -> Path:
     return Path(config.output_dir) / SEARCH_FOLDER / run.base_run_id
 
 
-def open_study(folder: Path, search: SearchConfig, seed: int):
+def open_study(folder: Path, search: SearchConfig, seed: int, dimensions: dict[str, dict]):
     import optuna
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
@@ -185,8 +185,11 @@ def open_study(folder: Path, search: SearchConfig, seed: int):
     folder.mkdir(parents=True, exist_ok=True)
     path = str(folder / "study.journal")
     storage = JournalStorage(JournalFileBackend(path, lock_obj=JournalFileOpenLock(path)))
-    startup = min(10, max(2, search.n_trials // 3))  # random trials before TPE models the space (Optuna: 10)
-    sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup)
+    if search.sampler == "grid":  # every combination once, in an order drawn with `seed`
+        sampler = optuna.samplers.GridSampler({key: d["choices"] for key, d in dimensions.items()}, seed=seed)
+    else:
+        startup = min(10, max(2, search.n_trials // 3))  # random trials before TPE models the space (Optuna: 10)
+        sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup)
     try:  # create_study would append a record to the journal even when the study exists
         return optuna.load_study(study_name=STUDY, storage=storage, sampler=sampler, pruner=make_pruner(search))
     except KeyError:
@@ -261,6 +264,7 @@ def _result(run: Run, study, search: SearchConfig) -> dict:
     seconds = sum((t.datetime_complete - t.datetime_start).total_seconds() for t in trials
                   if t.datetime_complete and t.datetime_start)
     return {"n_trials": search.n_trials, "space": search_dimensions(search, run.method)[0], "pruner": search.pruner,
+            **_sampler(search),
             "trials": {state: sum(t.state.name == state for t in trials) for state in CSV_STATES},
             "best_trial": best.number, "validation_accuracy": best.value,
             "params": {key: best.params[key] for key in search.space},
@@ -305,7 +309,7 @@ def finished(run: Run, config: PipelineConfig) -> Run:
     if (run.search is None or not (folder / "study.journal").is_file()
             or read_json(folder / "search.json").get("identity") != _identity(run, config)):
         return run
-    study = open_study(folder, run.search, config.seed)
+    study = open_study(folder, run.search, config.seed, search_dimensions(run.search, run.method)[0])
     if len(finished_trials(study)) < run.search.n_trials:
         return run
     try:
@@ -317,8 +321,14 @@ def finished(run: Run, config: PipelineConfig) -> Run:
 def _identity(run: Run, config: PipelineConfig) -> str:
     """Everything a search's trials depend on except n_trials (raising it continues the same study)."""
     identity = {"run": fingerprint(base_run(run, config), config, None), "seed": config.seed,
-                "space": search_dimensions(run.search, run.method)[0], "pruner": run.search.pruner}  # typed: 1e-5 == 0.00001
+                "space": search_dimensions(run.search, run.method)[0], "pruner": run.search.pruner,  # typed: 1e-5 == 1e-05
+                **_sampler(run.search)}
     return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _sampler(search: SearchConfig) -> dict:
+    """The sampler, where it is not the default: TPE searches keep the identities they had before grids existed."""
+    return {} if search.sampler == "tpe" else {"sampler": search.sampler}
 
 
 def _suggest(trial, key: str, dimension: dict):

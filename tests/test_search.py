@@ -125,6 +125,31 @@ def test_an_interrupted_search_resumes_and_runs_only_the_missing_trials(tiny_dat
                                    and line.endswith("[skip]") for line in lines)
 
 
+def test_a_grid_search_tries_every_combination_once_and_keeps_tpe_identities(tiny_data, tiny_models, tmp_path):
+    from pipeline.search import _identity
+    from pipeline.plan import build_plan
+
+    output = tmp_path / "out"
+    grid = {"training.learning_rate": ["1e-2", "3e-2"], "training.batch_size": [8, 16]}
+    raw = _searched_config(tiny_data, tiny_models["bert"], output, n_trials=4, sampler="grid")
+    raw["tasks"]["B"]["search"]["space"] = grid
+    assert _main(tmp_path, raw) == 0
+    trials = pd.read_csv(output / "search" / "B1_v1" / "search.csv")
+    tried = sorted(zip(trials["training.learning_rate"], trials["training.batch_size"]))
+    assert tried == [(0.01, 8), (0.01, 16), (0.03, 8), (0.03, 16)] and (trials["state"] == "COMPLETE").all()
+    record = json.loads((output / "B1_v1" / "metrics.json").read_text())
+    best = trials.loc[trials["validation_accuracy"].idxmax()]
+    assert record["search"]["sampler"] == "grid" and record["search"]["best_trial"] == best["trial"]
+    # A TPE search's identity is what it was before samplers were configurable: its study is not started over.
+    tpe = validate(_searched_config(tiny_data, tiny_models["bert"], output), base_dir=tmp_path)
+    chosen = validate({**raw, "tasks": {"B": {**raw["tasks"]["B"], "search": {**raw["tasks"]["B"]["search"],
+                                                                             "sampler": "tpe", "n_trials": 2}}}},
+                      base_dir=tmp_path)
+    run_tpe, run_grid = build_plan(tpe)[0], build_plan(chosen)[0]
+    assert "sampler" not in json.dumps(_identity(run_tpe, tpe)) and _identity(run_grid, chosen) != _identity(
+        build_plan(validate(raw, base_dir=tmp_path))[0], validate(raw, base_dir=tmp_path))
+
+
 def test_dry_run_shows_a_pending_search_and_writes_nothing(tiny_data, tiny_models, tmp_path, capsys):
     raw = _searched_config(tiny_data, tiny_models["bert"], tmp_path / "out", n_trials=5)
     assert main.main(["--config", str(write_config(tmp_path / "c.yaml", raw)), "--dry-run"]) == 0
@@ -180,6 +205,10 @@ def test_pruned_trials_stop_training_and_a_search_with_no_complete_trial_fails_t
     ({"space": {"training.learning_rate": 1e-3}}, r"is neither a range \{low, high, log\} nor a list of choices$"),
     ({"space": {}}, r"tasks\.B\.search\.space: \{\} is invalid"),
     ({"n_trials": 0}, r"tasks\.B\.search\.n_trials: 0 is invalid"),
+    ({"sampler": "grid"}, r"tasks\.B\.search\.space\.training\.learning_rate: sampler grid takes lists of choices only"),
+    ({"sampler": "grid", "space": {"training.batch_size": [8, 16]}},
+     r"tasks\.B\.search\.n_trials: 3 is more than the grid's 2 combinations; set n_trials: 2$"),
+    ({"sampler": "random"}, r"tasks\.B\.search\.sampler: 'random' is invalid"),
 ])
 def test_bad_search_blocks_are_explained_in_one_line(tmp_path, task, message):
     search = {"n_trials": 3, "space": SPACE, **task}
@@ -232,7 +261,7 @@ def test_two_writers_share_one_study_file(tmp_path):
     from pipeline.search import open_study
 
     search = SearchConfig(n_trials=6, space={"training.learning_rate": [1e-3]})
-    studies = [open_study(tmp_path, search, seed) for seed in (1, 2)]  # different seeds: distinct start-up trials
+    studies = [open_study(tmp_path, search, seed, {}) for seed in (1, 2)]  # different seeds: distinct start-up trials
     threads = [threading.Thread(target=study.optimize, args=(lambda trial: trial.suggest_float("x", 0, 1),),
                                 kwargs={"n_trials": 20}) for study in studies]
     for thread in threads:
