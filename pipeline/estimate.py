@@ -13,7 +13,8 @@ rounded up to `pad_to_multiple_of`), and one batch of inference is timed likewis
     batches per epoch x epochs x seconds per training step
     + (validation texts x epochs [+ training texts x epochs with eval_on_train] + test texts)
       / eval_batch_size x seconds per inference batch
-    + for a run whose search has not finished: n_trials x (its training + validation scoring)
+    + for a run whose search has not finished: n_trials x (its training + validation scoring), once per base
+      run (its first seed's run searches; the other seeds use the result)
 
 Model loading, checkpoint writing and first-run tokenisation are not counted; treat the figure as
 within about a factor of 1.5. Runs whose steps cost the same (same model, method, LoRA shape, batch
@@ -63,10 +64,10 @@ def _print_dry_run(config: PipelineConfig, runs: list[Run], log, note, force: bo
     available = [run for run in runs if not run.model or not _model_problem(run.model)]
     choices = resolve_all(config, available, device, splits)
     timings: dict[tuple, tuple[float, float]] = {}
-    total, unknown = 0.0, False
+    total, unknown, searched = 0.0, False, set()
     for run in runs:
         choice = choices.get(run.run_id)
-        estimate = estimate_run(run, config, splits, data_problem, timings, choice)
+        estimate = estimate_run(run, config, splits, data_problem, timings, choice, searched)
         total += estimate.seconds or 0.0  # TF-IDF runs take seconds and are not timed
         unknown |= METHODS[run.method]["uses_models"] and estimate.seconds is None
         precision = f"  precision={choice.describe()}" if choice else ""
@@ -78,8 +79,9 @@ def _print_dry_run(config: PipelineConfig, runs: list[Run], log, note, force: bo
 
 
 def estimate_run(run: Run, config: PipelineConfig, splits, data_problem: str | None,
-                 timings: dict[tuple, tuple[float, float]], choice=None) -> Estimate:
-    """`choice`: the run's resolved precision (pipeline/precision.py); None: fp32."""
+                 timings: dict[tuple, tuple[float, float]], choice=None, searched: set[str] | None = None) -> Estimate:
+    """`choice`: the run's resolved precision (pipeline/precision.py); None: fp32. `searched`: the base runs whose
+    pending search an earlier estimate counted (updated here): a search runs once for all seeds."""
     method = METHODS[run.method]
     if not method["uses_models"]:
         return Estimate()  # TF-IDF: the vocabulary, hence the parameter count, is known after fitting
@@ -106,7 +108,9 @@ def estimate_run(run: Run, config: PipelineConfig, splits, data_problem: str | N
         if training.eval_on_train:
             texts_evaluated += len(splits.train) * training.epochs
         seconds += batches * step
-        if run.search is not None and run.search_result is None:  # each trial trains and scores validation
+        searched = set() if searched is None else searched
+        if run.search is not None and run.search_result is None and run.base_run_id not in searched:
+            searched.add(run.base_run_id)  # each trial trains and scores validation
             per_trial = batches * step + len(splits.validation) * training.epochs / training.eval_batch_size * inference
             seconds += run.search.n_trials * per_trial
     seconds += texts_evaluated / training.eval_batch_size * inference

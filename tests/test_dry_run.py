@@ -113,6 +113,24 @@ def test_estimate_is_steps_times_step_seconds_plus_inference(tiny_data, tiny_mod
         5 * 2 * STEP_SECONDS + (20 * 2 + 40) / 10 * INFERENCE_SECONDS)  # 14 s
 
 
+def test_a_pending_search_is_counted_once_for_all_seeds(tiny_data, tiny_models, tmp_path, injected_timings):
+    from dataset import load_splits
+    from core.config import validate
+    from pipeline.estimate import estimate_run
+    from pipeline.plan import build_plan
+
+    search = {"n_trials": 3, "space": {"training.learning_rate": [1e-3, 2e-3, 4e-3]}, "sampler": "grid"}
+    raw = tiny_config(tiny_data, [tiny_models["bert"]], tmp_path / "out", seeds=[1, 2],
+                      tasks={"B": {"method": "full", "variants": ["v1"], "search": search}})
+    raw["training"].update(epochs=2, batch_size=10, eval_batch_size=10)
+    config = validate(raw)
+    splits, searched = load_splits(config.dataset), set()
+    first, second = (estimate_run(run, config, splits, None, {}, None, searched).seconds for run in build_plan(config))
+    run_alone = 10 * 2 * STEP_SECONDS + (20 * 2 + 40) / 10 * INFERENCE_SECONDS  # as in the test above: 24 s
+    trial = 10 * 2 * STEP_SECONDS + 20 * 2 / 10 * INFERENCE_SECONDS  # trains and scores validation: 22 s
+    assert second == pytest.approx(run_alone) and first == pytest.approx(run_alone + 3 * trial)
+
+
 def test_estimate_scales_with_epochs_and_training_rows(tiny_data, tiny_models, tmp_path, injected_timings):
     base = _estimate(tiny_data, tiny_models, tmp_path, epochs=2, max_train_samples=50)
     twice_the_epochs = _estimate(tiny_data, tiny_models, tmp_path, epochs=4, max_train_samples=50)
