@@ -17,6 +17,7 @@ from matplotlib.ticker import FuncFormatter  # noqa: E402
 
 from core.record import RunRecord  # noqa: E402
 from evaluation.statistics import CONFIDENCE, SIGNIFICANCE  # noqa: E402
+from evaluation.summary import seed_means  # noqa: E402
 
 DPI = 110
 ROW_INCHES = 0.32  # height per run in the comparison charts, so run ids never overlap
@@ -36,10 +37,13 @@ def draw_all(output_dir: Path, summary: pd.DataFrame, records: list[RunRecord]) 
         old.unlink()
     complete = summary[summary["status"] == "complete"]
     written: dict[str, list[Path]] = {"comparison": []}
-    for chart in (accuracy_chart, f1_chart, seconds_per_epoch_chart, trainable_parameters_chart):
+    for chart in (accuracy_chart, f1_chart, seconds_per_epoch_chart, trainable_parameters_chart, frontier_chart):
         path = chart(complete, folder)
         if path is not None:
             written["comparison"].append(path)
+    path = rank_sweep_chart(complete, records, folder)
+    if path is not None:
+        written["comparison"].append(path)
     for record in records:
         if not record.complete:
             continue
@@ -163,6 +167,108 @@ def trainable_parameters_chart(summary: pd.DataFrame, folder: Path) -> Path | No
         axes.set_title("Trainable parameters\n(none trained: " + ", ".join(untrained) + ")", fontsize=10)
     _method_legend(axes, rows)
     return _save(figure, folder / "compare-trainable-parameters.png")
+
+
+def pareto_optimal(cost, accuracy) -> np.ndarray:
+    """True for each point that no other point dominates: none costs at most as much and is at least as accurate,
+    and better in one of the two."""
+    cost, accuracy = np.asarray(cost, dtype=float), np.asarray(accuracy, dtype=float)
+    no_worse = (cost[None, :] <= cost[:, None]) & (accuracy[None, :] >= accuracy[:, None])
+    better = (cost[None, :] < cost[:, None]) | (accuracy[None, :] > accuracy[:, None])
+    return ~(no_worse & better).any(axis=1)
+
+
+def frontier_chart(summary: pd.DataFrame, folder: Path) -> Path | None:
+    """Test accuracy (mean over seeds, whisker: std) against trainable parameters and against training seconds,
+    one point per base run that trains; the Pareto-optimal ones on each axis are outlined and joined."""
+    means = seed_means(summary)
+    if means.empty:
+        return None
+    means = means[(pd.to_numeric(means["trainable_parameters"]) > 0) & pd.to_numeric(means["train_seconds"]).notna()]
+    if len(means) < 2:
+        return None
+    accuracy = pd.to_numeric(means["test_accuracy_mean"]).to_numpy(dtype=float)
+    spread = np.nan_to_num(pd.to_numeric(means["test_accuracy_std"]).to_numpy(dtype=float))
+    figure = Figure(figsize=(12, 5.5), dpi=DPI, layout="constrained")
+    for axes, column, label in zip(figure.subplots(1, 2, sharey=True), ("trainable_parameters", "train_seconds"),
+                                   ("trainable parameters (log scale)", "training seconds (log scale)")):
+        cost = pd.to_numeric(means[column]).to_numpy(dtype=float)
+        front = pareto_optimal(cost, accuracy)
+        colours = [METHOD_COLOURS.get(m, OTHER_COLOUR) for m in means["method"]]
+        axes.errorbar(cost, accuracy, yerr=spread, fmt="none", ecolor="#999999", capsize=2, zorder=1)
+        axes.scatter(cost, accuracy, c=colours, s=[70 if f else 30 for f in front], zorder=2,
+                     edgecolors=["black" if f else "none" for f in front], linewidths=1.5)
+        order = np.argsort(cost[front])
+        axes.plot(cost[front][order], accuracy[front][order], color="black", linewidth=0.8, drawstyle="steps-post",
+                  zorder=0)
+        for x, y, name, on_front in zip(cost, accuracy, means["base_run"], front):
+            axes.annotate(name, (x, y), xytext=(4, 3), textcoords="offset points", fontsize=7,
+                          fontweight="bold" if on_front else "normal")
+        axes.set_xscale("log")
+        axes.grid(alpha=0.3)
+        axes.set_xlabel(label)
+        if column == "trainable_parameters":
+            axes.xaxis.set_major_formatter(FuncFormatter(lambda v, _: _count(v)))
+    figure.axes[0].set_ylabel("test accuracy (mean over seeds; whisker: std)")
+    figure.suptitle("Accuracy against cost; outlined and joined: Pareto-optimal (no run both cheaper and more"
+                    " accurate)", fontsize=10)
+    _method_legend(figure.axes[0], means)
+    return _save(figure, folder / "frontier.png")
+
+
+def rank_sweep_chart(summary: pd.DataFrame, records: list[RunRecord], folder: Path) -> Path | None:
+    """LoRA against rsLoRA: test accuracy (mean over seeds, whisker: std) against the rank r, one line per family
+    of LoRA runs that differ only in r (and their learning rate), where a family has two ranks or more."""
+    means = seed_means(summary)
+    if means.empty:
+        return None
+    families: dict[str, dict[int, tuple[float, float]]] = {}
+    for base_run, row in means.set_index("base_run").iterrows():
+        record = next((r for r in records if r.base_run == base_run and r.complete), None)
+        settings = _lora_settings(record)
+        if settings is None:
+            continue
+        rank = settings.pop("r")
+        name = "rsLoRA" if settings.get("use_rslora") else "LoRA"
+        details = ", ".join(f"{key} {_setting_text(value)}" for key, value in sorted(settings.items())
+                            if key not in ("use_rslora", "peft_type") and value not in (None, False, [], {}))
+        std = row["test_accuracy_std"]
+        families.setdefault(f"{name} ({details})", {})[rank] = (row["test_accuracy_mean"], 0.0 if pd.isna(std) else std)
+    families = {name: ranks for name, ranks in families.items() if len(ranks) >= 2}
+    if not families:
+        return None
+    figure = Figure(figsize=(9, 5), dpi=DPI, layout="constrained")
+    axes = figure.subplots()
+    for name, ranks in sorted(families.items()):
+        r = sorted(ranks)
+        axes.errorbar(r, [ranks[k][0] for k in r], yerr=[ranks[k][1] for k in r], marker="o", capsize=3,
+                      linestyle="--" if name.startswith("rs") else "-", label=name)
+    axes.set_xscale("log", base=2)
+    axes.set_xticks(sorted({k for ranks in families.values() for k in ranks}))
+    axes.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    axes.grid(alpha=0.3)
+    axes.set(xlabel="rank r", ylabel="test accuracy (mean over seeds; whisker: std)",
+             title="Rank sweep: LoRA (scale alpha / r) against rsLoRA (alpha / sqrt r)")
+    axes.legend(fontsize=7, loc="best")
+    return _save(figure, folder / "rank-sweep.png")
+
+
+def _lora_settings(record: RunRecord | None) -> dict | None:
+    """The LoRA settings a run trained with (method lora, or peft with peft_type LORA), or None."""
+    if record is None:
+        return None
+    if record.method == "lora" and isinstance(record.config.get("lora"), dict):
+        settings = dict(record.config["lora"])
+    elif record.method == "peft" and (record.config.get("adapter") or {}).get("peft_type") == "LORA":
+        settings = dict(record.config["adapter"])
+    else:
+        return None
+    return settings if isinstance(settings.get("r"), int) else None
+
+
+def _setting_text(value) -> str:
+    return "+".join(map(str, value)) if isinstance(value, (list, tuple)) else f"{value:g}" if isinstance(
+        value, float) else str(value)
 
 
 def _interval_chart(summary: pd.DataFrame, column: str, label: str, path: Path) -> Path | None:

@@ -113,9 +113,10 @@ def _means_section(means: pd.DataFrame, reference: str | None) -> list[str]:
               " of that seed (McNemar, Holm-adjusted p < " f"{SIGNIFICANCE:g})." if reference else
               "No reference run: runs are not compared."), "",
              "| base run | task | method | model | variant | seeds | s/epoch | val. accuracy"
-             " | test accuracy (mean ± std) | macro-F1 (mean ± std) | Δ vs reference, mean [95% t CI] | Δ per seed"
-             " | unpaired | trainable % | distinguishable (Holm) |",
-             "|---|---|---|---|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|"]
+             " | test accuracy (mean ± std) [95% t CI of the mean] | macro-F1 (mean ± std)"
+             " | Δ vs reference, mean [95% t CI] | Δ per seed | unpaired | trainable | trainable % | train s"
+             " | peak RSS MB | distinguishable (Holm) |",
+             "|---|---|---|---|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|"]
     for _, row in means.iterrows():
         if row["is_reference"]:
             difference, per_seed, unpaired, distinguishable = "**reference**", "-", "-", "-"
@@ -129,9 +130,11 @@ def _means_section(means: pd.DataFrame, reference: str | None) -> list[str]:
         lines.append(
             f"| {row['base_run']} | {row['task']} | {row['method']} | {_text(row['model'])} | {_text(row['variant'])}"
             f" | {row['seeds']} | {_number(row['seconds_per_epoch'], '{:.1f}')}"
-            f" | {_number(row['validation_accuracy'], '{:.4f}')} | {_mean_std(row, 'test_accuracy')}"
+            f" | {_number(row['validation_accuracy'], '{:.4f}')} | {_mean_std(row, 'test_accuracy')}{_mean_ci(row)}"
             f" | {_mean_std(row, 'f1_macro')} | {difference} | {per_seed} | {unpaired}"
-            f" | {_number(row['trainable_percent'], '{:.3g}')} | {distinguishable} |")
+            f" | {_number(row['trainable_parameters'], '{:,.0f}')} | {_number(row['trainable_percent'], '{:.3g}')}"
+            f" | {_number(row['train_seconds'], '{:.1f}')} | {_number(row['peak_rss_mb'], '{:,.0f}')}"
+            f" | {distinguishable} |")
     return lines + [""]
 
 
@@ -240,6 +243,11 @@ def _plots_section(figures: dict[str, list[Path]], output_dir: Path) -> list[str
 def _mean_std(row, metric: str) -> str:
     std = row[f"{metric}_std"]
     return f"{row[f'{metric}_mean']:.4f}" + (f" ± {std:.4f}" if pd.notna(std) else "")
+
+
+def _mean_ci(row) -> str:
+    low, high = row["test_accuracy_mean_low"], row["test_accuracy_mean_high"]
+    return f" [{low:.4f}, {high:.4f}]" if pd.notna(low) else ""
 
 
 def _p(value) -> str:

@@ -27,12 +27,14 @@ SUMMARY_COLUMNS = [
     "test_accuracy", "test_accuracy_low", "test_accuracy_high", "f1_macro", "f1_macro_low", "f1_macro_high",
     "balanced_accuracy",
     "compared_to", "accuracy_diff", "accuracy_diff_low", "accuracy_diff_high", "p_value", "p_holm", "distinguishable",
-    "seeds", "test_accuracy_mean", "test_accuracy_std", "f1_macro_mean", "f1_macro_std",
+    "seeds", "test_accuracy_mean", "test_accuracy_std", "test_accuracy_mean_low", "test_accuracy_mean_high",
+    "f1_macro_mean", "f1_macro_std",
     "seed_diff_mean", "seed_diff_low", "seed_diff_high", "seed_diffs", "seeds_paired", "seeds_unpaired",
-    "trainable_parameters", "trainable_percent", "train_seconds", "seconds_per_epoch", "best_epoch",
+    "trainable_parameters", "trainable_percent", "train_seconds", "seconds_per_epoch", "peak_rss_mb", "best_epoch",
     "validation_accuracy", "error",
 ]
-# Per base run: averaged over its complete seeds (std is the sample standard deviation, empty for one seed).
+# Per base run: averaged over its complete seeds (std is the sample standard deviation, empty for one seed;
+# test_accuracy_mean_low/high: the Student-t interval of the mean over seeds, none from one seed).
 SEED_MEAN_COLUMNS = ["test_accuracy", "f1_macro"]
 # Per base run with seeds: test-accuracy differences from the reference, paired by seed.
 SEED_DIFF_COLUMNS = ["seed_diff_mean", "seed_diff_low", "seed_diff_high", "seed_diffs",
@@ -56,6 +58,7 @@ def summary_row(record: RunRecord) -> dict:
         "balanced_accuracy": metrics.balanced_accuracy,
         "trainable_parameters": parameters.trainable, "trainable_percent": parameters.trainable_percent,
         "train_seconds": timing.train_seconds, "seconds_per_epoch": timing.seconds_per_epoch,
+        "peak_rss_mb": record.memory.peak_rss_mb,  # the process's peak resident memory during the run
         "best_epoch": best.epoch if best else None, "validation_accuracy": best.validation_accuracy if best else None,
         "error": record.error,
     }
@@ -162,6 +165,8 @@ def add_seed_means(summary: pd.DataFrame) -> pd.DataFrame:
             values = group[metric].astype(float)
             summary.loc[rows, f"{metric}_mean"] = values.mean()
             summary.loc[rows, f"{metric}_std"] = values.std(ddof=1) if len(values) > 1 else np.nan
+        _, low, high = t_interval(group["test_accuracy"].astype(float))
+        summary.loc[rows, ["test_accuracy_mean_low", "test_accuracy_mean_high"]] = low, high
     return summary
 
 
@@ -177,7 +182,12 @@ def seed_means(summary: pd.DataFrame) -> pd.DataFrame:
             "base_run": base, "task": first["task"], "method": first["method"], "model": first["model"],
             "variant": first["variant"], "seeds": len(group),
             **{f"{m}_{s}": first[f"{m}_{s}"] for m in SEED_MEAN_COLUMNS for s in ("mean", "std")},
+            "test_accuracy_mean_low": first["test_accuracy_mean_low"],
+            "test_accuracy_mean_high": first["test_accuracy_mean_high"],
             "seconds_per_epoch": pd.to_numeric(group["seconds_per_epoch"]).mean(),
+            "train_seconds": pd.to_numeric(group["train_seconds"]).mean(),
+            "peak_rss_mb": pd.to_numeric(group["peak_rss_mb"]).max(),
+            "trainable_parameters": first["trainable_parameters"],
             "validation_accuracy": pd.to_numeric(group["validation_accuracy"]).mean(),
             "trainable_percent": first["trainable_percent"],
             **{column: first[column] for column in SEED_DIFF_COLUMNS},

@@ -130,6 +130,8 @@ def test_report_compares_means_when_runs_have_seeds(tmp_path):
     means = [line for line in report.split("## Means over seeds")[1].split("## Runs")[0].splitlines()
              if line.startswith("| B1_v1") or line.startswith("| C1_v1")]
     assert means[0].startswith("| B1_v1") and "| 0.8900 ± 0.0100 |" in means[0] and "| **reference** |" in means[0]
+    # B's mean over seeds 0.89, sd 0.01: t(0.975, 2 df) x 0.01 / sqrt(3) = 0.024841 either side
+    assert "| 0.8900 ± 0.0100 [0.8652, 0.9148] |" in means[0]
     # C - B per seed: -20/400, -6/400, -6/400: mean -0.026667, sample sd 0.020207, se 0.011667,
     # t(0.975, 2 df) = 4.302653 -> half-width 0.050198; seed 4 failed on C's side: 1 unpaired
     assert "| 0.8633 ± 0.0126 |" in means[1]
@@ -166,3 +168,48 @@ def test_empty_folder_gives_a_report_without_tables(tmp_path):
     rebuild_outputs(tmp_path)
     assert "No run has completed yet." in (tmp_path / "report.md").read_text()
     assert list((tmp_path / "plots").glob("*.png")) == []
+
+
+def test_pareto_optimal_points_by_hand():
+    from evaluation.plots import pareto_optimal
+
+    # cost, accuracy: (1, 0.80) cheapest; (2, 0.85) better for more; (3, 0.84) dominated by (2, 0.85);
+    # (4, 0.90) best; (4, 0.88) dominated by (4, 0.90) at equal cost; (5, 0.90) dominated at equal accuracy
+    front = pareto_optimal([1, 2, 3, 4, 4, 5], [0.80, 0.85, 0.84, 0.90, 0.88, 0.90])
+    assert front.tolist() == [True, True, False, True, False, False]
+    assert pareto_optimal([1, 1], [0.5, 0.5]).tolist() == [True, True]  # equals dominate neither
+
+
+def test_frontier_and_rank_sweep_plots_need_what_they_show(tmp_path):
+    import json
+
+    true = labels(200)
+    runs = {"FT1_v1": ("full", None, 20_000, 30.0, 10), "HD1_v1": ("head", None, 1_000, 5.0, 40),
+            "LR1_r4": ("lora", (4, False), 2_000, 10.0, 30), "LR1_r16": ("lora", (16, False), 8_000, 11.0, 26),
+            "RS1_r4": ("lora", (4, True), 2_000, 10.0, 28), "RS1_r16": ("lora", (16, True), 8_000, 11.0, 20)}
+    for base, (method, lora, trainable, seconds, wrong) in runs.items():
+        for seed in (1, 2):
+            folder = write_run(tmp_path, f"{base}_s{seed}", true, predictions_with_errors(true, range(wrong + seed)),
+                               method=method, seed=seed, base_run_id=base, trainable=trainable, total=30_000,
+                               epochs=epoch_rows([0.8]))
+            record = json.loads((folder / "metrics.json").read_text())
+            record["timing"]["train_seconds"] = seconds
+            if lora:
+                record["config"]["lora"] = {"r": lora[0], "lora_alpha": 16, "target_modules": ["query", "value"],
+                                            "use_rslora": lora[1]}
+            (folder / "metrics.json").write_text(json.dumps(record))
+    rebuild_outputs(tmp_path)
+    plots = tmp_path / "plots"
+    for name in ("frontier.png", "rank-sweep.png"):
+        width, height = _png_size(plots / name)
+        assert width >= 800 and height >= 400 and (plots / name).stat().st_size > 20_000, name
+    assert "plots/frontier.png" in (tmp_path / "report.md").read_text()
+
+    # One LoRA rank per family: no sweep to draw; one run that trains: no frontier.
+    for seed in (1, 2):
+        for base in ("LR1_r16", "RS1_r16", "RS1_r4", "LR1_r4", "HD1_v1"):
+            for path in (tmp_path / f"{base}_s{seed}").iterdir():
+                path.unlink()
+            (tmp_path / f"{base}_s{seed}").rmdir()
+    rebuild_outputs(tmp_path)
+    assert not (plots / "rank-sweep.png").exists() and not (plots / "frontier.png").exists()
