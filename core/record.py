@@ -66,6 +66,7 @@ class SearchResult(Section):
     best_trial: int
     validation_accuracy: float
     params: dict[str, object]
+    space: dict[str, dict] = {}  # per searched key: kind, and low/high/log or choices
     trials: dict[str, int] = {}  # trials by Optuna state
     folder: str
 

@@ -203,9 +203,12 @@ def search_section(records: list[RunRecord], output_dir: Path) -> list[str]:
         names = {"COMPLETE": "complete", "PRUNED": "pruned", "FAIL": "failed"}
         counts = ", ".join(f"{n} {names.get(state, state)}" for state, n in search.trials.items())
         chosen = ", ".join(f"{key}={_setting(value)}" for key, value in search.params.items())
+        edges = _at_grid_edge(search)
         lines += [f"### {base_run}", "",
                   f"Best of {len(trials)} trials ({counts}): trial {search.best_trial}, validation accuracy"
                   f" {search.validation_accuracy:.4f}, with {chosen}. Trials: `{search.folder}/search.csv`.", "",
+                  *([f"**At the edge of its choices**: {', '.join(edges)}. The best may lie beyond; widen the list"
+                     " and rerun (finished trials are kept).", ""] if edges else []),
                   "| " + " | ".join(trials.columns) + " |", "|" + "---:|" * (len(trials.columns) - 1) + "---|"]
         for _, row in trials.iterrows():
             cells = [_setting(row[column]) for column in trials.columns[:-2]]
@@ -215,6 +218,22 @@ def search_section(records: list[RunRecord], output_dir: Path) -> list[str]:
             lines.append("| " + " | ".join(str(cell) for cell in cells) + " |")
         lines.append("")
     return lines
+
+
+def _at_grid_edge(search) -> list[str]:
+    """`key=value (the highest of 2e-3, 4e-3, 8e-3)` for each numeric list of three or more choices whose chosen
+    value is its lowest or highest."""
+    edges = []
+    for key, dimension in search.space.items():
+        choices = dimension.get("choices")
+        value = search.params.get(key)
+        if not choices or len(choices) < 3 or isinstance(value, bool) or not isinstance(value, (int, float)) \
+                or not all(isinstance(c, (int, float)) and not isinstance(c, bool) for c in choices):
+            continue
+        if value in (min(choices), max(choices)):
+            side = "highest" if value == max(choices) else "lowest"
+            edges.append(f"{key}={_setting(value)} (the {side} of {', '.join(_setting(c) for c in choices)})")
+    return edges
 
 
 def _setting(value) -> str:

@@ -213,3 +213,30 @@ def test_frontier_and_rank_sweep_plots_need_what_they_show(tmp_path):
             (tmp_path / f"{base}_s{seed}").rmdir()
     rebuild_outputs(tmp_path)
     assert not (plots / "rank-sweep.png").exists() and not (plots / "frontier.png").exists()
+
+
+@pytest.mark.parametrize("best, flagged", [(0.008, "the highest of 0.002, 0.004, 0.008"), (0.004, None),
+                                           (0.002, "the lowest of 0.002, 0.004, 0.008")])
+def test_a_search_whose_best_is_at_the_edge_of_its_grid_says_so(tmp_path, best, flagged):
+    import json
+
+    true = labels(40)
+    folder = write_run(tmp_path, "C1_v1", true, true, method="lora", epochs=epoch_rows([0.9]))
+    record = json.loads((folder / "metrics.json").read_text())
+    grid = [0.002, 0.004, 0.008]
+    record["search"] = {"best_trial": grid.index(best), "validation_accuracy": 0.9, "folder": "search/C1_v1",
+                        "params": {"training.learning_rate": best, "training.batch_size": 8},
+                        "space": {"training.learning_rate": {"kind": "categorical", "choices": grid},
+                                  "training.batch_size": {"kind": "categorical", "choices": [8, 16]}},
+                        "trials": {"COMPLETE": 3}}
+    (folder / "metrics.json").write_text(json.dumps(record))
+    (folder / "search.csv").write_text("trial,training.learning_rate,training.batch_size,validation_accuracy,state\n"
+                                       + "".join(f"{i},{lr},8,0.9,COMPLETE\n" for i, lr in enumerate(grid)))
+    rebuild_outputs(tmp_path)
+    report = (tmp_path / "report.md").read_text()
+    assert "### C1_v1" in report
+    if flagged:
+        assert f"**At the edge of its choices**: training.learning_rate={best:g} ({flagged})" in report
+        assert "batch_size=8 (" not in report  # two choices: no edge to speak of
+    else:
+        assert "At the edge" not in report
