@@ -190,7 +190,7 @@ def test_the_fingerprint_follows_precision_and_device_not_the_invocation(tiny_da
     assert fingerprint(runs[0], config, None) == fingerprint(runs[0], config, None)  # TF-IDF: no hardware
     folder = tmp_path / "out" / run.run_id  # a complete run, finished under the first invocation's choice
     folder.mkdir(parents=True)
-    (folder / "metrics.json").write_text(json.dumps({"status": "complete",
+    (folder / "metrics.json").write_text(json.dumps({"run_id": run.run_id, "status": "complete",
                                                      "fingerprint": fingerprint(run, config, first[run.run_id])}))
     assert decide(run, config, second[run.run_id]) == "skip"
     assert decide(run, config, as_fp32) == decide(run, config, on_gpu) == "run"

@@ -292,18 +292,30 @@ def test_under_torchrun_an_unfinished_search_is_refused(tiny_data, tiny_models, 
     assert not (tmp_path / "out").exists()
 
 
-def test_the_search_config_searches_b_and_c_on_config_yamls_data_and_model():
+def test_the_search_config_searches_config_yamls_tasks_and_config_yaml_holds_what_it_chose():
     from conftest import ROOT
     from core.config import load_config
+    from core.record import RunRecord
     from pipeline.plan import build_plan
 
     default, config = load_config(ROOT / "config.yaml"), load_config(ROOT / "configs" / "search.yaml")
     assert config.models == default.models and config.dataset.source == default.dataset.source
-    assert config.dataset.validation_size >= 1000  # standard error about 1 point or less
+    assert config.dataset.validation_size == default.dataset.validation_size >= 1000  # standard error ~1 point
     runs = {run.run_id: run for run in build_plan(config)}
-    assert set(runs) == {"B1_v1", "C1_v1"} and runs["C1_v1"].lora.target_modules == ["query"]
+    assert set(runs) == {"B1_v1", "C1_v1", "D1_v1", "E1_v1", "F1_v1"}
     spaces = {run_id: search_dimensions(run.search, run.method) for run_id, run in runs.items()}
     assert all(problems == [] for _, problems in spaces.values())
     assert set(spaces["B1_v1"][0]) == {"training.learning_rate", "training.batch_size"}
     assert set(spaces["C1_v1"][0]) == {"training.learning_rate", "lora.r", "training.batch_size"}
     assert spaces["B1_v1"][0]["training.batch_size"]["choices"] == [8, 16, 32]
+    # config.yaml's runs are the searched ones with the committed search results applied (rates to 3 digits)
+    chosen = {run.base_run_id: run for run in build_plan(default) if run.seed == 42}
+    for run_id, searched in runs.items():
+        run = chosen[run_id]
+        if searched.lora:
+            assert (searched.lora.target_modules, searched.lora.use_rslora) == (run.lora.target_modules,
+                                                                                run.lora.use_rslora)
+        result = RunRecord.read(ROOT / "docs" / "results" / "search" / run_id / "metrics.json").search
+        for key, value in result.params.items():
+            block, _, field = key.partition(".")
+            assert getattr(getattr(run, block), field) == pytest.approx(value, rel=5e-3), (run_id, key)
