@@ -58,7 +58,8 @@ class Data(Section):
 
 
 class Memory(Section):
-    peak_rss_mb: float | None = None
+    peak_rss_mb: float | None = None  # the process's peak during the run
+    peak_rss_increase_mb: float | None = None  # that peak minus the resident size at the run's start
     peak_cuda_mb: float | None = None
 
 

@@ -115,7 +115,7 @@ def _means_section(means: pd.DataFrame, reference: str | None) -> list[str]:
              "| base run | task | method | model | variant | seeds | s/epoch | val. accuracy"
              " | test accuracy (mean ± std) [95% t CI of the mean] | macro-F1 (mean ± std)"
              " | Δ vs reference, mean [95% t CI] | Δ per seed | unpaired | trainable | trainable % | train s"
-             " | peak RSS MB | distinguishable (Holm) |",
+             " | peak RSS MB (run's own) | distinguishable (Holm) |",
              "|---|---|---|---|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|"]
     for _, row in means.iterrows():
         if row["is_reference"]:
@@ -133,7 +133,7 @@ def _means_section(means: pd.DataFrame, reference: str | None) -> list[str]:
             f" | {_number(row['validation_accuracy'], '{:.4f}')} | {_mean_std(row, 'test_accuracy')}{_mean_ci(row)}"
             f" | {_mean_std(row, 'f1_macro')} | {difference} | {per_seed} | {unpaired}"
             f" | {_number(row['trainable_parameters'], '{:,.0f}')} | {_number(row['trainable_percent'], '{:.3g}')}"
-            f" | {_number(row['train_seconds'], '{:.1f}')} | {_number(row['peak_rss_mb'], '{:,.0f}')}"
+            f" | {_number(row['train_seconds'], '{:.1f}')} | {_memory(row)}"
             f" | {distinguishable} |")
     return lines + [""]
 
@@ -262,6 +262,12 @@ def _plots_section(figures: dict[str, list[Path]], output_dir: Path) -> list[str
 def _mean_std(row, metric: str) -> str:
     std = row[f"{metric}_std"]
     return f"{row[f'{metric}_mean']:.4f}" + (f" ± {std:.4f}" if pd.notna(std) else "")
+
+
+def _memory(row) -> str:
+    """The process's peak, and the run's own increase over its starting size where recorded."""
+    peak = _number(row["peak_rss_mb"], "{:,.0f}")
+    return peak if pd.isna(row["peak_rss_increase_mb"]) else f"{peak} (+{row['peak_rss_increase_mb']:,.0f})"
 
 
 def _mean_ci(row) -> str:

@@ -30,7 +30,8 @@ SUMMARY_COLUMNS = [
     "seeds", "test_accuracy_mean", "test_accuracy_std", "test_accuracy_mean_low", "test_accuracy_mean_high",
     "f1_macro_mean", "f1_macro_std",
     "seed_diff_mean", "seed_diff_low", "seed_diff_high", "seed_diffs", "seeds_paired", "seeds_unpaired",
-    "trainable_parameters", "trainable_percent", "train_seconds", "seconds_per_epoch", "peak_rss_mb", "best_epoch",
+    "trainable_parameters", "trainable_percent", "train_seconds", "seconds_per_epoch", "peak_rss_mb",
+    "peak_rss_increase_mb", "best_epoch",
     "validation_accuracy", "error",
 ]
 # Per base run: averaged over its complete seeds (std is the sample standard deviation, empty for one seed;
@@ -59,6 +60,7 @@ def summary_row(record: RunRecord) -> dict:
         "trainable_parameters": parameters.trainable, "trainable_percent": parameters.trainable_percent,
         "train_seconds": timing.train_seconds, "seconds_per_epoch": timing.seconds_per_epoch,
         "peak_rss_mb": record.memory.peak_rss_mb,  # the process's peak resident memory during the run
+        "peak_rss_increase_mb": record.memory.peak_rss_increase_mb,  # above its resident size at the run's start
         "best_epoch": best.epoch if best else None, "validation_accuracy": best.validation_accuracy if best else None,
         "error": record.error,
     }
@@ -187,6 +189,7 @@ def seed_means(summary: pd.DataFrame) -> pd.DataFrame:
             "seconds_per_epoch": pd.to_numeric(group["seconds_per_epoch"]).mean(),
             "train_seconds": pd.to_numeric(group["train_seconds"]).mean(),
             "peak_rss_mb": pd.to_numeric(group["peak_rss_mb"]).max(),
+            "peak_rss_increase_mb": pd.to_numeric(group["peak_rss_increase_mb"]).max(),
             "trainable_parameters": first["trainable_parameters"],
             "validation_accuracy": pd.to_numeric(group["validation_accuracy"]).mean(),
             "trainable_percent": first["trainable_percent"],

@@ -276,7 +276,7 @@ def execute(run: Run, context: RunContext, run_fingerprint: str | None = None, t
                  "max_length": context.config.dataset.max_length},  # tokens; predict and export truncate alike
         "environment": environment(context),
         "precision_choice": context.precision.as_dict() if context.precision else None,  # what and why
-        "memory": {"peak_rss_mb": round(memory.rss_mb, 1),
+        "memory": {"peak_rss_mb": round(memory.rss_mb, 1), "peak_rss_increase_mb": round(memory.increase_mb, 1),
                    "peak_cuda_mb": round(memory.cuda_mb, 1) if memory.cuda_mb is not None else None},
     }
     if result is not None and error is None:
