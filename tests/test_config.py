@@ -611,3 +611,24 @@ def test_a_config_file_is_utf8_whatever_the_locale(tmp_path):
     env = {**os.environ, "LC_ALL": "C", "PYTHONUTF8": "0", "PYTHONCOERCECLOCALE": "0", "PYTHONIOENCODING": "utf-8"}
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True)
     assert result.stdout.strip() == "True", result.stderr
+
+
+def test_a_grid_search_takes_lists_of_choices_within_its_number_of_combinations():
+    from core.config import SearchConfig, search_dimensions
+
+    def problems(**search):
+        return search_dimensions(SearchConfig(**search), "full")[1]
+
+    grid = {"training.learning_rate": [1e-3, 2e-3], "training.batch_size": [8, 16]}
+    assert problems(n_trials=4, sampler="grid", space=grid) == []  # 2 x 2 combinations
+    assert problems(n_trials=5, sampler="grid", space=grid) == [
+        "search.n_trials: 5 is more than the grid's 4 combinations; set n_trials: 4"]
+    assert problems(n_trials=5, space=grid) == []  # TPE may repeat choices: no limit
+    ranged = {"training.batch_size": [8], "training.learning_rate": {"low": 1e-4, "high": 1e-3}}
+    assert problems(n_trials=1, sampler="grid", space=ranged) == [
+        "search.space.training.learning_rate: sampler grid takes lists of choices only; list the values to try,"
+        " or use sampler: tpe"]
+    assert problems(n_trials=9, space=ranged) == []  # a range is TPE's to sample
+    # a key that is no setting is the only problem reported: the grid is not judged on what could not be read
+    bad = problems(n_trials=9, sampler="grid", space={"training.lerning_rate": [1e-3, 2e-3]})
+    assert len(bad) == 1 and "not a setting" in bad[0]
