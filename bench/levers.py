@@ -75,21 +75,20 @@ def _batched(model, ids, pad_id, batch_size, sort=True, width=None, autocast=Fal
     return len(ids) / (time.perf_counter() - start)
 
 
-def _precision(config, splits):
+def _precision(config):
     """What `precision: auto` picks on this machine for the config's model (cached probe), as a Choice."""
-    from core.precision import Shapes, choose
-    from pipeline.precision import cache_file
+    from transformers import AutoConfig
 
-    model, _ = _model(config, splits)
-    rows = config.task_training("B", "v1").eval_batch_size * 64
-    return choose(config.training.precision, CPU, Shapes.of(model.config, rows), cache_file(config))
+    from bench.run import bench_precision
+
+    return bench_precision(config, config.training.precision, CPU, AutoConfig.from_pretrained(config.models[0]))
 
 
 def eval_levers(config, splits, texts: int, log) -> dict:
     from bench.flops import measure_peak, model_shapes
     from dataset import stratified_sample, tokenize
 
-    choice = _precision(config, splits)
+    choice = _precision(config)
     bf16 = choice.bf16
     name = choice.precision
     frame = stratified_sample(splits.test, texts, 42)
@@ -153,7 +152,7 @@ def train_levers(config, splits, samples: int, log) -> dict:
     from tasks.base import RunContext
     from tasks.finetune import weights_in_bf16
 
-    choice = _precision(config, splits)
+    choice = _precision(config)
     frame = stratified_sample(splits.train, 4 * samples, 42).reset_index(drop=True)  # pool: one mega-batch is `samples`
     base = config.task_training("B", "v1")
     out = {"samples": samples, "pool": len(frame), "precision": choice.as_dict(),

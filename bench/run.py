@@ -92,6 +92,17 @@ def load_model(name: str, bench: BenchContext, class_names):
     raise ValueError(f"unknown model {name!r}; expected minilm or bert_base")
 
 
+def peak_tokens(config: PipelineConfig, task: str = "B") -> int:
+    """Rows of the peak matmul: the tokens of one evaluation batch of typical padded length (64)."""
+    return config.task_training(task, "v1").eval_batch_size * 64
+
+
+def bench_precision(config: PipelineConfig, setting: str, device: torch.device, model_config, task: str = "B"):
+    """The bench's precision (a core.precision.Choice): `auto` decided as the pipeline decides it, by the probe
+    at the model's shapes for `peak_tokens` rows, cached beside the data cache."""
+    return choose(setting, device, Shapes.of(model_config, peak_tokens(config, task)), cache_file(config))
+
+
 def bench_model(name: str, sizes: Sizes, bench: BenchContext) -> dict:
     """Peak; then full fine-tuning and LoRA, the project's way and the reference way, on the same texts; the
     evaluation measurements run on the model the project's full fine-tuning produced (its test pass is the
@@ -102,10 +113,8 @@ def bench_model(name: str, sizes: Sizes, bench: BenchContext) -> dict:
     counts = parameter_groups(model)
     max_length = config.dataset.max_length
     full_training = config.task_training(bench.full_task, "v1")
-    # Peak rows: the tokens of one evaluation batch of typical padded length. `auto` is decided as the
-    # pipeline decides it (core/precision.py), by the probe at these shapes, cached beside the data cache.
-    peak_rows = full_training.eval_batch_size * 64
-    choice = choose(bench.precision, device, Shapes.of(model.config, peak_rows), cache_file(config))
+    peak_rows = peak_tokens(config, bench.full_task)
+    choice = bench_precision(config, bench.precision, device, model.config, bench.full_task)
     bf16 = choice.bf16
     precision = choice.precision
     log(f"[{name}] precision {choice.describe()}")
