@@ -208,7 +208,7 @@ def search_section(records: list[RunRecord], output_dir: Path) -> list[str]:
                   f"Best of {len(trials)} trials ({counts}): trial {search.best_trial}, validation accuracy"
                   f" {search.validation_accuracy:.4f}, with {chosen}. Trials: `{search.folder}/search.csv`.", "",
                   *([f"**At the edge of its choices**: {', '.join(edges)}. The best may lie beyond; widen the list"
-                     " and rerun (a changed space starts the search over).", ""] if edges else []),
+                     " and rerun (a widened grid keeps its finished trials; a changed range starts over).", ""] if edges else []),
                   "| " + " | ".join(trials.columns) + " |", "|" + "---:|" * (len(trials.columns) - 1) + "---|"]
         for _, row in trials.iterrows():
             cells = [_setting(row[column]) for column in trials.columns[:-2]]

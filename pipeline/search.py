@@ -13,7 +13,10 @@ Files, in `output_dir/search/<BASE_RUN_ID>/`:
                  interrupted search, which resumes and runs only the trials still missing, and
                  several processes can share it
   search.json    what the search was started under; a change (settings, data, space, pruner, seed:
-                 everything but n_trials) or --force starts it over
+                 everything but n_trials) or --force starts it over. A grid's choices are the exception:
+                 a grid trial trains the same whatever else is in the grid, so a widened (or narrowed)
+                 grid keeps the study, counts the finished trials whose values are still in it, and runs
+                 only its new points
   search.csv     one row per finished trial: trial, one column per searched setting,
                  validation_accuracy (a pruned trial: at its last epoch), state
 Each run trained from a search also gets a copy of search.csv in its own folder, and its metrics.json
@@ -21,10 +24,12 @@ and fingerprint carry the chosen trial (`search`).
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import contextlib
+import hashlib
+import itertools
+import json
 import os
+import random
 import shutil
 import tempfile
 from dataclasses import replace
@@ -97,12 +102,13 @@ class Searches:
             write_json_atomic(folder / "search.json", {
                 "base_run_id": run.base_run_id, "identity": identity, "search": search.model_dump(),
                 "seed": config.seed, "settings": base_run(run, config).resolved()})
-        study = open_study(folder, search, config.seed, search_dimensions(search, run.method)[0])
+        dimensions = search_dimensions(search, run.method)[0]
+        study = open_study(folder, search, config.seed, dimensions)
         if not distributed:
             _fail_interrupted(study)
             for scratch in folder.glob(".trial-*"):  # a killed trial's scratch folder
                 shutil.rmtree(scratch, ignore_errors=True)
-        missing = search.n_trials - len(finished_trials(study))
+        missing = search.n_trials - len(counted_trials(study, search, dimensions))
         if missing > 0:
             if distributed:
                 raise SearchError(f"search: {run.base_run_id}'s search is unfinished ({missing} of {search.n_trials}"
@@ -110,16 +116,21 @@ class Searches:
                                   f" (python main.py --only {run.base_run_id}), then run under torchrun")
             self.log(f"      {run.base_run_id}: searching {missing} of {search.n_trials} trials on validation"
                      f" ({folder})")
-            objective = self._objective(run, folder)
-            while len(finished_trials(study)) < search.n_trials:
-                study.optimize(objective, n_trials=1, catch=(FloatingPointError,), gc_after_trial=True)
-                self.log(_trial_line(run.base_run_id, study.trials[-1], len(finished_trials(study)), search.n_trials))
-                write_trials(study, search, folder / "search.csv")
+            while len(counted := counted_trials(study, search, dimensions)) < search.n_trials:
+                # a grid's trial: its next point not yet tried; TPE's: what the sampler suggests
+                point = grid_points(dimensions, config.seed, counted)[0] if search.sampler == "grid" else None
+                study.optimize(self._objective(run, folder, point), n_trials=1, catch=(FloatingPointError,),
+                               gc_after_trial=True)
+                finished = len(counted_trials(study, search, dimensions))
+                self.log(_trial_line(run.base_run_id, study.trials[-1], finished, search.n_trials))
+                write_trials(study, search, dimensions, folder / "search.csv")
         if is_main_process():
-            write_trials(study, search, folder / "search.csv")
-        return _result(run, study, search)
+            write_trials(study, search, dimensions, folder / "search.csv")
+        return _result(run, study, search, dimensions)
 
-    def _objective(self, run: Run, folder: Path):
+    def _objective(self, run: Run, folder: Path, point: dict | None = None):
+        """The trial's objective: train with the sampler's values, or a grid's `point` (recorded as the trial's
+        user attribute "point": Optuna's parameters cannot change their choices within a study, a grid's can)."""
         import optuna
 
         from tasks.finetune import fit
@@ -128,7 +139,11 @@ class Searches:
         base, device = base_run(run, self.config), pick_device()
 
         def objective(trial: "optuna.Trial") -> float:
-            params = {key: _suggest(trial, key, dimension) for key, dimension in dimensions.items()}
+            if point is None:
+                params = {key: _suggest(trial, key, dimension) for key, dimension in dimensions.items()}
+            else:
+                params = point
+                trial.set_user_attr("point", point)
             report = ReportToTrial(trial)
             try:
                 with tempfile.TemporaryDirectory(dir=folder, prefix=f".trial-{trial.number}-") as scratch:
@@ -185,8 +200,8 @@ def open_study(folder: Path, search: SearchConfig, seed: int, dimensions: dict[s
     folder.mkdir(parents=True, exist_ok=True)
     path = str(folder / "study.journal")
     storage = JournalStorage(JournalFileBackend(path, lock_obj=JournalFileOpenLock(path)))
-    if search.sampler == "grid":  # every combination once, in an order drawn with `seed`
-        sampler = optuna.samplers.GridSampler({key: d["choices"] for key, d in dimensions.items()}, seed=seed)
+    if search.sampler == "grid":  # each trial's point comes from grid_points; nothing is sampled
+        sampler = optuna.samplers.RandomSampler(seed=seed)
     else:
         startup = min(10, max(2, search.n_trials // 3))  # random trials before TPE models the space (Optuna: 10)
         sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup)
@@ -212,6 +227,43 @@ def finished_trials(study) -> list:
     return [t for t in study.get_trials(deepcopy=False) if t.state.is_finished() and t.number not in interrupted]
 
 
+def counted_trials(study, search: SearchConfig, dimensions: dict[str, dict]) -> list:
+    """The finished trials this search counts. A grid's: the first finished trial at each point still in the
+    grid (trials of a grid's earlier, other choices stay in the journal, uncounted)."""
+    trials = finished_trials(study)
+    if search.sampler != "grid":
+        return trials
+    counted: dict[tuple, object] = {}
+    for trial in trials:
+        point = _point(trial_params(trial), dimensions)
+        if point is not None:
+            counted.setdefault(point, trial)
+    return sorted(counted.values(), key=lambda t: t.number)
+
+
+def grid_points(dimensions: dict[str, dict], seed: int, tried: list = ()) -> list[dict]:
+    """The grid's combinations not among the `tried` trials, in an order drawn with `seed` (the same order
+    every time, whatever has been tried)."""
+    keys = list(dimensions)
+    points = [dict(zip(keys, values)) for values in itertools.product(*(dimensions[k]["choices"] for k in keys))]
+    random.Random(seed).shuffle(points)
+    done = {_point(trial_params(trial), dimensions) for trial in tried}
+    return [point for point in points if _point(point, dimensions) not in done]
+
+
+def trial_params(trial) -> dict:
+    """A trial's values: a grid point's (user attribute "point"), else Optuna's suggested parameters."""
+    return trial.user_attrs.get("point") or trial.params
+
+
+def _point(params: dict, dimensions: dict[str, dict]) -> tuple | None:
+    """`params` as a point of the grid, or None when a value is not among its key's choices."""
+    if set(params) != set(dimensions):
+        return None
+    point = tuple(params[key] for key in dimensions)
+    return point if all(value in dimensions[key]["choices"] for key, value in zip(dimensions, point)) else None
+
+
 def _fail_interrupted(study) -> None:
     """Trials left running by a killed process: marked failed and not counted, so they are redone. The
     search's lock (Searches.best) keeps a second process away, so no live process owns them."""
@@ -228,22 +280,22 @@ def _mark_interrupted(study, numbers: list[int]) -> None:
     study.set_user_attr("interrupted", sorted(set(study.user_attrs.get("interrupted", [])) | set(numbers)))
 
 
-def trials_frame(study, search: SearchConfig) -> pd.DataFrame:
+def trials_frame(study, search: SearchConfig, dimensions: dict[str, dict]) -> pd.DataFrame:
     rows = []
-    for trial in finished_trials(study):
+    for trial in counted_trials(study, search, dimensions):
         if trial.state.name == "COMPLETE":
             accuracy = trial.value
         elif trial.intermediate_values:  # pruned (or failed) after some epochs: its last epoch
             accuracy = trial.intermediate_values[max(trial.intermediate_values)]
         else:
             accuracy = None
-        rows.append({"trial": trial.number, **{key: trial.params.get(key) for key in search.space},
+        rows.append({"trial": trial.number, **{key: trial_params(trial).get(key) for key in search.space},
                      "validation_accuracy": accuracy, "state": trial.state.name})
     return pd.DataFrame(rows, columns=["trial", *search.space, "validation_accuracy", "state"])
 
 
-def write_trials(study, search: SearchConfig, path: Path) -> None:
-    write_csv_atomic(path, trials_frame(study, search))
+def write_trials(study, search: SearchConfig, dimensions: dict[str, dict], path: Path) -> None:
+    write_csv_atomic(path, trials_frame(study, search, dimensions))
 
 
 def copy_trials(config: PipelineConfig, run: Run, run_dir: Path) -> None:
@@ -252,8 +304,8 @@ def copy_trials(config: PipelineConfig, run: Run, run_dir: Path) -> None:
     write_text_atomic(run_dir / "search.csv", source.read_text(encoding="utf-8"))
 
 
-def _result(run: Run, study, search: SearchConfig) -> dict:
-    trials = finished_trials(study)
+def _result(run: Run, study, search: SearchConfig, dimensions: dict[str, dict]) -> dict:
+    trials = counted_trials(study, search, dimensions)
     complete = [t for t in trials if t.state.name == "COMPLETE"]
     if not complete:
         counts = {state: sum(t.state.name == state for t in trials) for state in ("PRUNED", "FAIL")}
@@ -263,11 +315,11 @@ def _result(run: Run, study, search: SearchConfig) -> dict:
     best = max(complete, key=lambda t: (t.value, -t.number))  # the first of equals
     seconds = sum((t.datetime_complete - t.datetime_start).total_seconds() for t in trials
                   if t.datetime_complete and t.datetime_start)
-    return {"n_trials": search.n_trials, "space": search_dimensions(search, run.method)[0], "pruner": search.pruner,
+    return {"n_trials": search.n_trials, "space": dimensions, "pruner": search.pruner,
             **_sampler(search),
             "trials": {state: sum(t.state.name == state for t in trials) for state in CSV_STATES},
             "best_trial": best.number, "validation_accuracy": best.value,
-            "params": {key: best.params[key] for key in search.space},
+            "params": {key: trial_params(best)[key] for key in search.space},
             "seconds": round(seconds, 1), "folder": search_folder_name(run)}
 
 
@@ -309,20 +361,24 @@ def finished(run: Run, config: PipelineConfig) -> Run:
     if (run.search is None or not (folder / "study.journal").is_file()
             or read_json(folder / "search.json").get("identity") != _identity(run, config)):
         return run
-    study = open_study(folder, run.search, config.seed, search_dimensions(run.search, run.method)[0])
-    if len(finished_trials(study)) < run.search.n_trials:
+    dimensions = search_dimensions(run.search, run.method)[0]
+    study = open_study(folder, run.search, config.seed, dimensions)
+    if len(counted_trials(study, run.search, dimensions)) < run.search.n_trials:
         return run
     try:
-        return applied(run, _result(run, study, run.search))
+        return applied(run, _result(run, study, run.search, dimensions))
     except SearchError:
         return run
 
 
 def _identity(run: Run, config: PipelineConfig) -> str:
-    """Everything a search's trials depend on except n_trials (raising it continues the same study)."""
+    """Everything a search's trials depend on except n_trials (raising it continues the same study) and a
+    grid's choices (a grid trial trains the same whatever else is in the grid: widening it keeps the study)."""
+    space = search_dimensions(run.search, run.method)[0]  # typed: 1e-5 == 1e-05
+    if run.search.sampler == "grid":
+        space = {key: dimension["kind"] for key, dimension in space.items()}
     identity = {"run": fingerprint(base_run(run, config), config, None), "seed": config.seed,
-                "space": search_dimensions(run.search, run.method)[0], "pruner": run.search.pruner,  # typed: 1e-5 == 1e-05
-                **_sampler(run.search)}
+                "space": space, "pruner": run.search.pruner, **_sampler(run.search)}
     return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -340,7 +396,7 @@ def _suggest(trial, key: str, dimension: dict):
 
 def _trial_line(base_run_id: str, trial, finished: int, n_trials: int) -> str:
     params = " ".join(f"{key}={value:.3g}" if isinstance(value, float) else f"{key}={value}"
-                      for key, value in trial.params.items())
+                      for key, value in trial_params(trial).items())
     if trial.state.name == "COMPLETE":
         outcome = f"validation accuracy {trial.value:.4f}"
     elif trial.state.name == "PRUNED":

@@ -150,6 +150,60 @@ def test_a_grid_search_tries_every_combination_once_and_keeps_tpe_identities(tin
         build_plan(validate(raw, base_dir=tmp_path))[0], validate(raw, base_dir=tmp_path))
 
 
+def test_a_widened_grid_keeps_its_finished_trials_and_runs_only_its_new_points(
+        tiny_data, tiny_models, tmp_path, capsys):
+    output = tmp_path / "out"
+    raw = _searched_config(tiny_data, tiny_models["bert"], output, n_trials=2, sampler="grid")
+    raw["tasks"]["B"]["search"]["space"] = {"training.learning_rate": ["1e-2", "3e-2"]}
+    assert _main(tmp_path, raw) == 0
+    first = pd.read_csv(output / "search" / "B1_v1" / "search.csv")
+    assert sorted(first["training.learning_rate"]) == [0.01, 0.03]
+    capsys.readouterr()
+
+    # One more rate: only it trains; the two finished trials are kept as they were.
+    raw["tasks"]["B"]["search"].update(n_trials=3, space={"training.learning_rate": ["3e-3", "1e-2", "3e-2"]})
+    assert _main(tmp_path, raw) == 0
+    out = capsys.readouterr().out
+    assert out.count("searching 1 of 3 trials") == 1 and out.count(" B1_v1 trial ") == 1
+    widened = pd.read_csv(output / "search" / "B1_v1" / "search.csv")
+    assert sorted(widened["training.learning_rate"]) == [0.003, 0.01, 0.03] and len(_study(output).trials) == 3
+    pd.testing.assert_frame_equal(widened.iloc[:2], first)
+    best = widened.loc[widened["validation_accuracy"].idxmax()]
+    record = json.loads((output / "B1_v1" / "metrics.json").read_text())
+    assert record["search"]["best_trial"] == best["trial"] and record["search"]["n_trials"] == 3
+
+    # Narrowed to two of them: nothing trains, and the dropped rate is neither counted nor chosen.
+    raw["tasks"]["B"]["search"].update(n_trials=2, space={"training.learning_rate": ["3e-3", "3e-2"]})
+    assert _main(tmp_path, raw) == 0
+    assert " B1_v1 trial " not in capsys.readouterr().out and len(_study(output).trials) == 3
+    narrowed = pd.read_csv(output / "search" / "B1_v1" / "search.csv")
+    assert sorted(narrowed["training.learning_rate"]) == [0.003, 0.03]
+    record = json.loads((output / "B1_v1" / "metrics.json").read_text())
+    assert record["search"]["params"]["training.learning_rate"] in (0.003, 0.03)
+
+    # Anything else changed (here the pruner) still starts the search over.
+    raw["tasks"]["B"]["search"]["pruner"] = "none"
+    assert _main(tmp_path, raw) == 0
+    assert capsys.readouterr().out.count("searching 2 of 2 trials") == 1 and len(_study(output).trials) == 2
+
+
+def test_grid_points_follow_one_seeded_order_and_skip_what_was_tried():
+    from types import SimpleNamespace
+
+    from pipeline.search import grid_points
+
+    dimensions = {"training.learning_rate": {"kind": "categorical", "choices": [0.1, 0.2, 0.3]},
+                  "training.batch_size": {"kind": "categorical", "choices": [8, 16]}}
+    every = grid_points(dimensions, seed=42)
+    assert sorted((p["training.learning_rate"], p["training.batch_size"]) for p in every) == [
+        (lr, b) for lr in (0.1, 0.2, 0.3) for b in (8, 16)]
+    assert grid_points(dimensions, seed=42) == every and grid_points(dimensions, seed=7) != every
+    tried = [SimpleNamespace(params=every[0], user_attrs={}),
+             SimpleNamespace(params={}, user_attrs={"point": {"training.learning_rate": 0.9, "training.batch_size": 8}}),
+             SimpleNamespace(params={}, user_attrs={"point": every[1]})]  # a grid's trial: its point
+    assert grid_points(dimensions, seed=42, tried=tried) == every[2:]
+
+
 def test_dry_run_shows_a_pending_search_and_writes_nothing(tiny_data, tiny_models, tmp_path, capsys):
     raw = _searched_config(tiny_data, tiny_models["bert"], tmp_path / "out", n_trials=5)
     assert main.main(["--config", str(write_config(tmp_path / "c.yaml", raw)), "--dry-run"]) == 0
