@@ -22,8 +22,9 @@ from evaluation.summary import seed_means  # noqa: E402
 DPI = 110
 ROW_INCHES = 0.32  # height per run in the comparison charts, so run ids never overlap
 FOCUS = 0.15  # accuracy / F1 charts span the runs within this of the highest; runs further below sit at the edge
-METHOD_COLOURS = {"tfidf_nb": "#7f7f7f", "pretrained": "#bcbd22", "full": "#1f77b4", "lora": "#ff7f0e"}
-OTHER_COLOUR = "#9467bd"
+METHOD_COLOURS = {"tfidf_nb": "#7f7f7f", "pretrained": "#bcbd22", "full": "#1f77b4", "lora": "#ff7f0e",
+                  "peft": "#9467bd", "head": "#8c564b", "bitfit": "#e377c2"}
+OTHER_COLOUR = "#17becf"
 
 
 def draw_all(output_dir: Path, summary: pd.DataFrame, records: list[RunRecord]) -> dict[str, list[Path]]:
@@ -178,9 +179,26 @@ def pareto_optimal(cost, accuracy) -> np.ndarray:
     return ~(no_worse & better).any(axis=1)
 
 
+def uncrowded(x: np.ndarray, y: np.ndarray, first: np.ndarray, width: float = 0.1, height: float = 0.045) -> list[int]:
+    """The points to label so that no two labels crowd: in order (the `first` points, then by y from the top),
+    each point whose label would not start within `width` x `height` of the plot (as fractions of the data's
+    span) of a label already placed. The table beside the plot names every point."""
+    def span(values) -> np.ndarray:
+        values = np.asarray(values, dtype=float)
+        return (values - values.min()) / (np.ptp(values) or 1.0)
+
+    u, v = span(x), span(y)
+    placed: list[int] = []
+    for index in sorted(range(len(u)), key=lambda i: (not first[i], -v[i])):
+        if all(abs(u[index] - u[j]) >= width or abs(v[index] - v[j]) >= height for j in placed):
+            placed.append(index)
+    return placed
+
+
 def frontier_chart(summary: pd.DataFrame, folder: Path) -> Path | None:
     """Test accuracy (mean over seeds, whisker: std) against trainable parameters and against training seconds,
-    one point per base run that trains; the Pareto-optimal ones on each axis are outlined and joined."""
+    one point per base run that trains; the Pareto-optimal ones on each axis are outlined, joined and named
+    first, the others named where their labels do not crowd."""
     means = seed_means(summary)
     if means.empty:
         return None
@@ -201,9 +219,9 @@ def frontier_chart(summary: pd.DataFrame, folder: Path) -> Path | None:
         order = np.argsort(cost[front])
         axes.plot(cost[front][order], accuracy[front][order], color="black", linewidth=0.8, drawstyle="steps-post",
                   zorder=0)
-        for x, y, name, on_front in zip(cost, accuracy, means["base_run"], front):
-            axes.annotate(name, (x, y), xytext=(4, 3), textcoords="offset points", fontsize=7,
-                          fontweight="bold" if on_front else "normal")
+        for index in uncrowded(np.log10(cost), accuracy, first=front):
+            axes.annotate(means["base_run"].iloc[index], (cost[index], accuracy[index]), xytext=(4, 3),
+                          textcoords="offset points", fontsize=7, fontweight="bold" if front[index] else "normal")
         axes.set_xscale("log")
         axes.grid(alpha=0.3)
         axes.set_xlabel(label)

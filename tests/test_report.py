@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
+
 import pytest
 import yaml
 
@@ -240,3 +242,16 @@ def test_a_search_whose_best_is_at_the_edge_of_its_grid_says_so(tmp_path, best, 
         assert "batch_size=8 (" not in report  # two choices: no edge to speak of
     else:
         assert "At the edge" not in report
+
+
+def test_frontier_labels_go_to_the_pareto_points_first_and_never_crowd():
+    from evaluation.plots import uncrowded
+
+    x = np.array([0.0, 0.01, 0.5, 1.0, 1.0])
+    y = np.array([0.0, 0.01, 0.5, 1.0, 0.2])
+    front = np.array([False, True, False, False, False])
+    placed = uncrowded(x, y, first=front)
+    assert placed[0] == 1 and 0 not in placed  # the Pareto point is named; its near twin is not
+    assert sorted(placed) == [1, 2, 3, 4]  # everything apart from it is named
+    assert sorted(uncrowded(x, y, first=~front)) == [0, 2, 3, 4]  # the order decides which twin
+    assert uncrowded(np.ones(3), np.ones(3), first=np.zeros(3, bool)) == [0]  # no span: one label
