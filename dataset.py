@@ -346,15 +346,16 @@ def _encode_labels(config: DatasetConfig, tables: dict[str, Table], roles: dict,
             names = list(AG_NEWS_CLASSES)
         else:
             values = sorted(found)
-            if values != list(range(len(values))):  # 1..5 stars: ids in value order, names as written
+            if values != list(range(len(values))):  # 2, 4, 6: ids in value order
                 index = {v: i for i, v in enumerate(values)}
                 raw = {role: [index[v - base[role]] + base[role] for v in vals] for role, vals in raw.items()}
-            names = [str(v) for v in values]
+            names = [str(v + base["train"]) for v in values]  # as written (a headerless CSV's count from 1)
     elif names is None:
         names = sorted({v for values in raw.values() for v in values})
     if len(names) < 2:
         raise DataError(f"{described}: every row has label {names[0]!r}; a classifier needs at least two classes")
-    where_names = "dataset.class_names" if config.class_names else "the dataset's ClassLabel" if hub_names else "classes"
+    # Only given names can miss a label (names found in the data hold every label): the config's, or the Hub's.
+    where_names = "dataset.class_names" if config.class_names else "the dataset's ClassLabel"
     labels = {}
     for role, values in raw.items():
         table = tables[role]

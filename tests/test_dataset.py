@@ -452,3 +452,146 @@ def test_stratified_sample_edges():
         assert sorted(stratified_sample(even, 4, seed)["label"]) == [0, 1, 2, 3]  # as many rows as classes
     lonely = _frame([10, 5, 3, 1])  # a class of one row: a plain random sample
     assert len(stratified_sample(lonely, 6, 0)) == 6
+
+
+# ----------------------------------------------------------------------------------------------
+# Integer labels' names, and each reading problem's message (mutation testing: dataset.py)
+
+
+def _folder(tmp_path, name, train: str, test: str | None = None, suffix=".csv"):
+    folder = tmp_path / name
+    folder.mkdir()
+    (folder / f"train{suffix}").write_text(train, encoding="utf-8")
+    (folder / f"test{suffix}").write_text(test if test is not None else train, encoding="utf-8")
+    return folder
+
+
+def _headerless(labels, rows=30):
+    return "".join(f'"{labels[i % len(labels)]}","title {i}","words {labels[i % len(labels)]}"\n' for i in range(rows))
+
+
+def _header(columns, labels, rows=30):
+    return ",".join(columns) + "\n" + "".join(f"text {i},{labels[i % len(labels)]}\n" for i in range(rows))
+
+
+@pytest.mark.parametrize("case, labels, written, settings, names", [
+    ("headerless 1-5 stars", [1, 2, 3, 4, 5], "headerless", {}, ("1", "2", "3", "4", "5")),
+    ("headerless, gaps", [2, 4, 6], "headerless", {}, ("2", "4", "6")),
+    ("headerless 1-4: AG News", [1, 2, 3, 4], "headerless", {}, ("World", "Sports", "Business", "Sci/Tech")),
+    ("text,label 0-3: AG News", [0, 1, 2, 3], ["text", "label"], {}, ("World", "Sports", "Business", "Sci/Tech")),
+    ("own label column", [0, 1, 2, 3], ["text", "stars"], {"label_column": "stars"}, ("0", "1", "2", "3")),
+    ("label column named", [0, 1, 2, 3], ["text", "label"], {"label_column": "label"}, ("0", "1", "2", "3")),
+    ("text column named", [0, 1, 2, 3], ["title", "label"], {"text_column": "title"}, ("0", "1", "2", "3")),
+])
+def test_integer_labels_are_named_as_written_and_ag_news_only_in_its_layouts(tmp_path, case, labels, written,
+                                                                            settings, names):
+    content = _headerless(labels) if written == "headerless" else _header(written, labels)
+    splits = load_splits(DatasetConfig(source=str(_folder(tmp_path, "data", content)), validation_size=10, **settings))
+    assert splits.class_names == names
+    expected = [labels[i % len(labels)] for i in range(30)]  # the test file is the training file
+    if names[0] != "World":  # every text's class is the label written beside it
+        assert [splits.class_names[i] for i in splits.test["label"]] == [str(v) for v in expected]
+    else:
+        assert splits.test["label"].tolist() == [v - labels[0] for v in expected]
+
+
+@pytest.mark.parametrize("content, message", [
+    ("text,label\na,0\nb,1\nc,-1\n", "train.csv: row 4: no label (column 'label' is -1); label the row or remove it"),
+    ("text,label\na,0\nb,1\nc,\n", "train.csv: row 4: no label (column 'label' is empty); label the row or remove it"),
+    ('"-1","t","d"\n"2","t","d"\n', "train.csv: row 1: no label (column 'class index' is -1)"),
+    ("text,text,label\na,b,0\n", "train.csv: the header names column 'text' twice; rename one"),
+    ("text,label,text,label\na,0,b,1\n", "train.csv: the header names column 'label' twice; rename one"),
+])
+def test_a_files_labels_and_header_problems_name_the_row_and_column(tmp_path, content, message):
+    folder = _folder(tmp_path, "data", content, "text,label\na,0\nb,1\n")
+    with pytest.raises(DataError) as raised:
+        load_splits(DatasetConfig(source=str(folder), validation_size=1))
+    assert str(raised.value).startswith(str(folder / "train.csv")) and message in str(raised.value)
+
+
+def test_one_class_only_names_it(tmp_path):
+    folder = _folder(tmp_path, "data", "text,label\na,x\nb,x\nc,x\n")
+    with pytest.raises(DataError) as raised:
+        load_splits(DatasetConfig(source=str(folder), validation_size=1))
+    assert str(raised.value) == f"{folder}: every row has label 'x'; a classifier needs at least two classes"
+
+
+def test_parquet_rows_are_named_from_1_and_a_damaged_file_in_one_line(tmp_path):
+    folder = tmp_path / "data"
+    folder.mkdir()
+    rows = [{"text": f"t {i}", "label": ["a", "b"][i % 2]} for i in range(6)]
+    pd.DataFrame(rows).to_parquet(folder / "test.parquet")
+    rows[4]["label"] = None
+    pd.DataFrame(rows).to_parquet(folder / "train.parquet")
+    with pytest.raises(DataError) as raised:
+        load_splits(DatasetConfig(source=str(folder), validation_size=2))
+    assert str(raised.value).startswith(f"{folder / 'train.parquet'}: row 5: no label (column 'label' is empty)")
+    rows[4]["label"] = "a"
+    pd.DataFrame(rows).to_parquet(folder / "train.parquet")
+    assert load_splits(DatasetConfig(source=str(folder), validation_size=2)).test["label"].tolist() == [0, 1] * 3
+    (folder / "train.parquet").write_bytes(b"PAR1 not really\nsecond line")
+    with pytest.raises(DataError) as raised:
+        load_splits(DatasetConfig(source=str(folder), validation_size=2))
+    message = str(raised.value)
+    assert message.startswith(f"{folder / 'train.parquet'}: cannot be read as Parquet (") and "\n" not in message
+    assert len(message) > len(f"{folder / 'train.parquet'}: cannot be read as Parquet ()")
+
+
+def test_where_the_files_are_wrong(tmp_path):
+    folder = _folder(tmp_path, "data", "text,label\na,0\nb,1\nc,0\nd,1\n")
+    (folder / "notes.xlsx").write_text("x")
+    with pytest.raises(DataError) as raised:
+        load_splits(DatasetConfig(files={"train": str(folder / "notes.xlsx"), "test": str(folder / "test.csv")}))
+    assert str(raised.value) == (f"{folder / 'notes.xlsx'}: unknown format '.xlsx'; use one of"
+                                 " .csv, .tsv, .json, .jsonl, .parquet")
+    with pytest.raises(DataError) as raised:
+        load_splits(DatasetConfig(files={"train": str(folder / "nothing.csv"), "test": str(folder / "test.csv")}))
+    assert str(raised.value) == (f"{folder / 'nothing.csv'}: file not found; a data folder holds one file per split,"
+                                 " e.g. train.csv and test.csv (.csv, .tsv, .json, .jsonl, .parquet)")
+    (folder / "train.jsonl").write_text('{"text": "a", "label": 0}\n')
+    with pytest.raises(DataError) as raised:
+        load_splits(DatasetConfig(source=str(folder)))
+    assert str(raised.value) == (f"dataset.source: folder {folder} has two files for split 'train'"
+                                 " (train.csv, train.jsonl); keep one")
+    (folder / "train.jsonl").unlink()
+    (folder / "test.json").mkdir()  # a folder named like a split's file is not one
+    assert load_splits(DatasetConfig(source=str(folder), validation_size=2)).sizes()["test"] == 4
+    with pytest.raises(DataError) as raised:
+        load_splits(DatasetConfig(source=str(folder), test_source=str(folder / "test.csv")))
+    assert str(raised.value) == (f"dataset.test_source: source {folder} is a folder, whose test file is test.*;"
+                                 " remove test_source, or point source at the training file")
+    with pytest.raises(DataError) as raised:
+        load_splits(DatasetConfig(source=str(folder / "train.csv")))
+    assert str(raised.value) == (f"dataset.test_source: source {folder / 'train.csv'} is a single file (the training"
+                                 " data); set dataset.test_source to the test file, or name every split in"
+                                 " dataset.files")
+    for missing, kind in (("gone.csv", "file"), ("gone.CSV", "file"), ("gone", "folder")):
+        with pytest.raises(DataError) as raised:
+            load_splits(DatasetConfig(source=str(tmp_path / missing)))
+        assert str(raised.value).startswith(f"dataset.source: {kind} {tmp_path / missing} does not exist;")
+
+
+def test_split_roles_name_the_source_they_read(tmp_path):
+    folder = _folder(tmp_path, "data", "text,label\na,0\nb,1\nc,0\nd,1\n")
+    files = {"train": str(folder / "train.csv"), "test": str(folder / "test.csv")}
+    with pytest.raises(DataError) as raised:
+        load_splits(DatasetConfig(files={"train": files["train"]}))
+    assert str(raised.value) == "dataset.splits.test: dataset.files has no split 'test'; splits: train"
+    with pytest.raises(DataError) as raised:
+        load_splits(DatasetConfig(source=str(folder), splits={"test": "holdout"}))
+    assert str(raised.value) == f"dataset.splits.test: {folder} has no split 'holdout'; splits: test, train"
+    with pytest.raises(DataError) as raised:
+        load_splits(DatasetConfig(source=str(folder), splits={"test": "train"}))
+    assert "uses one split for two roles; give each role its own split" in str(raised.value)
+    assert load_splits(DatasetConfig(files=files, validation_size=2)).source == (
+        f"train: {files['train']}, test: {files['test']}")
+    assert load_splits(DatasetConfig(source=str(folder), validation_size=2)).source == str(folder)
+    (folder / "train.csv").write_text("text,label\na,0\nb,1\nc,0\nd,1\ne,2\n")
+    with pytest.raises(DataError) as raised:
+        load_splits(DatasetConfig(source=str(folder), validation_size=2))
+    assert f"class '2' has 1 row in {folder / 'train.csv'}" in str(raised.value)
+
+
+def test_one_text_column_is_kept_as_written(tmp_path):
+    folder = _folder(tmp_path, "data", 'text,label\n"  padded  ",0\nb,1\nc,0\nd,1\n')
+    assert load_splits(DatasetConfig(source=str(folder), validation_size=2)).test["text"].tolist()[0] == "  padded  "
