@@ -533,8 +533,11 @@ def test_parquet_rows_are_named_from_1_and_a_damaged_file_in_one_line(tmp_path):
     with pytest.raises(DataError) as raised:
         load_splits(DatasetConfig(source=str(folder), validation_size=2))
     message = str(raised.value)
+    with pytest.raises(Exception) as library:  # what pyarrow itself says of the file: its first line is quoted
+        pd.read_parquet(folder / "train.parquet")
+    reason = str(library.value).strip().splitlines()[0]
     assert message.startswith(f"{folder / 'train.parquet'}: cannot be read as Parquet (") and "\n" not in message
-    assert len(message) > len(f"{folder / 'train.parquet'}: cannot be read as Parquet ()")
+    assert reason and reason in message
 
 
 def test_where_the_files_are_wrong(tmp_path):
@@ -595,3 +598,34 @@ def test_split_roles_name_the_source_they_read(tmp_path):
 def test_one_text_column_is_kept_as_written(tmp_path):
     folder = _folder(tmp_path, "data", 'text,label\n"  padded  ",0\nb,1\nc,0\nd,1\n')
     assert load_splits(DatasetConfig(source=str(folder), validation_size=2)).test["text"].tolist()[0] == "  padded  "
+
+
+def test_a_header_cell_that_only_ends_in_digits_is_a_header(tmp_path):
+    """R's default column names (X1, X2): a header, not AG News's headerless layout (which starts with a number)."""
+    folder = _folder(tmp_path, "data", "X1,X2\nsome text,a\nmore text,b\nthird,a\nfourth,b\n")
+    splits = load_splits(DatasetConfig(source=str(folder), text_column="X1", label_column="X2", validation_size=2))
+    assert splits.class_names == ("a", "b") and splits.test["text"].tolist()[0] == "some text"
+
+
+def test_a_csv_field_too_large_is_one_line_naming_the_row(tmp_path):
+    huge = "x" * 200_000
+    folder = _folder(tmp_path, "data", f'text,label\na,0\n"{huge}",1\n', "text,label\na,0\nb,1\n")
+    with pytest.raises(DataError) as raised:
+        load_splits(DatasetConfig(source=str(folder), validation_size=1))
+    message = str(raised.value)
+    assert message.startswith(f"{folder / 'train.csv'}: row ") and "field larger than field limit" in message
+    assert message.endswith("; fix the quoting") and huge[:100] not in message
+
+
+def test_a_label_outside_the_hubs_class_label_says_where_the_names_came_from(monkeypatch):
+    import datasets
+
+    rows = make_texts(12, 1)
+    named = datasets.Features({"text": datasets.Value("string"), "label": datasets.ClassLabel(names=["neg", "pos"])})
+    train = datasets.Dataset.from_dict({"text": [t for t, _ in rows], "label": [l % 2 for _, l in rows]}, features=named)
+    test = datasets.Dataset.from_dict({"text": ["a", "b", "c"], "label": [0, 1, 2]})  # no ClassLabel: a 2 slips in
+    monkeypatch.setattr(datasets, "load_dataset", lambda *args: datasets.DatasetDict(train=train, test=test))
+    with pytest.raises(DataError) as raised:
+        load_splits(DatasetConfig(source="someone/reviews", validation_size=4))
+    assert str(raised.value) == ("someone/reviews[test]: row 3: label 2 is outside 0-1 (2 classes in the dataset's"
+                                 " ClassLabel); fix column 'label' or dataset.class_names")
