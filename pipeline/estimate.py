@@ -13,8 +13,9 @@ rounded up to `pad_to_multiple_of`), and one batch of inference is timed likewis
     batches per epoch x epochs x seconds per training step
     + (validation texts x epochs [+ training texts x epochs with eval_on_train] + test texts)
       / eval_batch_size x seconds per inference batch
-    + for a run whose search has not finished: n_trials x (its training + validation scoring), once per base
-      run (its first seed's run searches; the other seeds use the result)
+    + for a run whose search has not finished: the trials it still has to run (n_trials, or fewer where a
+      matching study has some) x (its training + validation scoring), once per base run (its first seed's
+      run searches; the other seeds use the result)
 
 Model loading, checkpoint writing and first-run tokenisation are not counted; treat the figure as
 within about a factor of 1.5. Runs whose steps cost the same (same model, method, LoRA shape, batch
@@ -112,7 +113,7 @@ def estimate_run(run: Run, config: PipelineConfig, splits, data_problem: str | N
         if run.search is not None and run.search_result is None and run.base_run_id not in searched:
             searched.add(run.base_run_id)  # each trial trains and scores validation
             per_trial = batches * step + len(splits.validation) * training.epochs / training.eval_batch_size * inference
-            seconds += run.search.n_trials * per_trial
+            seconds += (run.search.n_trials if run.search_left is None else run.search_left) * per_trial
     seconds += texts_evaluated / training.eval_batch_size * inference
     return Estimate(trainable, total, seconds)
 

@@ -23,6 +23,7 @@ class Run:
     adapter: dict | None = field(default=None, hash=False)  # method peft: peft_type and PEFT's config fields
     search: SearchConfig | None = None  # settings to search on validation first (pipeline/search.py)
     search_result: dict | None = None  # the search's best trial, once its settings are applied
+    search_left: int | None = field(default=None, compare=False)  # --dry-run: trials an unfinished study still runs
 
     def __post_init__(self):
         if not self.base_run_id:
@@ -58,7 +59,8 @@ class Run:
             parts.append(f"search=done: best trial {result['best_trial']} of {result['n_trials']}"
                          f" (validation {result['validation_accuracy']:.4f})")
         elif self.search:
-            parts.append(f"search={self.search.n_trials} trials over {','.join(self.search.space)} first")
+            left = "" if self.search_left is None else f"{self.search_left} of "
+            parts.append(f"search={left}{self.search.n_trials} trials over {','.join(self.search.space)} first")
         return "  ".join(parts)
 
 

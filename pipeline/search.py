@@ -355,7 +355,8 @@ def applied(run: Run, result: dict) -> Run:
 
 
 def finished(run: Run, config: PipelineConfig) -> Run:
-    """For --dry-run: the run with its search's best settings when a matching search has finished; else as is.
+    """For --dry-run: the run with its search's best settings when a matching search has finished; with the
+    number of trials it still has to run when a matching search has started (`search_left`); else as is.
     Reads the study, writes nothing."""
     folder = search_folder(config, run)
     if (run.search is None or not (folder / "study.journal").is_file()
@@ -363,8 +364,9 @@ def finished(run: Run, config: PipelineConfig) -> Run:
         return run
     dimensions = search_dimensions(run.search, run.method)[0]
     study = open_study(folder, run.search, config.seed, dimensions)
-    if len(counted_trials(study, run.search, dimensions)) < run.search.n_trials:
-        return run
+    left = run.search.n_trials - len(counted_trials(study, run.search, dimensions))
+    if left > 0:
+        return replace(run, search_left=left)
     try:
         return applied(run, _result(run, study, run.search, dimensions))
     except SearchError:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 
 import pytest
 import torch
@@ -129,6 +130,10 @@ def test_a_pending_search_is_counted_once_for_all_seeds(tiny_data, tiny_models, 
     run_alone = 10 * 2 * STEP_SECONDS + (20 * 2 + 40) / 10 * INFERENCE_SECONDS  # as in the test above: 24 s
     trial = 10 * 2 * STEP_SECONDS + 20 * 2 / 10 * INFERENCE_SECONDS  # trains and scores validation: 22 s
     assert second == pytest.approx(run_alone) and first == pytest.approx(run_alone + 3 * trial)
+    # A study that has some of its trials (the dry run says how many are left, pipeline/search.finished):
+    # only those are counted.
+    started = replace(build_plan(config)[0], search_left=1)
+    assert estimate_run(started, config, splits, None, {}, None, set()).seconds == pytest.approx(run_alone + trial)
 
 
 def test_estimate_scales_with_epochs_and_training_rows(tiny_data, tiny_models, tmp_path, injected_timings):

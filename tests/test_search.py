@@ -160,8 +160,11 @@ def test_a_widened_grid_keeps_its_finished_trials_and_runs_only_its_new_points(
     assert sorted(first["training.learning_rate"]) == [0.01, 0.03]
     capsys.readouterr()
 
-    # One more rate: only it trains; the two finished trials are kept as they were.
+    # One more rate: the dry run counts one trial left; only it trains; the two finished ones are kept as they were.
     raw["tasks"]["B"]["search"].update(n_trials=3, space={"training.learning_rate": ["3e-3", "1e-2", "3e-2"]})
+    assert _main(tmp_path, raw, "--dry-run") == 0
+    line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("B1_v1"))
+    assert "search=1 of 3 trials over training.learning_rate first" in line and line.endswith("[run]")
     assert _main(tmp_path, raw) == 0
     out = capsys.readouterr().out
     assert out.count("searching 1 of 3 trials") == 1 and out.count(" B1_v1 trial ") == 1
