@@ -113,7 +113,7 @@ def estimate_run(run: Run, config: PipelineConfig, splits, data_problem: str | N
         if run.search is not None and run.search_result is None and run.base_run_id not in searched:
             searched.add(run.base_run_id)  # each trial trains and scores validation
             per_trial = batches * step + len(splits.validation) * training.epochs / training.eval_batch_size * inference
-            seconds += (run.search.n_trials if run.search_left is None else run.search_left) * per_trial
+            seconds += run.trials_to_search * per_trial
     seconds += texts_evaluated / training.eval_batch_size * inference
     return Estimate(trainable, total, seconds)
 

@@ -25,6 +25,11 @@ class Run:
     search_result: dict | None = None  # the search's best trial, once its settings are applied
     search_left: int | None = field(default=None, compare=False)  # --dry-run: trials an unfinished study still runs
 
+    @property
+    def trials_to_search(self) -> int:
+        """The trials a pending search still has to run: all n_trials unless a matching study has some."""
+        return self.search.n_trials if self.search_left is None else self.search_left
+
     def __post_init__(self):
         if not self.base_run_id:
             object.__setattr__(self, "base_run_id", self.run_id)
@@ -59,7 +64,7 @@ class Run:
             parts.append(f"search=done: best trial {result['best_trial']} of {result['n_trials']}"
                          f" (validation {result['validation_accuracy']:.4f})")
         elif self.search:
-            left = "" if self.search_left is None else f"{self.search_left} of "
+            left = "" if self.search_left is None else f"{self.trials_to_search} of "
             parts.append(f"search={left}{self.search.n_trials} trials over {','.join(self.search.space)} first")
         return "  ".join(parts)
 

@@ -108,7 +108,7 @@ class Searches:
             _fail_interrupted(study)
             for scratch in folder.glob(".trial-*"):  # a killed trial's scratch folder
                 shutil.rmtree(scratch, ignore_errors=True)
-        missing = search.n_trials - len(counted_trials(study, search, dimensions))
+        missing = trials_left(study, search, dimensions)
         if missing > 0:
             if distributed:
                 raise SearchError(f"search: {run.base_run_id}'s search is unfinished ({missing} of {search.n_trials}"
@@ -121,8 +121,8 @@ class Searches:
                 point = grid_points(dimensions, config.seed, counted)[0] if search.sampler == "grid" else None
                 study.optimize(self._objective(run, folder, point), n_trials=1, catch=(FloatingPointError,),
                                gc_after_trial=True)
-                finished = len(counted_trials(study, search, dimensions))
-                self.log(_trial_line(run.base_run_id, study.trials[-1], finished, search.n_trials))
+                done = search.n_trials - trials_left(study, search, dimensions)
+                self.log(_trial_line(run.base_run_id, study.trials[-1], done, search.n_trials))
                 write_trials(study, search, dimensions, folder / "search.csv")
         if is_main_process():
             write_trials(study, search, dimensions, folder / "search.csv")
@@ -239,6 +239,10 @@ def counted_trials(study, search: SearchConfig, dimensions: dict[str, dict]) -> 
         if point is not None:
             counted.setdefault(point, trial)
     return sorted(counted.values(), key=lambda t: t.number)
+
+
+def trials_left(study, search: SearchConfig, dimensions: dict[str, dict]) -> int:
+    return search.n_trials - len(counted_trials(study, search, dimensions))
 
 
 def grid_points(dimensions: dict[str, dict], seed: int, tried: list = ()) -> list[dict]:
@@ -364,7 +368,7 @@ def finished(run: Run, config: PipelineConfig) -> Run:
         return run
     dimensions = search_dimensions(run.search, run.method)[0]
     study = open_study(folder, run.search, config.seed, dimensions)
-    left = run.search.n_trials - len(counted_trials(study, run.search, dimensions))
+    left = trials_left(study, run.search, dimensions)
     if left > 0:
         return replace(run, search_left=left)
     try:
