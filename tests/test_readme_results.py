@@ -1,4 +1,4 @@
-"""The README's results tables quote their committed files: every row's test accuracy (mean, std, t interval),
+"""The results tables of docs/results.md quote their committed files: every row's test accuracy (mean, std, t interval),
 trainable parameters and train seconds are recomputed from the run records under docs/results/, not from
 summary.csv alone, so a table left behind by a rerun, or a summary that misstates its runs, fails here."""
 from __future__ import annotations
@@ -12,7 +12,8 @@ from scipy import stats
 from conftest import ROOT
 from core.record import RunRecord
 
-TABLES = {  # README section heading -> committed results folder
+RESULTS = ROOT / "docs" / "results.md"
+TABLES = {  # docs/results.md section heading -> committed results folder
     "## Results of the default run": ROOT / "docs" / "results" / "default",
     "## Methods compared": ROOT / "docs" / "results" / "methods",
 }
@@ -21,8 +22,8 @@ ACCURACY = "test accuracy, mean ± std [95% t CI]"
 
 def _table(heading: str) -> list[dict[str, str]]:
     """The first markdown table after `heading`, as one dict per row keyed by the header's cells."""
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
-    assert heading in text, f"README has no section {heading!r}"
+    text = RESULTS.read_text(encoding="utf-8")
+    assert heading in text, f"docs/results.md has no section {heading!r}"
     lines = text.split(heading, 1)[1].splitlines()
     start = next(i for i, line in enumerate(lines) if line.startswith("|"))
     rows = []
