@@ -6,7 +6,7 @@
 Per model: the peak matmul rate at the model's own shapes; evaluation throughput of the project's evaluator
 vs the per-text loop (and their agreement); training throughput and test accuracy of the project's training
 vs a run_classification.py-style reference, full fine-tuning and LoRA; utilisation of each. Prints a table
-and writes JSON (default bench/results.json). KEY=VALUE overrides config.yaml as main.py does
+and writes JSON (default docs/results/bench/results.json). KEY=VALUE overrides config.yaml as main.py does
 (e.g. tasks.B.training.learning_rate=2e-4). bench/NOTES.md explains the counts and the figures.
 """
 from __future__ import annotations
@@ -27,7 +27,7 @@ if str(ROOT) not in sys.path:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="smaller counts: under 3 minutes on 2 CPU cores")
-    parser.add_argument("--out", default=str(ROOT / "bench" / "results.json"), help="the JSON file to write")
+    parser.add_argument("--out", default=str(ROOT / "docs" / "results" / "bench" / "results.json"), help="the JSON file to write")
     parser.add_argument("--models", nargs="+", default=["minilm", "bert_base"], choices=["minilm", "bert_base"])
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp32"],

@@ -1,6 +1,6 @@
 """One lever at a time, the rest held fixed: what each speed setting gives on this machine.
 
-    python -m bench.levers [eval] [train] [--out bench/levers.json] [--texts N] [--samples N]
+    python -m bench.levers [eval] [train] [--out docs/results/bench/levers.json] [--texts N] [--samples N]
 
 Both groups run in the precision `precision: auto` picks here (core/precision.py's probe; the JSON says which)
 and measure the other precision beside it.
@@ -205,7 +205,7 @@ def train_levers(config, splits, samples: int, log) -> dict:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.levers")
     parser.add_argument("groups", nargs="*", default=["eval", "train"], choices=["eval", "train"])
-    parser.add_argument("--out", default=str(ROOT / "bench" / "levers.json"))
+    parser.add_argument("--out", default=str(ROOT / "docs" / "results" / "bench" / "levers.json"))
     parser.add_argument("--config", default=str(ROOT / "config.yaml"))
     parser.add_argument("--texts", type=int, default=1520)
     parser.add_argument("--samples", type=int, default=256)

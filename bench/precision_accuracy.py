@@ -1,6 +1,6 @@
 """Does accuracy hold in bf16? Validation accuracy of the same runs trained in bf16 and in fp32, seed by seed.
 
-    python -m bench.precision_accuracy BF16_DIR FP32_DIR [--runs B1_v1 C1_v1] [--out bench/precision-accuracy.json]
+    python -m bench.precision_accuracy BF16_DIR FP32_DIR [--runs B1_v1 C1_v1] [--out docs/results/bench/precision-accuracy.json]
 
 BF16_DIR and FP32_DIR are two output folders of the same config run with `training.precision` bf16 (or auto
 resolving to bf16) and fp32, with `seeds`. Per base run: each seed's best-epoch validation accuracy on both
@@ -67,7 +67,7 @@ def main(argv=None) -> int:
     parser.add_argument("bf16_dir")
     parser.add_argument("fp32_dir")
     parser.add_argument("--runs", nargs="+", default=["B1_v1", "C1_v1"])
-    parser.add_argument("--out", default=str(ROOT / "bench" / "precision-accuracy.json"))
+    parser.add_argument("--out", default=str(ROOT / "docs" / "results" / "bench" / "precision-accuracy.json"))
     args = parser.parse_args(argv)
     from core.files import write_json_atomic
     from core.hardware import cpu_model

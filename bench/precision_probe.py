@@ -1,7 +1,7 @@
 """What `precision: auto` measures on this machine: the probe (core/precision.py) at every distinct shape of
 the config's runs, measured afresh (the project's cache is neither read nor written), written to a JSON.
 
-    python -m bench.precision_probe [--config config.yaml] [--out bench/precision-probe.json] [--note TEXT]
+    python -m bench.precision_probe [--config config.yaml] [--out docs/results/bench/precision-probe.json] [--note TEXT]
 
 Seconds on a CPU (about 1 s per distinct shape); the machine should be quiet for the rates to mean much.
 """
@@ -29,7 +29,7 @@ def lscpu_model() -> str | None:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.precision_probe", description=__doc__.splitlines()[0])
     parser.add_argument("--config", default=str(ROOT / "config.yaml"))
-    parser.add_argument("--out", default=str(ROOT / "bench" / "precision-probe.json"))
+    parser.add_argument("--out", default=str(ROOT / "docs" / "results" / "bench" / "precision-probe.json"))
     parser.add_argument("--note", default="", help="how the machine was when measured (e.g. under load)")
     args = parser.parse_args(argv)
 
