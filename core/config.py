@@ -114,6 +114,9 @@ class TrainingConfig(Strict):
     logging_steps: PositiveInt | None = None  # train loss every N optimizer steps (steps.csv); none: per validation
     evaluations_per_epoch: PositiveInt = 1  # validations (and checkpoints) per epoch; the best of all is kept
     ddp_timeout: PositiveInt = 1800  # seconds a rank waits for the others under torchrun (not part of a run's identity)
+    max_steps: PositiveInt | None = None  # optimizer steps (TrainingArguments' name); overrides epochs. Set by budget
+    max_train_seconds: PositiveFloat | None = None  # stop training after this many seconds; the learning-rate
+    #                                                 schedule still spans `epochs`. Set by budget.train_seconds
 
 
 def _all_optional(model: type[Strict], name: str) -> type[Strict]:
@@ -192,6 +195,34 @@ class TaskConfig(Strict):
     enabled: bool = True
 
 
+class BudgetConfig(Strict):
+    """What every training run of a comparison gets, the same for every method, so that verdicts compare methods
+    and not budgets: exactly one of optimizer_steps, epochs and train_seconds, and one batch size."""
+
+    optimizer_steps: PositiveInt | None = None  # optimizer updates per run: at one batch size, equal samples seen
+    epochs: PositiveFloat | None = None  # passes over the training set: grows with the data (train-size curves)
+    train_seconds: PositiveFloat | None = None  # seconds of training per run: depends on the machine and its load
+    batch_size: PositiveInt | None = None  # per device, for every method; leave it out only when every training
+    #                                        task searches training.batch_size
+
+    @model_validator(mode="after")
+    def _one_unit(self) -> "BudgetConfig":
+        given = [key for key in BUDGET_UNITS if getattr(self, key) is not None]
+        if len(given) != 1:
+            raise ValueError("budget: give exactly one of optimizer_steps, epochs and train_seconds"
+                             + (f" (got {' and '.join(given)})" if given else ""))
+        return self
+
+    def training_overrides(self) -> dict:
+        """The TrainingConfig fields the budget fixes, with their values."""
+        return {field: getattr(self, key) for key, field in BUDGET_FIELDS.items() if getattr(self, key) is not None}
+
+
+BUDGET_FIELDS = {"optimizer_steps": "max_steps", "epochs": "epochs", "train_seconds": "max_train_seconds",
+                 "batch_size": "batch_size"}  # budget key -> the training setting it fixes
+BUDGET_UNITS = ("optimizer_steps", "epochs", "train_seconds")
+
+
 class RayConfig(Strict):
     """`executor: ray`: each run is a Ray task with these resources."""
 
@@ -214,6 +245,7 @@ class PipelineConfig(Strict):
     tasks: dict[str, TaskConfig] = Field(min_length=1)
     executor: Literal["sequential", "ray"] = "sequential"  # sequential: one run after another, in this process
     ray: RayConfig = Field(default_factory=RayConfig)
+    budget: BudgetConfig | None = None  # one training budget for every method (optimizer_steps | epochs | train_seconds)
 
     @model_validator(mode="after")
     def _cross_check(self) -> "PipelineConfig":
@@ -265,6 +297,7 @@ class PipelineConfig(Strict):
                 problems.append(f"{where}.adapter: method 'peft' needs an adapter block with a peft_type,"
                                 f" e.g. adapter: {{peft_type: IA3, target_modules: [key, value]}}")
             problems += self._search_problems(name)
+        problems += self._budget_problems()
         if problems:
             raise ValueError("\n".join(problems))
         return self
@@ -274,7 +307,52 @@ class PipelineConfig(Strict):
         merged = self.training.model_dump()
         merged.update(self.variants[variant].model_dump(exclude_none=True, exclude={"lora", "adapter", "search"}))
         merged.update(self.tasks[task].training.model_dump(exclude_none=True))
+        if self.budget is not None:  # the same for every method; _budget_problems refuses overrides of it
+            merged.update(self.budget.training_overrides())
+            if self.budget.optimizer_steps is not None:
+                merged["max_train_seconds"] = None
+            elif self.budget.epochs is not None:
+                merged["max_steps"] = merged["max_train_seconds"] = None
+            else:
+                merged["max_steps"] = None
         return TrainingConfig(**merged)
+
+    def _budget_problems(self) -> list[str]:
+        """Under `budget`, no task or variant may set what it fixes, nor stop runs early; without
+        budget.batch_size, every training task must search training.batch_size."""
+        if self.budget is None:
+            return []
+        fixed = {field: f"budget.{key}" for key, field in BUDGET_FIELDS.items() if getattr(self.budget, key) is not None}
+        if set(fixed) & {"max_steps", "epochs", "max_train_seconds"}:  # any unit: the others are fixed too
+            unit = next(f"budget.{key}" for key in BUDGET_UNITS if getattr(self.budget, key) is not None)
+            fixed.update({field: unit for field in ("max_steps", "epochs", "max_train_seconds")})
+        fixed["early_stopping_patience"] = "budget"
+        problems, unsearched = [], []
+        for name, task in self.tasks.items():
+            if task.method not in METHODS or not METHODS[task.method]["trains"]:
+                continue
+            blocks = [(f"tasks.{name}.training", task.training)] + \
+                     [(f"variants.{v}", self.variants[v]) for v in task.variants if v in self.variants]
+            for where, block in blocks:
+                for field, owner in fixed.items():
+                    if getattr(block, field, None) is not None:
+                        why = ("stops runs before the budget is spent" if field == "early_stopping_patience"
+                               else f"{owner} sets it for every method")
+                        problems.append(f"{where}.{field}: {why}; remove it here, or remove {owner}")
+            for variant in task.variants:
+                search = self.task_search(name, variant) if variant in self.variants else None
+                keys = set(search.space) if search is not None else set()
+                for field, owner in fixed.items():
+                    if f"training.{field}" in keys:
+                        problems.append(f"tasks.{name}.search.space.training.{field}: {owner} fixes it for every"
+                                        f" method; remove it from the search, or remove {owner}")
+                if self.budget.batch_size is None and "training.batch_size" not in keys:
+                    unsearched.append(name)
+        if unsearched:
+            problems.append(f"budget.batch_size: give one batch size for every method, or search training.batch_size"
+                            f" in every training task ({', '.join(dict.fromkeys(unsearched))}"
+                            f" {'does' if len(set(unsearched)) == 1 else 'do'} not)")
+        return list(dict.fromkeys(problems))
 
     def task_search(self, task: str, variant: str) -> SearchConfig | None:
         """The task's search block, else its variant's."""

@@ -63,6 +63,14 @@ class Memory(Section):
     peak_cuda_mb: float | None = None
 
 
+class Budget(Section):
+    """What a training run consumed (tasks/finetune.py): the same unit for every method, whatever its budget."""
+
+    optimizer_steps: int | None = None
+    samples_seen: int | None = None  # training texts passed through the model, repeats counted
+    train_flops: float | None = None  # estimated (evaluation/flops.py)
+
+
 class SearchResult(Section):
     best_trial: int
     validation_accuracy: float
@@ -96,6 +104,7 @@ class RunRecord(BaseModel):
     memory: Memory = Memory()
     metrics: Metrics | None = None  # complete runs only, from here on
     timing: Timing | None = None
+    budget: Budget | None = None  # runs that train, recorded since equal budgets were checked
     parameters: Parameters | None = None
     best_epoch: BestEpoch | None = None
     precision: str | None = None

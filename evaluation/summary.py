@@ -30,7 +30,8 @@ SUMMARY_COLUMNS = [
     "seeds", "test_accuracy_mean", "test_accuracy_std", "test_accuracy_mean_low", "test_accuracy_mean_high",
     "f1_macro_mean", "f1_macro_std",
     "seed_diff_mean", "seed_diff_low", "seed_diff_high", "seed_diffs", "seeds_paired", "seeds_unpaired",
-    "trainable_parameters", "trainable_percent", "train_seconds", "seconds_per_epoch", "peak_rss_mb",
+    "trainable_parameters", "trainable_percent", "optimizer_steps", "samples_seen", "train_flops",
+    "train_seconds", "seconds_per_epoch", "peak_rss_mb",
     "peak_rss_increase_mb", "best_epoch",
     "validation_accuracy", "error",
 ]
@@ -58,6 +59,8 @@ def summary_row(record: RunRecord) -> dict:
         "test_accuracy": metrics.accuracy, "f1_macro": metrics.f1_macro,
         "balanced_accuracy": metrics.balanced_accuracy,
         "trainable_parameters": parameters.trainable, "trainable_percent": parameters.trainable_percent,
+        **{key: getattr(record.budget, key) if record.budget else None
+           for key in ("optimizer_steps", "samples_seen", "train_flops")},
         "train_seconds": timing.train_seconds, "seconds_per_epoch": timing.seconds_per_epoch,
         "peak_rss_mb": record.memory.peak_rss_mb,  # the process's peak resident memory during the run
         "peak_rss_increase_mb": record.memory.peak_rss_increase_mb,  # above its resident size at the run's start

@@ -104,15 +104,17 @@ def estimate_run(run: Run, config: PipelineConfig, splits, data_problem: str | N
     texts_evaluated = len(splits.test)
     seconds = 0.0
     if method["trains"]:
-        batches = math.ceil(len(splits.train) / training.batch_size) * training.epochs
-        texts_evaluated += len(splits.validation) * training.epochs
+        per_epoch = math.ceil(len(splits.train) / training.batch_size)
+        batches = steps * training.gradient_accumulation_steps  # budget.optimizer_steps included
+        epochs = batches / per_epoch  # budget.train_seconds: the schedule's epochs, an upper bound
+        texts_evaluated += len(splits.validation) * math.ceil(epochs)
         if training.eval_on_train:
-            texts_evaluated += len(splits.train) * training.epochs
+            texts_evaluated += len(splits.train) * math.ceil(epochs)
         seconds += batches * step
         searched = set() if searched is None else searched
         if run.search is not None and run.search_result is None and run.base_run_id not in searched:
             searched.add(run.base_run_id)  # each trial trains and scores validation
-            per_trial = batches * step + len(splits.validation) * training.epochs / training.eval_batch_size * inference
+            per_trial = batches * step + len(splits.validation) * math.ceil(epochs) / training.eval_batch_size * inference
             seconds += run.trials_to_search * per_trial
     seconds += texts_evaluated / training.eval_batch_size * inference
     return Estimate(trainable, total, seconds)

@@ -2,6 +2,7 @@
 wrapped (tasks/adapters.py) and, for a few PEFT methods, a hook (tasks/hooks.py)."""
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,8 +12,10 @@ from transformers import (DataCollatorWithPadding, PrinterCallback, Trainer, Tra
                           set_seed)
 
 from dataset import tokenize
+from core import distributed
 from core.checkpoints import latest_checkpoint, remove_incomplete_checkpoints
 from evaluation.epoch_logs import epoch_rows, step_rows
+from evaluation.flops import parameter_groups, training_flops
 from evaluation.inference import predict_probabilities
 from core.hardware import is_main_process
 from core.models import count_parameters, load_classifier
@@ -41,6 +44,7 @@ def run(run, context: RunContext) -> TaskResult:
     test = classification_metrics(splits.test["label"], probabilities.argmax(axis=1), splits.class_names)
     options.log_test_metrics(trainer, {k: test[k] for k in ("accuracy", "f1_macro", "balanced_accuracy")})
     extra = {"class_weights": fitted.class_weights} if fitted.class_weights else {}
+    extra["budget"] = spent(run.method, trainer, training, fitted.train_rows, fitted.mean_train_length)
     if training.early_stopping_patience is not None:
         extra["early_stopping"] = {"patience_epochs": training.early_stopping_patience,
                                    "patience_evaluations": training.early_stopping_patience * training.evaluations_per_epoch,
@@ -63,6 +67,8 @@ class Fitted:
     hooks: list  # the method's training hooks (tasks/hooks.py), for after_save
     class_weights: list[float] | None
     resumed_from: dict | None  # {"checkpoint", "step", "steps_trained"} for a run that resumed
+    train_rows: int = 0
+    mean_train_length: float = 0.0  # tokens per training text (real tokens, no padding)
 
 
 def fit(run, context: RunContext, checkpoints: Path, callbacks=(), **arguments) -> Fitted:
@@ -101,7 +107,8 @@ def fit(run, context: RunContext, checkpoints: Path, callbacks=(), **arguments) 
         data_collator=DataCollatorWithPadding(tokenizer, pad_to_multiple_of=training.pad_to_multiple_of),
         compute_metrics=validation_metrics,
         compute_loss_func=options.weighted_loss(weights) if weights else None,
-        callbacks=[clock, *options.callbacks(training, context.run_dir), *filter(None, (h.callback() for h in active)),
+        callbacks=[clock, *([TimeBudget(clock, training.max_train_seconds)] if training.max_train_seconds else []),
+                   *options.callbacks(training, context.run_dir), *filter(None, (h.callback() for h in active)),
                    *callbacks],
         optimizers=(next(filter(None, (hook.optimizer(model, adapter, training) for hook in active)), None), None),
     )
@@ -114,7 +121,22 @@ def fit(run, context: RunContext, checkpoints: Path, callbacks=(), **arguments) 
     trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     resumed_from = ({"checkpoint": resume.name, "step": int(resume.name.split("-")[-1]), "steps_trained": clock.steps}
                     if resume else None)
-    return Fitted(trainer, tokenizer, trainable, total, bf16, clock, active, weights, resumed_from)
+    return Fitted(trainer, tokenizer, trainable, total, bf16, clock, active, weights, resumed_from,
+                  len(train_ids), sum(map(len, train_ids)) / max(1, len(train_ids)))
+
+
+def spent(method: str, trainer, training, train_rows: int, mean_length: float) -> dict:
+    """What the run's training consumed: optimizer steps, samples seen and the FLOPs they cost (an estimate:
+    evaluation/flops.py), whatever unit its budget was given in."""
+    steps = trainer.state.global_step
+    per_step = training.batch_size * training.gradient_accumulation_steps * distributed.world_size()
+    per_epoch = max(1, math.ceil(math.ceil(train_rows / (training.batch_size * distributed.world_size()))
+                                 / training.gradient_accumulation_steps))
+    epochs, rest = divmod(steps, per_epoch)
+    samples = epochs * train_rows + min(rest * per_step, train_rows)
+    counts = parameter_groups(trainer.model)
+    flops = training_flops(counts, method, round(samples * mean_length), samples)
+    return {"optimizer_steps": steps, "samples_seen": samples, "train_flops": float(f"{flops:.4g}")}
 
 
 def training_arguments(training, output_dir: Path, bf16: bool, context: RunContext, seed: int, **overrides):
@@ -123,6 +145,7 @@ def training_arguments(training, output_dir: Path, bf16: bool, context: RunConte
     arguments = dict(
         output_dir=str(output_dir),
         num_train_epochs=training.epochs,
+        max_steps=training.max_steps or -1,  # -1: the Trainer's "from the epochs"
         per_device_train_batch_size=training.batch_size,
         per_device_eval_batch_size=training.eval_batch_size,
         gradient_accumulation_steps=training.gradient_accumulation_steps,
@@ -225,3 +248,18 @@ class ElapsedTime(TrainerCallback):
 
     def _now(self) -> float:
         return self._offset + time.perf_counter() - self._start
+
+
+class TimeBudget(TrainerCallback):
+    """`training.max_train_seconds` (budget.train_seconds): training stops after the optimizer step that spends the
+    budget, read from the run's ElapsedTime clock (so a resumed run counts the seconds before the interruption);
+    the Trainer then validates and saves at that step, as at the end of an epoch."""
+
+    def __init__(self, clock: ElapsedTime, seconds: float):
+        self.clock, self.seconds = clock, seconds
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.clock._now() >= self.seconds:
+            control.should_training_stop = True
+            control.should_evaluate = control.should_save = True
+        return control

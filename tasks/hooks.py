@@ -119,6 +119,8 @@ def prepare(settings: dict, peft_type: str, total_steps: int | None) -> dict:
 
 
 def total_steps(train_rows: int, training) -> int:
-    """Optimizer steps of a run, as the Trainer counts them (one device)."""
+    """Optimizer steps of a run, as the Trainer counts them (one device); `max_steps` where the budget sets it."""
+    if getattr(training, "max_steps", None) is not None:
+        return training.max_steps
     per_epoch = math.ceil(math.ceil(train_rows / training.batch_size) / training.gradient_accumulation_steps)
     return math.ceil(per_epoch * training.epochs)
