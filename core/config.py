@@ -151,7 +151,8 @@ class SearchConfig(Strict):
     with `seed`, and per-epoch pruning. `space` maps a dotted setting of the run (training.learning_rate,
     lora.r, ...) to a range {low, high, log} or a list of choices; `search_dimensions` checks it."""
 
-    n_trials: PositiveInt  # trials that finish (complete, pruned or failed); an interrupted one is redone
+    n_trials: PositiveInt | None = None  # trials that finish (complete, pruned or failed); an interrupted one is
+    #                                      redone. Required, except in a block that adds to the top-level search
     space: dict[str, Any] = Field(min_length=1)
     pruner: Literal["median", "none"] = "median"  # median: stop a trial whose epoch is below the median
     # tpe: Optuna's TPE (ranges and lists); grid: every combination of the listed choices once, in a seeded random
@@ -246,6 +247,9 @@ class PipelineConfig(Strict):
     executor: Literal["sequential", "ray"] = "sequential"  # sequential: one run after another, in this process
     ray: RayConfig = Field(default_factory=RayConfig)
     budget: BudgetConfig | None = None  # one training budget for every method (optimizer_steps | epochs | train_seconds)
+    # One search for every training task: the same trials over the same space (equal tuning effort). A task's or
+    # variant's own search block then only adds settings to its space (e.g. lora.r); without it, they stand alone
+    search: SearchConfig | None = None
 
     @model_validator(mode="after")
     def _cross_check(self) -> "PipelineConfig":
@@ -297,6 +301,8 @@ class PipelineConfig(Strict):
                 problems.append(f"{where}.adapter: method 'peft' needs an adapter block with a peft_type,"
                                 f" e.g. adapter: {{peft_type: IA3, target_modules: [key, value]}}")
             problems += self._search_problems(name)
+        if self.search is not None and self.search.n_trials is None:
+            problems.append("search.n_trials: missing; say how many trials every training task runs")
         problems += self._budget_problems()
         if problems:
             raise ValueError("\n".join(problems))
@@ -355,8 +361,14 @@ class PipelineConfig(Strict):
         return list(dict.fromkeys(problems))
 
     def task_search(self, task: str, variant: str) -> SearchConfig | None:
-        """The task's search block, else its variant's."""
-        return self.tasks[task].search or self.variants[variant].search
+        """The task's search block, else its variant's; with a top-level search, that one with the task's (or
+        variant's) settings added to its space."""
+        own = self.tasks[task].search or self.variants[variant].search
+        if self.search is None or not METHODS.get(self.tasks[task].method, {}).get("trains"):
+            return own
+        if own is None:
+            return self.search
+        return self.search.model_copy(update={"space": {**self.search.space, **own.space}})
 
     def _search_problems(self, name: str) -> list[str]:
         task = self.tasks[name]
@@ -366,8 +378,22 @@ class PipelineConfig(Strict):
                 if task.search is not None else []
         problems = []
         for variant in task.variants:
+            own = task.search or (self.variants[variant].search if variant in self.variants else None)
+            where = f"tasks.{name}.search" if task.search is not None else f"variants.{variant}.search"
+            if own is not None and self.search is not None:
+                given = own.model_dump(exclude_unset=True, exclude={"space"})
+                problems += [f"{where}.{key}: the top-level search sets it for every method ({getattr(self.search, key)});"
+                             f" remove it here (a task's search block only adds settings to the space)"
+                             for key, value in given.items() if value != getattr(self.search, key)]
+                clash = sorted(set(own.space) & set(self.search.space))
+                if clash:
+                    problems.append(f"{where}.space.{clash[0]}: the top-level search already searches it for every"
+                                    f" method; remove it here")
+            elif own is not None and own.n_trials is None:
+                problems.append(f"{where}.n_trials: missing; say how many trials to run (or give a top-level"
+                                f" search: block that this one adds to)")
+                continue
             if variant in self.variants and self.task_search(name, variant) is not None:
-                where = f"tasks.{name}.search" if task.search is not None else f"variants.{variant}.search"
                 problems += search_dimensions(self.task_search(name, variant), task.method, where)[1]
         return list(dict.fromkeys(problems))
 
