@@ -180,21 +180,26 @@ def trainable_parameters_chart(summary: pd.DataFrame, folder: Path) -> Path | No
 
 
 def pareto_within_noise(cost, accuracy, p_values) -> np.ndarray:
-    """True for each run that no other run dominates beyond noise. Run j dominates run i when either
+    """True for each run on the Pareto front beyond noise. Run j dominates run i when either
     - j is distinguishably more accurate (pooled paired test p < SIGNIFICANCE, not adjusted: one pair at a time)
       and costs at most as much, or
     - the two are not distinguishable (p >= SIGNIFICANCE) and j costs strictly less.
-    `p_values[i, j]`: the pooled test's p between i and j (evaluation/means.pairwise_p_values); a pair with no
-    test (NaN) dominates neither way. Two runs within noise at equal cost are both optimal. The relation is not
-    transitive: a run can be dominated by one that is dominated in turn."""
+    Only runs on the front dominate: runs are taken from the cheapest up (equal costs: the more accurate first),
+    and each is on the front unless one already there dominates it. Being within noise does not carry over (A
+    within noise of B and B of C, while A is distinguishably better than C), so without this rule a chain of
+    within-noise steps would let the cheapest run dominate every run above it. `p_values[i, j]`: the pooled
+    test's p between i and j (evaluation/means.pairwise_p_values); a pair with no test (NaN) dominates neither
+    way. Two runs within noise at equal cost are both on the front."""
     cost, accuracy = np.asarray(cost, dtype=float), np.asarray(accuracy, dtype=float)
     p_values = np.asarray(p_values, dtype=float)
-    tested = ~np.isnan(p_values)
-    higher = tested & (np.nan_to_num(p_values, nan=1.0) < SIGNIFICANCE) & (accuracy[None, :] > accuracy[:, None])
-    same = tested & (np.nan_to_num(p_values) >= SIGNIFICANCE)
-    dominated = (higher & (cost[None, :] <= cost[:, None])) | (same & (cost[None, :] < cost[:, None]))  # [i, j]
-    np.fill_diagonal(dominated, False)
-    return ~dominated.any(axis=1)
+    front = np.zeros(len(cost), dtype=bool)
+    for i in np.lexsort((-accuracy, cost)):  # by cost, then by accuracy, highest first
+        on = np.flatnonzero(front)
+        p = p_values[on, i]
+        beyond = (p < SIGNIFICANCE) & (accuracy[on] > accuracy[i]) & (cost[on] <= cost[i])
+        within = (p >= SIGNIFICANCE) & (cost[on] < cost[i])  # NaN compares False both ways: no test
+        front[i] = not (beyond | within).any()
+    return front
 
 
 def uncrowded(x: np.ndarray, y: np.ndarray, first: np.ndarray, width: float = 0.1, height: float = 0.045) -> list[int]:
@@ -253,9 +258,10 @@ def frontier_chart(means: pd.DataFrame, p_values: np.ndarray, folder: Path) -> P
         if column == "trainable_parameters":
             axes.xaxis.set_major_formatter(FuncFormatter(lambda v, _: _count(v)))
     figure.axes[0].set_ylabel(f"test accuracy (mean over seeds; whisker: {CONFIDENCE:.0%} t interval)")
-    figure.suptitle("Accuracy against cost, one point per base run. Outlined and joined: Pareto-optimal beyond noise"
-                    " (no run both at most as costly and distinguishably more accurate,\nnor one as accurate within"
-                    f" noise and cheaper; pooled paired test over texts, p < {SIGNIFICANCE:g} per pair)", fontsize=10)
+    figure.suptitle("Accuracy against cost, one point per base run. Outlined and joined: Pareto-optimal beyond noise:"
+                    " no run on the front is at most as costly\nand distinguishably more accurate, nor as accurate"
+                    f" within noise and cheaper (pooled paired test over texts, p < {SIGNIFICANCE:g} per pair)",
+                    fontsize=10)
     _method_legend(figure.axes[0], means.iloc[np.unique(np.concatenate(shown))], column="method_type")
     return _save(figure, folder / "frontier.png")
 

@@ -114,14 +114,13 @@ def recommendation(means: pd.DataFrame) -> list[str]:
     candidates = means[means["within_noise_of_best"].map(_true)]
     for column, what, number, unit in (
             ("trainable_parameters", "Fewest trainable parameters", "{:,.0f}", "trainable parameters"),
-            ("train_seconds", "Fastest to train", "{:,.1f}", "s of training (mean over seeds)"),
-            ("peak_rss_increase_mb", "Least memory", "+{:,.0f}",
-             "MB of peak resident memory over the process's size at the run's start (highest of its seeds)")):
+            ("train_seconds", "Fastest to train", "{:,.1f} s", "of training, mean over seeds"),
+            ("peak_rss_increase_mb", "Least memory", "+{:,.0f} MB",
+             "of peak resident memory over the process's size at the run's start, highest of its seeds")):
         values = pd.to_numeric(candidates[column])
         if values.notna().any():
             row, own = candidates.loc[values.idxmin()], rows.loc[reference, column]
-            versus = "" if row["base_run"] == reference or pd.isna(own) else \
-                f" (the reference: {number.format(own)})"
+            versus = "" if row["base_run"] == reference or pd.isna(own) else f" (the reference: {number.format(own)})"
             lines.append(f"- **{what}** among these: {_named(row)}, {number.format(row[column])} {unit}{versus}.")
         else:
             lines.append(f"- **{what}** among these: not recorded.")

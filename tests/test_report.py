@@ -196,6 +196,10 @@ def test_pareto_optimal_beyond_noise_by_hand():
     assert pareto_within_noise([1, 1], [0.5, 0.6], within).tolist() == [True, True]  # same cost, within noise
     assert pareto_within_noise([1, 2], [0.5, 0.6], within).tolist() == [True, False]  # within noise, dearer
     assert pareto_within_noise([1, 2], [0.5, 0.6], np.array([[1.0, 0.01], [0.01, 1.0]])).tolist() == [True, True]
+    # A chain: 1 is within noise of 0 and of 2, but 2 is distinguishably better than 0. 1 is off the front (0 is
+    # as accurate within noise and cheaper); 1 does not take 2 off with it: 2 is better than everything on it.
+    chain = np.array([[1.0, 0.5, 0.01], [0.5, 1.0, 0.5], [0.01, 0.5, 1.0]])
+    assert pareto_within_noise([1, 2, 3], [0.80, 0.81, 0.82], chain).tolist() == [True, False, True]
 
 
 def test_frontier_and_rank_sweep_plots_need_what_they_show(tmp_path):
@@ -274,8 +278,9 @@ def test_frontier_labels_go_to_the_pareto_points_first_and_never_crowd():
     assert uncrowded(np.ones(3), np.ones(3), first=np.zeros(3, bool)) == [0]  # no span: one label
 
 
-MADE_UP_MEANS = """\
-label,base_run,method,seeds,validation_accuracy_mean,test_accuracy_mean,test_accuracy_mean_low,test_accuracy_mean_high,compared_to,accuracy_diff,p_holm,within_noise_of_best,trainable_parameters,optimizer_steps,train_seconds,peak_rss_increase_mb
+MADE_UP_MEANS = ("label,base_run,method,seeds,validation_accuracy_mean,test_accuracy_mean,test_accuracy_mean_low,"
+                 "test_accuracy_mean_high,compared_to,accuracy_diff,p_holm,within_noise_of_best,trainable_parameters,"
+                 "optimizer_steps,train_seconds,peak_rss_increase_mb\n") + """\
 TF-IDF + Naive Bayes,A0,tfidf_nb,3 (identical predictions),,0.861,,,R1,-0.020,0.0004,False,,,0.05,1
 LoRA all-linear r 8,R1,lora,3,0.884,0.883,0.876,0.890,R1,,,True,339460,250,52.7,390
 IA3,IA1,peft,3,0.874,0.879,0.876,0.882,R1,-0.004,0.41,True,15364,250,31.4,224
@@ -304,9 +309,10 @@ def test_recommendation_names_the_right_runs_on_a_made_up_means_csv(tmp_path):
     assert "HD1" not in text and "A0" not in text
     assert ("- **Fewest trainable parameters** among these: LayerNorm tuning (`LN1`), 11,524 trainable parameters"
             " (the reference: 339,460).") in lines
-    assert ("- **Fastest to train** among these: LayerNorm tuning (`LN1`), 27.9 s of training (mean over seeds)"
-            " (the reference: 52.7).") in lines
-    assert any(line.startswith("- **Least memory** among these: full fine-tuning (`FT1`), +93 MB") for line in lines)
+    assert ("- **Fastest to train** among these: LayerNorm tuning (`LN1`), 27.9 s of training, mean over seeds"
+            " (the reference: 52.7 s).") in lines
+    assert ("- **Least memory** among these: full fine-tuning (`FT1`), +93 MB of peak resident memory over the"
+            " process's size at the run's start, highest of its seeds (the reference: +390 MB).") in lines
 
 
 def test_recommendation_when_every_other_run_is_distinguishable_and_the_reference_is_configured(tmp_path):
