@@ -9,6 +9,7 @@ one, so it reads the same wherever the folder is copied.
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -19,6 +20,9 @@ from evaluation.statistics import CONFIDENCE, EXACT_BELOW, POOLED_RESAMPLES, RES
 from evaluation.summary import read_records, rebuild_summaries, seed_means, with_interval
 from core.files import write_text_atomic
 from core.record import RunRecord
+
+
+ABSOLUTE_PATH = re.compile(r"(?<![\w.~])/(?:[^\s/'\"`|]+/)+([^\s/'\"`|]*)")  # /a/b/name -> name
 
 
 def rebuild_outputs(output_dir: Path, reference_run: str | None = None) -> pd.DataFrame:
@@ -286,7 +290,8 @@ def _failed_section(summary: pd.DataFrame) -> list[str]:
         return []
     lines = ["## Failed runs", "", "| run | error |", "|---|---|"]
     for _, row in failed.iterrows():
-        lines.append(f"| {row['run_id']} | {_text(row['error']).replace('|', '/')} |")
+        error = ABSOLUTE_PATH.sub(r"\1", _text(row["error"]))  # a file by its name: no absolute path in the report
+        lines.append(f"| {row['run_id']} | {error.replace('|', '/')} |")
     return lines + ["", "Each failed run's folder holds `error.log` with the traceback.", ""]
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import json
 import re
 
 import numpy as np
@@ -33,7 +34,10 @@ def study(tmp_path):
               trainable=27_620, total=27_620, seconds_per_epoch=3.5)
     write_run(tmp_path, "C1_v1", true, predictions_with_errors(true, range(2, 44)), method="lora",
               epochs=epoch_rows([0.7, 0.85, 0.89]), trainable=644, total=28_264, seconds_per_epoch=1.25)
-    write_run(tmp_path, "D1_v1", true, true, method="lora", status="failed")
+    folder = write_run(tmp_path, "D1_v1", true, true, method="lora", status="failed")
+    record = json.loads((folder / "metrics.json").read_text())
+    record["error"] = f"OSError: no file named '{tmp_path}/models/tiny/config.json' in the model folder"
+    (folder / "metrics.json").write_text(json.dumps(record))
     return tmp_path
 
 
@@ -98,7 +102,7 @@ def test_report_table_statistics_data_and_image_links(study):
     assert "| `ag_news` | 100 | 20 | 400 | World, Sports, Business, Sci/Tech | all |" in report
     assert "Rebuilt from the run folders beside this report (5 runs: 4 complete, 1 failed)." in report
     assert "/data/ag_news" not in report and str(study) not in report and "](/" not in report
-    assert "| D1_v1 | RuntimeError: boom |" in report
+    assert "| D1_v1 | OSError: no file named 'config.json' in the model folder |" in report
     assert "Means over seeds" not in report  # one seed each
     links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", report)
     assert len(links) == 11 and all((study / link).is_file() for link in links)  # 10 before, and the frontier (B, C)
@@ -397,8 +401,6 @@ def test_labels_name_the_method_and_its_settings():
     ({"epochs": 2.0, "batch_size": 8}, 77, 77),  # the record's own count wins
 ])
 def test_optimizer_steps_from_the_record_or_its_settings(tmp_path, training, recorded, steps):
-    import json
-
     import pandas as pd
 
     true = labels(40)
