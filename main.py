@@ -162,7 +162,7 @@ def report(args) -> int:
 
     with summary_lock(Path(config.output_dir)):  # never two rebuilds at once, nor one beside a finishing plan's
         rebuild_outputs(Path(config.output_dir), config.reference_run)
-    print(f"rebuilt summary.csv, epochs.csv, plots/ and report.md in {config.output_dir}")
+    print(f"rebuilt summary.csv, epochs.csv, means.csv, plots/ and report.md in {config.output_dir}")
     return 0
 
 
@@ -170,7 +170,7 @@ COMMANDS = {  # name: (help, arguments, command); `run` is also what a command l
     "run": ("train and evaluate the planned runs (the default)", run_arguments, run),
     "predict": ("classify texts with a run's saved model", predict_arguments, predict),
     "export": ("write a run's model as a standalone Hugging Face folder", export_arguments, export),
-    "report": ("rebuild summary.csv, plots/ and report.md from the run folders", report_arguments, report),
+    "report": ("rebuild summary.csv, means.csv, plots/ and report.md from the run folders", report_arguments, report),
 }
 
 

@@ -17,18 +17,23 @@ from matplotlib.ticker import FuncFormatter  # noqa: E402
 
 from core.record import RunRecord  # noqa: E402
 from evaluation.statistics import CONFIDENCE, SIGNIFICANCE  # noqa: E402
+from evaluation.means import pairwise_p_values  # noqa: E402
 from evaluation.summary import seed_means  # noqa: E402
 
 DPI = 110
 ROW_INCHES = 0.32  # height per run in the comparison charts, so run ids never overlap
 FOCUS = 0.15  # accuracy / F1 charts span the runs within this of the highest; runs further below sit at the edge
 METHOD_COLOURS = {"tfidf_nb": "#7f7f7f", "pretrained": "#bcbd22", "full": "#1f77b4", "lora": "#ff7f0e",
-                  "peft": "#9467bd", "head": "#8c564b", "bitfit": "#e377c2"}
+                  "peft": "#9467bd", "head": "#8c564b", "bitfit": "#e377c2",
+                  # method types (evaluation/means.method_type): a PEFT adapter by its peft_type
+                  "vera": "#2ca02c", "ia3": "#d62728", "ln_tuning": "#9467bd", "prompt_tuning": "#393b79"}
 OTHER_COLOUR = "#17becf"
 
 
-def draw_all(output_dir: Path, summary: pd.DataFrame, records: list[RunRecord]) -> dict[str, list[Path]]:
-    """Every figure for an output folder, into <output_dir>/plots/ (old PNGs there are removed first).
+def draw_all(output_dir: Path, summary: pd.DataFrame, records: list[RunRecord],
+             means: pd.DataFrame | None = None) -> dict[str, list[Path]]:
+    """Every figure for an output folder, into <output_dir>/plots/ (old PNGs there are removed first); the
+    frontier needs `means` (means.csv).
 
     Returns {"comparison": [...], "<run_id>": [...]} with the paths written.
     """
@@ -38,8 +43,12 @@ def draw_all(output_dir: Path, summary: pd.DataFrame, records: list[RunRecord]) 
         old.unlink()
     complete = summary[summary["status"] == "complete"]
     written: dict[str, list[Path]] = {"comparison": []}
-    for chart in (accuracy_chart, f1_chart, seconds_per_epoch_chart, trainable_parameters_chart, frontier_chart):
+    for chart in (accuracy_chart, f1_chart, seconds_per_epoch_chart, trainable_parameters_chart):
         path = chart(complete, folder)
+        if path is not None:
+            written["comparison"].append(path)
+    if means is not None and len(means) >= 2:
+        path = frontier_chart(means, pairwise_p_values(output_dir, summary, list(means["base_run"])), folder)
         if path is not None:
             written["comparison"].append(path)
     path = rank_sweep_chart(complete, records, folder)
@@ -170,13 +179,27 @@ def trainable_parameters_chart(summary: pd.DataFrame, folder: Path) -> Path | No
     return _save(figure, folder / "compare-trainable-parameters.png")
 
 
-def pareto_optimal(cost, accuracy) -> np.ndarray:
-    """True for each point that no other point dominates: none costs at most as much and is at least as accurate,
-    and better in one of the two."""
+def pareto_within_noise(cost, accuracy, p_values) -> np.ndarray:
+    """True for each run on the Pareto front beyond noise. Run j dominates run i when either
+    - j is distinguishably more accurate (pooled paired test p < SIGNIFICANCE, not adjusted: one pair at a time)
+      and costs at most as much, or
+    - the two are not distinguishable (p >= SIGNIFICANCE) and j costs strictly less.
+    Only runs on the front dominate: runs are taken from the cheapest up (equal costs: the more accurate first),
+    and each is on the front unless one already there dominates it. Being within noise does not carry over (A
+    within noise of B and B of C, while A is distinguishably better than C), so without this rule a chain of
+    within-noise steps would let the cheapest run dominate every run above it. `p_values[i, j]`: the pooled
+    test's p between i and j (evaluation/means.pairwise_p_values); a pair with no test (NaN) dominates neither
+    way. Two runs within noise at equal cost are both on the front."""
     cost, accuracy = np.asarray(cost, dtype=float), np.asarray(accuracy, dtype=float)
-    no_worse = (cost[None, :] <= cost[:, None]) & (accuracy[None, :] >= accuracy[:, None])
-    better = (cost[None, :] < cost[:, None]) | (accuracy[None, :] > accuracy[:, None])
-    return ~(no_worse & better).any(axis=1)
+    p_values = np.asarray(p_values, dtype=float)
+    front = np.zeros(len(cost), dtype=bool)
+    for i in np.lexsort((-accuracy, cost)):  # by cost, then by accuracy, highest first
+        on = np.flatnonzero(front)
+        p = p_values[on, i]
+        beyond = (p < SIGNIFICANCE) & (accuracy[on] > accuracy[i]) & (cost[on] <= cost[i])
+        within = (p >= SIGNIFICANCE) & (cost[on] < cost[i])  # NaN compares False both ways: no test
+        front[i] = not (beyond | within).any()
+    return front
 
 
 def uncrowded(x: np.ndarray, y: np.ndarray, first: np.ndarray, width: float = 0.1, height: float = 0.045) -> list[int]:
@@ -195,42 +218,51 @@ def uncrowded(x: np.ndarray, y: np.ndarray, first: np.ndarray, width: float = 0.
     return placed
 
 
-def frontier_chart(summary: pd.DataFrame, folder: Path) -> Path | None:
-    """Test accuracy (mean over seeds, whisker: std) against trainable parameters and against training seconds,
-    one point per base run that trains; the Pareto-optimal ones on each axis are outlined, joined and named
-    first, the others named where their labels do not crowd."""
-    means = seed_means(summary)
-    if means.empty:
+def frontier_chart(means: pd.DataFrame, p_values: np.ndarray, folder: Path) -> Path | None:
+    """Mean test accuracy over seeds (whisker: its t interval over seeds; none from one seed or for a deterministic
+    run) against trainable parameters and against training seconds: one point per base run of means.csv with
+    that cost (a TF-IDF vocabulary is no trainable parameters: means.csv leaves it empty), coloured by method
+    type, named by `label`. The runs Pareto-optimal beyond noise on each axis (pareto_within_noise, with the pooled
+    test's pairwise p-values) are outlined, joined and named first; the others where their names do not crowd."""
+    accuracy_all = pd.to_numeric(means["test_accuracy_mean"]).to_numpy(dtype=float)
+    low = pd.to_numeric(means["test_accuracy_mean_low"]).to_numpy(dtype=float)
+    high = pd.to_numeric(means["test_accuracy_mean_high"]).to_numpy(dtype=float)
+    whisker = np.nan_to_num(np.vstack([accuracy_all - low, high - accuracy_all]))
+    axes_columns = (("trainable_parameters", "trainable parameters (log scale)"),
+                    ("train_seconds", "training seconds (log scale)"))
+    shown = [np.flatnonzero((pd.to_numeric(means[column]).to_numpy(dtype=float) > 0) & ~np.isnan(accuracy_all))
+             for column, _ in axes_columns]
+    if all(len(rows) < 2 for rows in shown):
         return None
-    means = means[(pd.to_numeric(means["trainable_parameters"]) > 0) & pd.to_numeric(means["train_seconds"]).notna()]
-    if len(means) < 2:
-        return None
-    accuracy = pd.to_numeric(means["test_accuracy_mean"]).to_numpy(dtype=float)
-    spread = np.nan_to_num(pd.to_numeric(means["test_accuracy_std"]).to_numpy(dtype=float))
-    figure = Figure(figsize=(12, 5.5), dpi=DPI, layout="constrained")
-    for axes, column, label in zip(figure.subplots(1, 2, sharey=True), ("trainable_parameters", "train_seconds"),
-                                   ("trainable parameters (log scale)", "training seconds (log scale)")):
-        cost = pd.to_numeric(means[column]).to_numpy(dtype=float)
-        front = pareto_optimal(cost, accuracy)
-        colours = [METHOD_COLOURS.get(m, OTHER_COLOUR) for m in means["method"]]
-        axes.errorbar(cost, accuracy, yerr=spread, fmt="none", ecolor="#999999", capsize=2, zorder=1)
+    figure = Figure(figsize=(13, 6), dpi=DPI, layout="constrained")
+    for axes, (column, label), rows in zip(figure.subplots(1, 2, sharey=True), axes_columns, shown):
+        axes.set_xlabel(label)
+        axes.grid(alpha=0.3)
+        if len(rows) < 2:
+            axes.text(0.5, 0.5, "fewer than two runs with this cost", transform=axes.transAxes, ha="center")
+            continue
+        cost = pd.to_numeric(means[column]).to_numpy(dtype=float)[rows]
+        accuracy = accuracy_all[rows]
+        front = pareto_within_noise(cost, accuracy, p_values[np.ix_(rows, rows)])
+        colours = [METHOD_COLOURS.get(m, OTHER_COLOUR) for m in means["method_type"].iloc[rows]]
+        axes.errorbar(cost, accuracy, yerr=whisker[:, rows], fmt="none", ecolor="#999999", capsize=2, zorder=1)
         axes.scatter(cost, accuracy, c=colours, s=[70 if f else 30 for f in front], zorder=2,
                      edgecolors=["black" if f else "none" for f in front], linewidths=1.5)
         order = np.argsort(cost[front])
         axes.plot(cost[front][order], accuracy[front][order], color="black", linewidth=0.8, drawstyle="steps-post",
                   zorder=0)
         for index in uncrowded(np.log10(cost), accuracy, first=front):
-            axes.annotate(means["base_run"].iloc[index], (cost[index], accuracy[index]), xytext=(4, 3),
+            axes.annotate(means["label"].iloc[rows[index]], (cost[index], accuracy[index]), xytext=(4, 3),
                           textcoords="offset points", fontsize=7, fontweight="bold" if front[index] else "normal")
         axes.set_xscale("log")
-        axes.grid(alpha=0.3)
-        axes.set_xlabel(label)
         if column == "trainable_parameters":
             axes.xaxis.set_major_formatter(FuncFormatter(lambda v, _: _count(v)))
-    figure.axes[0].set_ylabel("test accuracy (mean over seeds; whisker: std)")
-    figure.suptitle("Accuracy against cost; outlined and joined: Pareto-optimal (no run both cheaper and more"
-                    " accurate)", fontsize=10)
-    _method_legend(figure.axes[0], means)
+    figure.axes[0].set_ylabel(f"test accuracy (mean over seeds; whisker: {CONFIDENCE:.0%} t interval)")
+    figure.suptitle("Accuracy against cost, one point per base run. Outlined and joined: Pareto-optimal beyond noise:"
+                    " no run on the front is at most as costly\nand distinguishably more accurate, nor as accurate"
+                    f" within noise and cheaper (pooled paired test over texts, p < {SIGNIFICANCE:g} per pair)",
+                    fontsize=10)
+    _method_legend(figure.axes[0], means.iloc[np.unique(np.concatenate(shown))], column="method_type")
     return _save(figure, folder / "frontier.png")
 
 
@@ -349,13 +381,13 @@ def _colours(rows: pd.DataFrame) -> list[str]:
     return [METHOD_COLOURS.get(m, OTHER_COLOUR) for m in rows["method"]]
 
 
-def _method_legend(axes, rows: pd.DataFrame) -> None:
-    """Colour = method, in one row under the chart (never over the data)."""
+def _method_legend(axes, rows: pd.DataFrame, column: str = "method") -> None:
+    """Colour = method (or method type), in one row under the chart (never over the data)."""
     from matplotlib.patches import Patch
 
-    methods = list(dict.fromkeys(rows["method"]))
+    methods = list(dict.fromkeys(rows[column]))
     axes.figure.legend(handles=[Patch(color=METHOD_COLOURS.get(m, OTHER_COLOUR), label=m) for m in methods],
-                       loc="outside lower center", ncols=len(methods), fontsize=8, title="method",
+                       loc="outside lower center", ncols=len(methods), fontsize=8, title=column.replace("_", " "),
                        title_fontsize=8, frameon=False)
 
 

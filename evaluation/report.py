@@ -1,39 +1,51 @@
-"""<output_dir>/report.md: the study's table, statistics, data and plots, rebuilt from the per-run files.
+"""<output_dir>/report.md: the study's recommendation, tables, statistics, data and plots, rebuilt from the per-run
+files.
 
 `rebuild_outputs` is what every invocation ends with (and all that `python main.py report` does):
-summary.csv and epochs.csv, then plots/, then report.md, each from the files the runs wrote.
+summary.csv and epochs.csv, then means.csv, then plots/, then report.md, each from the files the runs wrote.
+report.md opens with the recommendation (from means.csv alone), then the base runs' means sorted by test accuracy,
+then the per-seed detail. It names every path relative to its own folder (the results folder), never an absolute
+one, so it reads the same wherever the folder is copied.
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pandas as pd
 
 from evaluation import plots
-from evaluation.statistics import CONFIDENCE, EXACT_BELOW, RESAMPLES, SIGNIFICANCE
+from evaluation.means import rebuild_means
+from evaluation.statistics import CONFIDENCE, EXACT_BELOW, POOLED_RESAMPLES, RESAMPLES, SIGNIFICANCE, choose_reference
 from evaluation.summary import read_records, rebuild_summaries, seed_means, with_interval
 from core.files import write_text_atomic
 from core.record import RunRecord
 
 
+ABSOLUTE_PATH = re.compile(r"(?<![\w.~])/(?:[^\s/'\"`|]+/)+([^\s/'\"`|]*)")  # /a/b/name -> name
+
+
 def rebuild_outputs(output_dir: Path, reference_run: str | None = None) -> pd.DataFrame:
-    """summary.csv, epochs.csv, plots/*.png and report.md for every run folder in output_dir."""
+    """summary.csv, epochs.csv, means.csv, plots/*.png and report.md for every run folder in output_dir."""
     output_dir = Path(output_dir)
     summary = rebuild_summaries(output_dir, reference_run)
     records = read_records(output_dir)
-    figures = plots.draw_all(output_dir, summary, records)
-    write_text_atomic(output_dir / "report.md", render(summary, records, figures, output_dir, reference_run))
+    means = rebuild_means(output_dir, summary, records, reference_run)
+    figures = plots.draw_all(output_dir, summary, records, means)
+    write_text_atomic(output_dir / "report.md", render(summary, records, figures, output_dir, reference_run, means))
     return summary
 
 
 def render(summary: pd.DataFrame, records: list[RunRecord], figures: dict[str, list[Path]], output_dir: Path,
-           reference_run: str | None) -> str:
+           reference_run: str | None, base_means: pd.DataFrame | None = None) -> str:
     lines = ["# Results", "",
-             f"Rebuilt from the run folders in `{output_dir}` ({len(records)} runs:"
+             f"Rebuilt from the run folders beside this report ({len(records)} runs:"
              f" {int((summary['status'] == 'complete').sum())} complete,"
              f" {int((summary['status'] == 'failed').sum())} failed).", ""]
-    lines += _data_section(records)
     complete = summary[summary["status"] == "complete"]
+    if base_means is not None and not base_means.empty:
+        lines += recommendation(base_means) + base_means_section(base_means)
+    lines += _data_section(records)
     if complete.empty:
         lines += ["No run has completed yet.", ""]
     else:
@@ -58,11 +70,107 @@ def _data_section(records: list[RunRecord]) -> list[str]:
         seen.setdefault(key, []).append(record.run_id)
     lines = ["## Data", "", "| source | train | validation | test | classes | runs |", "|---|---:|---:|---:|---|---|"]
     for (source, train, validation, test, classes), run_ids in seen.items():
-        lines.append(f"| `{source}` | {_int(train)} | {_int(validation)} | {_int(test)} | {classes} |"
+        lines.append(f"| `{_source_name(source)}` | {_int(train)} | {_int(validation)} | {_int(test)} | {classes} |"
                      f" {_run_list(run_ids, len(records))} |")
     if len(seen) > 1:
         lines += ["", "**Runs used different data**: compare only runs on the same row above."]
     return lines + [""]
+
+
+def _source_name(source: str | None) -> str:
+    """A local data folder by its name (an absolute path would not hold on another machine); a hub id as it is."""
+    return Path(source).name if source and Path(source).is_absolute() else _text(source)
+
+
+def recommendation(means: pd.DataFrame) -> list[str]:
+    """`## Recommendation` from means.csv's columns alone (so a made-up means.csv tests it): the best base run by
+    validation; the base runs not distinguishable from the reference on test (pooled over seeds, Holm); among
+    those, the cheapest by trainable parameters, by training seconds and by peak memory. One sentence each."""
+    validation = pd.to_numeric(means["validation_accuracy_mean"])
+    best = choose_reference(means["base_run"], validation.to_numpy())
+    references = means.loc[means["base_run"] == means["compared_to"], "base_run"]
+    reference = references.iloc[0] if not references.empty else None
+    lines = ["## Recommendation", ""]
+    if best is None and reference is None:
+        return lines + ["No base run has a validation accuracy, so none is recommended (untrained runs have none).", ""]
+    rows = means.set_index("base_run", drop=False)
+    if best is not None:
+        row = rows.loc[best]
+        lines.append(f"- **Best by validation**: {_named(row)}, mean validation accuracy"
+                     f" {row['validation_accuracy_mean']:.4f} over {_seeds(row)}; its mean test accuracy is"
+                     f" {row['test_accuracy_mean']:.4f}{_mean_ci(row)}.")
+    if reference is None:
+        return lines + ["- No run could be compared with it on test (no predictions.csv on the same texts).", ""]
+    if reference != best:
+        lines.append(f"- **Reference**: {_named(rows.loc[reference])}, named by the config's `reference_run`; the"
+                     " comparisons below are with it.")
+    within = means[means["within_noise_of_best"].map(_true) & (means["base_run"] != reference)]
+    family = int(pd.to_numeric(means["p_holm"]).notna().sum())
+    test = (f"one pooled paired test per base run over the test texts, Holm-adjusted over the other base runs,"
+            f" p ≥ {SIGNIFICANCE:g}")
+    if within.empty:
+        lines.append(f"- **Not distinguishable from it on test**: none; each of the {family} other base runs tested"
+                     f" is less or more accurate beyond noise ({test}).")
+    else:
+        named = "; ".join(f"{_named(row)}, Δ {row['accuracy_diff']:+.4f}, Holm p {_p(row['p_holm'])}"
+                          for _, row in within.sort_values("test_accuracy_mean", ascending=False).iterrows())
+        lines.append(f"- **Not distinguishable from it on test** ({test}): {named}.")
+    candidates = means[means["within_noise_of_best"].map(_true)]
+    for column, what, number, unit in (
+            ("trainable_parameters", "Fewest trainable parameters", "{:,.0f}", "trainable parameters"),
+            ("train_seconds", "Fastest to train", "{:,.1f} s", "of training, mean over seeds"),
+            ("peak_rss_increase_mb", "Least memory", "+{:,.0f} MB",
+             "of peak resident memory over the process's size at the run's start, highest of its seeds")):
+        values = pd.to_numeric(candidates[column])
+        if values.notna().any():
+            row, own = candidates.loc[values.idxmin()], rows.loc[reference, column]
+            versus = "" if row["base_run"] == reference or pd.isna(own) else f" (the reference: {number.format(own)})"
+            lines.append(f"- **{what}** among these: {_named(row)}, {number.format(row[column])} {unit}{versus}.")
+        else:
+            lines.append(f"- **{what}** among these: not recorded.")
+    return lines + [""]
+
+
+def base_means_section(means: pd.DataFrame) -> list[str]:
+    """One table of means.csv, sorted by mean test accuracy (highest first)."""
+    lines = ["## Base runs, seeds pooled", "",
+             f"From `means.csv`, highest mean test accuracy first. Test accuracy: mean over seeds with its"
+             f" {CONFIDENCE:.0%} Student-t interval over seeds (none from one seed, nor for a run whose seeds all"
+             " predict the same). Δ: minus the reference, per test text averaged over each run's seeds, with a"
+             f" {CONFIDENCE:.0%} paired bootstrap interval over texts ({POOLED_RESAMPLES:,} resamples) and its"
+             " two-sided p, Holm-adjusted over every other base run. *Within noise*: the reference, and every run"
+             f" whose Holm p is at least {SIGNIFICANCE:g}. Per-seed tests: the sections below and `summary.csv`.", "",
+             "| label | base run | seeds | val. accuracy | test accuracy [95% t CI] | Δ vs reference [95% CI] | Holm p"
+             " | within noise | trainable | optimizer steps | train s | peak RSS +MB |",
+             "|---|---|---|---:|---:|---:|---:|---|---:|---:|---:|---:|"]
+    for _, row in means.sort_values("test_accuracy_mean", ascending=False, kind="stable").iterrows():
+        is_reference = row["base_run"] == row["compared_to"]
+        difference = "**reference**" if is_reference else "-" if pd.isna(row["accuracy_diff"]) else (
+            f"{row['accuracy_diff']:+.4f} [{row['accuracy_diff_low']:+.4f}, {row['accuracy_diff_high']:+.4f}]")
+        noise = "-" if pd.isna(row["within_noise_of_best"]) else "yes" if _true(row["within_noise_of_best"]) else "no"
+        lines.append(f"| {row['label']} | {row['base_run']} | {row['seeds']}"
+                     f" | {_number(row['validation_accuracy_mean'], '{:.4f}')}"
+                     f" | {_number(row['test_accuracy_mean'], '{:.4f}')}{_mean_ci(row)} | {difference}"
+                     f" | {'-' if is_reference else _p(row['p_holm'])} | {noise}"
+                     f" | {_number(row['trainable_parameters'], '{:,.0f}')}"
+                     f" | {_number(row['optimizer_steps'], '{:,.0f}')} | {_number(row['train_seconds'], '{:.1f}')}"
+                     f" | {_number(row['peak_rss_increase_mb'], '{:,.0f}')} |")
+    return lines + [""]
+
+
+def _named(row) -> str:
+    return f"{row['label']} (`{row['base_run']}`)"
+
+
+def _seeds(row) -> str:
+    """`3 seeds`, `1 seed`, `3 seeds (identical predictions)` from means.csv's `seeds`."""
+    count, _, rest = str(row["seeds"]).partition(" ")
+    return f"{count} seed{'' if count == '1' else 's'}" + (f" {rest}" if rest else "")
+
+
+def _true(value) -> bool:
+    """A means.csv flag: True as written, or as read back from the CSV (True, 'True'); empty is False."""
+    return str(value).strip().lower() == "true"
 
 
 def _reference(complete: pd.DataFrame) -> str | None:
@@ -182,7 +290,8 @@ def _failed_section(summary: pd.DataFrame) -> list[str]:
         return []
     lines = ["## Failed runs", "", "| run | error |", "|---|---|"]
     for _, row in failed.iterrows():
-        lines.append(f"| {row['run_id']} | {_text(row['error']).replace('|', '/')} |")
+        error = ABSOLUTE_PATH.sub(r"\1", _text(row["error"]))  # a file by its name: no absolute path in the report
+        lines.append(f"| {row['run_id']} | {error.replace('|', '/')} |")
     return lines + ["", "Each failed run's folder holds `error.log` with the traceback.", ""]
 
 
@@ -204,9 +313,12 @@ def search_section(records: list[RunRecord], output_dir: Path) -> list[str]:
         counts = ", ".join(f"{n} {names.get(state, state)}" for state, n in search.trials.items())
         chosen = ", ".join(f"{key}={_setting(value)}" for key, value in search.params.items())
         edges = _at_grid_edge(search)
+        trials_file = f"{search.folder}/search.csv"  # named relative to this folder, and only where it is
+        if not (output_dir / trials_file).is_file():
+            trials_file = f"{record.run_id}/search.csv"
         lines += [f"### {base_run}", "",
                   f"Best of {len(trials)} trials ({counts}): trial {search.best_trial}, validation accuracy"
-                  f" {search.validation_accuracy:.4f}, with {chosen}. Trials: `{search.folder}/search.csv`.", "",
+                  f" {search.validation_accuracy:.4f}, with {chosen}. Trials: `{trials_file}`.", "",
                   *([f"**At the edge of its choices**: {', '.join(edges)}. The best may lie beyond; widen the list"
                      " and rerun (a widened grid keeps its finished trials; a changed range starts over).", ""] if edges else []),
                   "| " + " | ".join(trials.columns) + " |", "|" + "---:|" * (len(trials.columns) - 1) + "---|"]

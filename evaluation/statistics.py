@@ -1,6 +1,20 @@
 """How sure the numbers are: bootstrap intervals for one run; for two runs on the same texts, the paired
-bootstrap interval of their accuracy difference and McNemar's test; Holm's correction over a family of
-tests; a Student-t interval over per-seed differences.
+bootstrap interval of their accuracy difference and McNemar's test; for two base runs with several seeds, one
+pooled paired test over texts; Holm's correction over a family of tests; a Student-t interval over per-seed
+differences.
+
+The pooled test (`pooled_difference`, on `resampled_means`) compares two base runs once, whatever their seeds:
+per test text, each run's correctness averaged over its seeds (0, 1/S, ..., 1), then the mean over texts of the
+per-text difference, with a paired bootstrap over texts. Why this and not a stratified McNemar (Cochran-Mantel-
+Haenszel with one stratum per seed): the seeds of a base run are scored on the same texts, so a text that is hard
+for one seed is hard for the others; CMH counts each (text, seed) as an independent pair and so reads S seeds as S
+times the evidence, too small a p whenever seeds agree (a deterministic run repeated S times would count S
+times). Resampling texts keeps each text's seeds together, so the test's unit is the text, which is what varies
+between test sets; it needs no normal approximation and it gives the interval and the p-value from the same
+resamples. The p-value is two-sided: twice the smaller share of resampled differences on either side of 0 (each
+share counted as (1 + k) / (B + 1), so never 0), capped at 1; it is below 1 - confidence when (up to
+interpolation) the percentile interval leaves out 0. Its floor is 2 / (B + 1) (2e-4 with POOLED_RESAMPLES): Holm
+can still flag a family of up to (B + 1) x SIGNIFICANCE / 2 = 250 base runs.
 
 All work on what predictions.csv and metrics.json hold (true label and predicted class per test text,
 validation accuracy), so they can be recomputed for any finished run at any time.
@@ -15,6 +29,7 @@ CONFIDENCE = 0.95  # two-sided interval: the 2.5th and 97.5th percentiles of the
 BOOTSTRAP_SEED = 0  # one seed for every run: runs over the same test texts get the same resamples
 SIGNIFICANCE = 0.05  # family-wise: a Holm-adjusted McNemar p below this makes two runs distinguishable
 EXACT_BELOW = 25  # fewer discordant texts than this: exact binomial test; else chi-square, continuity-corrected
+POOLED_RESAMPLES = 10_000  # for the pooled test: its smallest p is 2 / (B + 1), so B bounds the Holm family
 _CHUNK = 200  # resamples drawn at once (bounded memory: _CHUNK x test rows indices)
 
 
@@ -71,6 +86,35 @@ def paired_bootstrap_difference(correct_run, correct_reference, resamples: int =
     per_text = run.astype(np.int8) - reference.astype(np.int8)  # +1, 0 or -1 per text
     means = np.concatenate([per_text[indices].mean(axis=1) for indices in _resamples(n, resamples, seed)])
     return (float(per_text.mean()), *_percentile_interval(means, confidence))
+
+
+def resampled_means(columns, resamples: int = POOLED_RESAMPLES, seed: int = BOOTSTRAP_SEED) -> np.ndarray:
+    """[resamples, k]: the mean of each of the k columns of `columns` ([texts, k], e.g. each base run's
+    seed-averaged correctness per text) on the same bootstrap resamples of texts (the rows), those of
+    `_resamples(texts, resamples, seed)`. A column's difference from another, resample by resample, is the paired
+    bootstrap of their difference."""
+    columns = np.asarray(columns, dtype=np.float64)
+    n = len(columns)
+    if n == 0:
+        return np.full((resamples, columns.shape[1] if columns.ndim == 2 else 0), np.nan)
+    means = []
+    for indices in _resamples(n, resamples, seed):
+        size = len(indices)  # times each text was drawn, per resample: the same as gathering the drawn rows
+        counts = np.bincount((indices + np.arange(size)[:, None] * n).ravel(), minlength=size * n).reshape(size, n)
+        means.append(counts @ columns / n)
+    return np.concatenate(means)
+
+
+def pooled_difference(observed: float, resampled, confidence: float = CONFIDENCE) -> tuple[float, float, float, float]:
+    """(difference, low, high, p) from the observed mean difference over texts and its paired bootstrap
+    (`resampled`: the same difference on each resample, e.g. a column of resampled_means minus another): the
+    percentile interval, and the two-sided p of the module docstring; all NaN without a difference."""
+    resampled = np.asarray(resampled, dtype=np.float64)
+    if np.isnan(observed) or len(resampled) == 0 or np.isnan(resampled).any():
+        return np.nan, np.nan, np.nan, np.nan
+    below, above = int(np.sum(resampled <= 0)), int(np.sum(resampled >= 0))  # ties at 0 count on both sides
+    p = min(1.0, 2 * (1 + min(below, above)) / (len(resampled) + 1))
+    return (float(observed), *_percentile_interval(resampled, confidence), p)
 
 
 def mcnemar(correct_a, correct_b) -> float:

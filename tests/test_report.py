@@ -1,6 +1,8 @@
 """report.md and plots/, rebuilt from run folders (constructed here, nothing trained)."""
 from __future__ import annotations
 
+import io
+import json
 import re
 
 import numpy as np
@@ -32,7 +34,10 @@ def study(tmp_path):
               trainable=27_620, total=27_620, seconds_per_epoch=3.5)
     write_run(tmp_path, "C1_v1", true, predictions_with_errors(true, range(2, 44)), method="lora",
               epochs=epoch_rows([0.7, 0.85, 0.89]), trainable=644, total=28_264, seconds_per_epoch=1.25)
-    write_run(tmp_path, "D1_v1", true, true, method="lora", status="failed")
+    folder = write_run(tmp_path, "D1_v1", true, true, method="lora", status="failed")
+    record = json.loads((folder / "metrics.json").read_text())
+    record["error"] = f"OSError: no file named '{tmp_path}/models/tiny/config.json' in the model folder"
+    (folder / "metrics.json").write_text(json.dumps(record))
     return tmp_path
 
 
@@ -41,8 +46,10 @@ def test_every_plot_is_written_and_not_empty(study):
     plots = study / "plots"
     expected = {"compare-test-accuracy.png", "compare-f1-macro.png", "compare-seconds-per-epoch.png",
                 "compare-trainable-parameters.png", "A0-confusion.png", "B1_v1-curves.png", "B1_v1-confusion.png",
-                "C1_v1-curves.png", "C1_v1-confusion.png"}
-    assert {p.name for p in plots.glob("*.png")} == expected  # no curves for A0 (no epochs) nor D1_v1 (failed)
+                "C1_v1-curves.png", "C1_v1-confusion.png", "frontier.png"}
+    # no curves for A0 (no epochs) nor D1_v1 (failed); the frontier by trainable parameters: B and C (A0's
+    # vocabulary is no trainable parameters), none by training seconds (no run records them)
+    assert {p.name for p in plots.glob("*.png")} == expected
     for path in plots.glob("*.png"):
         width, height = _png_size(path)
         assert width >= 400 and height >= 200 and path.stat().st_size > 10_000, path.name
@@ -91,11 +98,14 @@ def test_report_table_statistics_data_and_image_links(study):
     assert float(interval[1]) < 0.75 < float(interval[2])
     assert "- **Reference run**: `B1_v1`, the run with the highest validation accuracy" in report
     assert "over the whole family of 3 comparisons" in report
-    assert "| `/data/ag_news` | 100 | 20 | 400 | World, Sports, Business, Sci/Tech | all |" in report
-    assert "| D1_v1 | RuntimeError: boom |" in report
+    # The data source by its folder's name, the run folders as "beside this report": no absolute path anywhere
+    assert "| `ag_news` | 100 | 20 | 400 | World, Sports, Business, Sci/Tech | all |" in report
+    assert "Rebuilt from the run folders beside this report (5 runs: 4 complete, 1 failed)." in report
+    assert "/data/ag_news" not in report and str(study) not in report and "](/" not in report
+    assert "| D1_v1 | OSError: no file named 'config.json' in the model folder |" in report
     assert "Means over seeds" not in report  # one seed each
     links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", report)
-    assert len(links) == 10 and all((study / link).is_file() for link in links)
+    assert len(links) == 11 and all((study / link).is_file() for link in links)  # 10 before, and the frontier (B, C)
     assert "plots/B1_v1-curves.png" in links and not any(link.startswith("/") for link in links)
 
 
@@ -172,14 +182,28 @@ def test_empty_folder_gives_a_report_without_tables(tmp_path):
     assert list((tmp_path / "plots").glob("*.png")) == []
 
 
-def test_pareto_optimal_points_by_hand():
-    from evaluation.plots import pareto_optimal
+def test_pareto_optimal_beyond_noise_by_hand():
+    from evaluation.plots import pareto_within_noise
 
-    # cost, accuracy: (1, 0.80) cheapest; (2, 0.85) better for more; (3, 0.84) dominated by (2, 0.85);
-    # (4, 0.90) best; (4, 0.88) dominated by (4, 0.90) at equal cost; (5, 0.90) dominated at equal accuracy
-    front = pareto_optimal([1, 2, 3, 4, 4, 5], [0.80, 0.85, 0.84, 0.90, 0.88, 0.90])
-    assert front.tolist() == [True, True, False, True, False, False]
-    assert pareto_optimal([1, 1], [0.5, 0.5]).tolist() == [True, True]  # equals dominate neither
+    # cost, accuracy; every pair distinguishable (p 0.01) except 1-2 (p 0.5) and 3-5 (not tested: other texts).
+    # 0 (1, 0.80) cheapest; 1 (2, 0.85) distinguishably better; 2 (3, 0.86) within noise of 1 and dearer:
+    # dominated by 1 (a plain Pareto front would keep it); 3 (4, 0.90) best; 4 (4, 0.88) distinguishably worse
+    # at equal cost: dominated; 5 (5, 0.89) has no test against 3, and every run cheaper than it is
+    # distinguishably less accurate: optimal.
+    p = np.full((6, 6), 0.01)
+    np.fill_diagonal(p, 1.0)
+    p[1, 2] = p[2, 1] = 0.5
+    p[3, 5] = p[5, 3] = np.nan
+    front = pareto_within_noise([1, 2, 3, 4, 4, 5], [0.80, 0.85, 0.86, 0.90, 0.88, 0.89], p)
+    assert front.tolist() == [True, True, False, True, False, True]
+    within = np.array([[1.0, 0.3], [0.3, 1.0]])
+    assert pareto_within_noise([1, 1], [0.5, 0.6], within).tolist() == [True, True]  # same cost, within noise
+    assert pareto_within_noise([1, 2], [0.5, 0.6], within).tolist() == [True, False]  # within noise, dearer
+    assert pareto_within_noise([1, 2], [0.5, 0.6], np.array([[1.0, 0.01], [0.01, 1.0]])).tolist() == [True, True]
+    # A chain: 1 is within noise of 0 and of 2, but 2 is distinguishably better than 0. 1 is off the front (0 is
+    # as accurate within noise and cheaper); 1 does not take 2 off with it: 2 is better than everything on it.
+    chain = np.array([[1.0, 0.5, 0.01], [0.5, 1.0, 0.5], [0.01, 0.5, 1.0]])
+    assert pareto_within_noise([1, 2, 3], [0.80, 0.81, 0.82], chain).tolist() == [True, False, True]
 
 
 def test_frontier_and_rank_sweep_plots_need_what_they_show(tmp_path):
@@ -237,6 +261,7 @@ def test_a_search_whose_best_is_at_the_edge_of_its_grid_says_so(tmp_path, best, 
     rebuild_outputs(tmp_path)
     report = (tmp_path / "report.md").read_text()
     assert "### C1_v1" in report
+    assert "Trials: `C1_v1/search.csv`." in report  # search/C1_v1/ is not in this folder: the run's own copy
     if flagged:
         assert f"**At the edge of its choices**: training.learning_rate={best:g} ({flagged})" in report
         assert "batch_size=8 (" not in report  # two choices: no edge to speak of
@@ -255,3 +280,138 @@ def test_frontier_labels_go_to_the_pareto_points_first_and_never_crowd():
     assert sorted(placed) == [1, 2, 3, 4]  # everything apart from it is named
     assert sorted(uncrowded(x, y, first=~front)) == [0, 2, 3, 4]  # the order decides which twin
     assert uncrowded(np.ones(3), np.ones(3), first=np.zeros(3, bool)) == [0]  # no span: one label
+
+
+MADE_UP_MEANS = ("label,base_run,method,seeds,validation_accuracy_mean,test_accuracy_mean,test_accuracy_mean_low,"
+                 "test_accuracy_mean_high,compared_to,accuracy_diff,p_holm,within_noise_of_best,trainable_parameters,"
+                 "optimizer_steps,train_seconds,peak_rss_increase_mb\n") + """\
+TF-IDF + Naive Bayes,A0,tfidf_nb,3 (identical predictions),,0.861,,,R1,-0.020,0.0004,False,,,0.05,1
+LoRA all-linear r 8,R1,lora,3,0.884,0.883,0.876,0.890,R1,,,True,339460,250,52.7,390
+IA3,IA1,peft,3,0.874,0.879,0.876,0.882,R1,-0.004,0.41,True,15364,250,31.4,224
+LayerNorm tuning,LN1,peft,3,0.870,0.873,0.865,0.881,R1,-0.010,0.09,True,11524,250,27.9,250
+full fine-tuning,FT1,full,3,0.873,0.877,0.868,0.886,R1,-0.006,0.20,True,22714756,63,29.1,93
+linear probe (head only),HD1,head,3,0.818,0.819,0.814,0.823,R1,-0.064,0.0004,False,1540,63,16.7,20
+"""
+
+
+def test_recommendation_names_the_right_runs_on_a_made_up_means_csv(tmp_path):
+    import pandas as pd
+
+    from evaluation.report import recommendation
+
+    (tmp_path / "means.csv").write_text(MADE_UP_MEANS)
+    lines = recommendation(pd.read_csv(tmp_path / "means.csv"))
+    assert lines[0] == "## Recommendation"
+    text = "\n".join(lines)
+    # Best by validation: R1 (0.884); within noise of it: IA1, FT1, LN1 (Holm p >= 0.05), in test-accuracy order;
+    # the head (HD1) and TF-IDF are distinguishable, so never named as cheaper, though they are the cheapest.
+    assert ("- **Best by validation**: LoRA all-linear r 8 (`R1`), mean validation accuracy 0.8840 over 3 seeds;"
+            " its mean test accuracy is 0.8830 [0.8760, 0.8900].") in lines
+    within = next(line for line in lines if line.startswith("- **Not distinguishable from it on test**"))
+    assert within.endswith(": IA3 (`IA1`), Δ -0.0040, Holm p 0.410; full fine-tuning (`FT1`), Δ -0.0060, Holm p"
+                           " 0.200; LayerNorm tuning (`LN1`), Δ -0.0100, Holm p 0.090.")
+    assert "HD1" not in text and "A0" not in text
+    assert ("- **Fewest trainable parameters** among these: LayerNorm tuning (`LN1`), 11,524 trainable parameters"
+            " (the reference: 339,460).") in lines
+    assert ("- **Fastest to train** among these: LayerNorm tuning (`LN1`), 27.9 s of training, mean over seeds"
+            " (the reference: 52.7 s).") in lines
+    assert ("- **Least memory** among these: full fine-tuning (`FT1`), +93 MB of peak resident memory over the"
+            " process's size at the run's start, highest of its seeds (the reference: +390 MB).") in lines
+
+
+def test_recommendation_when_every_other_run_is_distinguishable_and_the_reference_is_configured(tmp_path):
+    import pandas as pd
+
+    from evaluation.report import recommendation
+
+    frame = pd.read_csv(io.StringIO(MADE_UP_MEANS))
+    frame["compared_to"] = "FT1"  # the config's reference_run, not the best by validation
+    frame["within_noise_of_best"] = frame["base_run"] == "FT1"
+    lines = recommendation(frame)
+    assert any(line.startswith("- **Best by validation**: LoRA all-linear r 8 (`R1`)") for line in lines)
+    assert any(line.startswith("- **Reference**: full fine-tuning (`FT1`), named by the config's `reference_run`")
+               for line in lines)
+    assert any(line.startswith("- **Not distinguishable from it on test**: none;") for line in lines)
+    assert "- **Fewest trainable parameters** among these: full fine-tuning (`FT1`), 22,714,756 trainable" \
+           " parameters." in lines
+
+
+def test_report_opens_with_the_recommendation_then_the_means_sorted_by_test_accuracy(tmp_path):
+    true = labels(400)
+    for seed in (1, 2):
+        write_run(tmp_path, f"B1_v1_s{seed}", true, predictions_with_errors(true, range(40 + seed)), seed=seed,
+                  base_run_id="B1_v1", epochs=epoch_rows([0.9]), trainable=20_000)
+        write_run(tmp_path, f"C1_v1_s{seed}", true, predictions_with_errors(true, range(30 + seed)), seed=seed,
+                  base_run_id="C1_v1", method="lora", epochs=epoch_rows([0.8]), trainable=500)
+        write_run(tmp_path, f"A0_s{seed}", true, predictions_with_errors(true, range(100)), seed=seed,
+                  base_run_id="A0", method="tfidf_nb", trainable=5000, total=5000)
+    rebuild_outputs(tmp_path)
+    report = (tmp_path / "report.md").read_text()
+    headings = [line for line in report.splitlines() if line.startswith("## ")]
+    assert headings[:3] == ["## Recommendation", "## Base runs, seeds pooled", "## Data"]
+    assert headings.index("## Means over seeds") > 2 and headings.index("## Runs") > 2  # per-seed detail below
+    table = [line for line in report.split("## Base runs, seeds pooled")[1].split("## Data")[0].splitlines()
+             if line.startswith("| ")]
+    assert table[0].startswith("| label | base run | seeds |")
+    assert [row.split(" | ")[1] for row in table[1:]] == ["C1_v1", "B1_v1", "A0"]  # 0.92375, 0.89625, 0.75
+    assert table[1].startswith("| LoRA | C1_v1 | 2 |") and table[3].startswith("| TF-IDF + Naive Bayes | A0 |"
+                                                                            " 2 (identical predictions) | - | 0.7500 |")
+    assert "| full fine-tuning | B1_v1 | 2 | 0.9000 | 0.8962 [" in table[2]
+    assert "| **reference** | - | yes |" in table[2]
+    assert "- **Best by validation**: full fine-tuning (`B1_v1`)" in report
+    assert str(tmp_path) not in report
+
+
+def test_labels_name_the_method_and_its_settings():
+    from core.record import RunRecord
+    from evaluation.means import method_type, run_label
+
+    def record(method, config=None, **fields):
+        return RunRecord.model_validate({"run_id": "X1_v1_s1", "status": "complete", "method": method,
+                                         "config": config or {}, **fields})
+
+    adapter = lambda **settings: record("peft", {"adapter": settings})  # noqa: E731
+    lora = {"r": 8, "lora_alpha": 32, "target_modules": ["query", "value"], "use_rslora": False, "use_dora": False}
+    assert run_label(record("lora", {"lora": lora})) == "LoRA q+v r 8"
+    assert run_label(record("lora", {"lora": {**lora, "use_rslora": True, "r": 16}})) == "rsLoRA q+v r 16"
+    assert run_label(record("lora", {"lora": {**lora, "use_dora": True, "target_modules": ["all-linear"]}})) \
+        == "DoRA all-linear r 8"
+    assert run_label(adapter(peft_type="VERA", r=128, target_modules=["query", "value"])) == "VeRA q+v r 128"
+    assert run_label(adapter(peft_type="IA3", target_modules=["key", "value", "output"])) == "IA3"
+    assert run_label(adapter(peft_type="LN_TUNING", target_modules=["layer_norm"])) == "LayerNorm tuning"
+    assert run_label(adapter(peft_type="PROMPT_TUNING", num_virtual_tokens=20)) == "prompt tuning 20 tokens"
+    assert run_label(adapter(peft_type="LORA", r=8, target_modules=["query", "value"], loraplus_lr_ratio=16)) \
+        == "LoRA+ q+v r 8"
+    assert run_label(adapter(peft_type="LORA", r=8, target_modules=["query"], init_lora_weights="pissa_niter_4")) \
+        == "PiSSA q r 8"
+    assert run_label(adapter(peft_type="ADALORA", init_r=12, target_r=8, target_modules=["query", "value"])) \
+        == "AdaLoRA q+v r 12->8"
+    assert run_label(record("full")) == "full fine-tuning" and run_label(record("tfidf_nb")) == "TF-IDF + Naive Bayes"
+    assert run_label(record("peft", {"adapter": {"peft_type": "VERA", "r": 4}}, label="my VeRA")) == "my VeRA"
+    assert run_label(record("full", label="  ")) == "full fine-tuning"  # a blank label is no label
+    assert method_type(adapter(peft_type="VERA")) == "vera" and method_type(adapter(peft_type="ADALORA")) == "lora"
+    assert method_type(record("bitfit")) == "bitfit"
+
+
+@pytest.mark.parametrize("training, recorded, steps", [
+    ({"epochs": 2.0, "batch_size": 8}, None, 26),  # 100 texts: ceil(100 / 8) = 13 batches a epoch
+    ({"epochs": 1.5, "batch_size": 8}, None, 20),  # ceil(1.5 x 13) = ceil(19.5)
+    ({"epochs": 2.0, "batch_size": 8, "gradient_accumulation_steps": 2}, None, 14),  # ceil(13 / 2) = 7 a epoch
+    ({"epochs": 2.0, "batch_size": 8, "early_stopping_patience": 2}, None, None),  # it may stop sooner
+    ({"epochs": 2.0, "batch_size": 8}, 77, 77),  # the record's own count wins
+])
+def test_optimizer_steps_from_the_record_or_its_settings(tmp_path, training, recorded, steps):
+    import pandas as pd
+
+    true = labels(40)
+    folder = write_run(tmp_path, "B1_v1", true, true, epochs=epoch_rows([0.9]))
+    record = json.loads((folder / "metrics.json").read_text())
+    record["config"]["training"] = training
+    if recorded is not None:
+        record["optimizer_steps"] = recorded
+    (folder / "metrics.json").write_text(json.dumps(record))
+    write_run(tmp_path, "A0", true, true, method="tfidf_nb")
+    rebuild_outputs(tmp_path)
+    means = pd.read_csv(tmp_path / "means.csv").set_index("base_run")
+    assert (means.loc["B1_v1", "optimizer_steps"] == steps) if steps else pd.isna(means.loc["B1_v1", "optimizer_steps"])
+    assert pd.isna(means.loc["A0", "optimizer_steps"])  # it does not train

@@ -470,3 +470,104 @@ def test_choose_reference_with_one_candidate_and_with_missing_values_as_none():
     # validation accuracies from an object column (a run without one holds None)
     assert choose_reference(["A", "B", "C"], np.array([None, 0.8, 0.9], dtype=object)) == "C"
     assert choose_reference(["A"], np.array([None], dtype=object)) is None
+
+
+# ----------------------------------------------------------------------------------------------
+# means.csv: one pooled test per base run (evaluation/means.py)
+
+
+def test_pooled_difference_interval_and_two_sided_p_by_hand():
+    from evaluation.statistics import pooled_difference
+
+    resampled = np.array([-0.01, 0.02, 0.03, 0.04, 0.05, 0.06, 0.07, 0.08, 0.09])  # 9 resamples, 1 below 0
+    # p = 2 x (1 + min(#<=0, #>=0)) / (B + 1) = 2 x (1 + 1) / 10; the 80% interval: numpy's percentiles 10 and 90
+    # of 9 values, positions 0.8 and 7.2: -0.01 + 0.8 x 0.03 = 0.014 and 0.08 + 0.2 x 0.01 = 0.082
+    difference, low, high, p = pooled_difference(0.05, resampled, confidence=0.8)
+    assert (difference, low, high, p) == pytest.approx((0.05, 0.014, 0.082, 0.4))
+    assert pooled_difference(0.0, np.zeros(9))[3] == 1.0  # every resample ties at 0: counts on both sides, capped
+    assert pooled_difference(-0.05, -resampled, confidence=0.8)[3] == pytest.approx(0.4)  # two-sided: the mirror
+    assert pooled_difference(0.05, resampled + 0.02)[3] == pytest.approx(2 / 10)  # none below: the floor 2/(B+1)
+    assert np.isnan(pooled_difference(np.nan, resampled)).all()
+
+
+def test_resampled_means_are_the_means_of_the_drawn_texts():
+    from evaluation.statistics import _resamples, resampled_means
+
+    columns = np.array([[1.0, 0.5], [0.0, 0.5], [1.0, 0.0], [0.0, 1.0], [0.5, 0.5]])  # 5 texts, 2 runs
+    drawn = np.concatenate(list(_resamples(5, 450, seed=3)))  # the same resamples, gathered text by text
+    expected = np.stack([columns[:, 0][drawn].mean(axis=1), columns[:, 1][drawn].mean(axis=1)], axis=1)
+    assert np.allclose(resampled_means(columns, resamples=450, seed=3), expected)
+
+
+def _means_study(tmp_path):
+    """40 texts. B (2 seeds, the reference by validation): wrong on 0-3 and on 0-1, 4-5. C (3 seeds): wrong on 0-5,
+    0-7, 2-9. D (1 seed): wrong on 0-11. T (TF-IDF, 3 seeds): the same 8 wrong each time. F: every seed failed."""
+    true = labels(40)
+    for seed, wrong in ((1, [0, 1, 2, 3]), (2, [0, 1, 4, 5])):
+        write_run(tmp_path, f"B1_v1_s{seed}", true, predictions_with_errors(true, wrong), seed=seed,
+                  base_run_id="B1_v1", epochs=epoch_rows([0.9]))
+    for seed, wrong in ((1, range(0, 6)), (2, range(0, 8)), (3, range(2, 10))):
+        write_run(tmp_path, f"C1_v1_s{seed}", true, predictions_with_errors(true, wrong), seed=seed,
+                  base_run_id="C1_v1", method="lora", epochs=epoch_rows([0.8]))
+    write_run(tmp_path, "D1_v1_s1", true, predictions_with_errors(true, range(12)), seed=1, base_run_id="D1_v1",
+              method="head", epochs=epoch_rows([0.7]))
+    for seed in (1, 2, 3):
+        write_run(tmp_path, f"T0_s{seed}", true, predictions_with_errors(true, range(30, 38)), seed=seed,
+                  base_run_id="T0", method="tfidf_nb", trainable=9000, total=9000)
+        write_run(tmp_path, f"F1_v1_s{seed}", true, true, seed=seed, base_run_id="F1_v1", status="failed")
+    from evaluation.report import rebuild_outputs
+    rebuild_outputs(tmp_path)
+    return pd.read_csv(tmp_path / "means.csv").set_index("base_run")
+
+
+def test_means_csv_pools_seeds_per_text_by_hand(tmp_path):
+    means = _means_study(tmp_path)
+    for column in ("label", "seeds", "test_accuracy_mean", "test_accuracy_mean_low", "test_accuracy_mean_high",
+                   "accuracy_diff", "accuracy_diff_low", "accuracy_diff_high", "p_holm", "within_noise_of_best",
+                   "trainable_parameters", "optimizer_steps", "train_seconds", "peak_rss_increase_mb"):
+        assert column in means.columns
+    assert sorted(means.index) == ["B1_v1", "C1_v1", "D1_v1", "T0"]  # F1_v1: no complete seed, no row
+    assert (means["compared_to"] == "B1_v1").all()
+    # Seed-averaged correctness per text. B: texts 0, 1: 0; 2-5: 1/2; else 1. C: 0, 1: 1/3; 2-5: 0; 6, 7: 1/3;
+    # 8, 9: 2/3; else 1. C - B: 2 x 1/3 + 4 x (-1/2) + 2 x (-2/3) + 2 x (-1/3) = -10/3 over 40 texts = -1/12.
+    c = means.loc["C1_v1"]
+    assert c["accuracy_diff"] == pytest.approx(-1 / 12)
+    assert c["accuracy_diff_low"] < -1 / 12 < c["accuracy_diff_high"]
+    # C's seeds: 34, 32, 32 of 40 right: mean 0.816667, sd 0.028868, t(0.975, 2 df) x sd / sqrt(3) = 0.071711
+    assert (c["test_accuracy_mean"], c["test_accuracy_mean_low"], c["test_accuracy_mean_high"]) == pytest.approx(
+        (0.816667, 0.744956, 0.888378), abs=1e-6)
+    assert c["seeds"] == "3" and c["label"] == "LoRA"  # a lora record without its settings: the name alone
+    # D - B: texts 0, 1: 0 - 0; 2-5: 0 - 1/2; 6-11: 0 - 1: -8/40 = -0.2, every text's difference <= 0, so no
+    # resample is above 0 (one of only the 30 zero texts has chance 0.75^40): p is the floor 2 / (10,000 + 1)
+    d = means.loc["D1_v1"]
+    assert d["accuracy_diff"] == pytest.approx(-0.2)
+    assert d["accuracy_diff_low"] < -0.2 < d["accuracy_diff_high"] < 0
+    assert d["p_value"] == pytest.approx(2 / 10_001)
+    assert d["test_accuracy_mean"] == pytest.approx(0.7) and pd.isna(d["test_accuracy_mean_low"])  # one seed
+    assert d["label"] == "linear probe (head only)"
+    # The deterministic TF-IDF run: its one value, no interval, and `seeds` says so; T - B = 0.8 - 0.9
+    t = means.loc["T0"]
+    assert t["seeds"] == "3 (identical predictions)" and bool(t["deterministic"])
+    assert t["test_accuracy_mean"] == pytest.approx(0.8)
+    assert pd.isna(t["test_accuracy_mean_low"]) and pd.isna(t["test_accuracy_mean_high"])
+    assert t["accuracy_diff"] == pytest.approx(-0.1) and t["label"] == "TF-IDF + Naive Bayes"
+    assert pd.isna(t["trainable_parameters"])  # a vocabulary is no trainable parameters
+    assert not bool(means.loc["C1_v1", "deterministic"])
+    b = means.loc["B1_v1"]
+    assert pd.isna(b["accuracy_diff"]) and pd.isna(b["p_holm"]) and bool(b["within_noise_of_best"])
+
+
+def test_holm_in_means_csv_runs_over_every_other_base_run_including_untestable_ones(tmp_path):
+    means = _means_study(tmp_path)
+    # The family: C, D, T and F (every seed failed: p counts as 1), not the reference B. Holm by hand over 4.
+    raw = {base: means.loc[base, "p_value"] for base in ("C1_v1", "D1_v1", "T0")}
+    order = sorted(raw, key=raw.get)
+    expected, running = {}, 0.0
+    for rank, base in enumerate(order):
+        running = max(running, (4 - rank) * raw[base])
+        expected[base] = min(running, 1.0)
+    for base in raw:
+        assert means.loc[base, "p_holm"] == pytest.approx(expected[base])
+        assert bool(means.loc[base, "within_noise_of_best"]) == (expected[base] >= 0.05)
+    assert means.loc["D1_v1", "p_holm"] == pytest.approx(4 * 2 / 10_001)  # the smallest p, times 4
+    assert not bool(means.loc["D1_v1", "within_noise_of_best"])
