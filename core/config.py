@@ -119,6 +119,19 @@ class TrainingConfig(Strict):
     #                                                 schedule still spans `epochs`. Set by budget.train_seconds
 
 
+def optimizer_steps(train_rows: int, batch_size: int, accumulation: int = 1, epochs: float = 1.0,
+                    max_steps: int | None = None, world_size: int = 1) -> int:
+    """A run's optimizer steps as the Hugging Face Trainer counts them: `max_steps` where set, else
+    ceil(epochs x steps per epoch), steps per epoch = ceil(ceil(rows / (batch x world size)) / accumulation)."""
+    if max_steps is not None:
+        return max_steps
+    return math.ceil(epochs * steps_per_epoch(train_rows, batch_size, accumulation, world_size))
+
+
+def steps_per_epoch(train_rows: int, batch_size: int, accumulation: int = 1, world_size: int = 1) -> int:
+    return max(1, math.ceil(math.ceil(train_rows / (batch_size * world_size)) / accumulation))
+
+
 def _all_optional(model: type[Strict], name: str) -> type[Strict]:
     """The same fields as `model`, every one optional: a set of overrides."""
     def optional(info):  # the field's constraints (gt=0, ...) are kept

@@ -13,14 +13,13 @@ run with p_holm >= SIGNIFICANCE. The per-seed tests stay in summary.csv as detai
 The reference is summary.csv's (evaluation/summary.reference_base_run: the config's reference_run, else the best
 mean validation accuracy over complete seeds; the test split never enters the choice).
 
-`optimizer_steps`: the record's own `optimizer_steps` when it has one (top level or under `timing`); else the
+`optimizer_steps`: the record's own (`budget.optimizer_steps`; older records: top level or `timing`); else the
 steps the run was set to take on one device, as the HF Trainer counts them: ceil(epochs x ceil(ceil(train texts /
 batch_size) / gradient_accumulation_steps)); empty for runs that do not train, and for runs with early stopping
 (they may stop sooner).
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from core.config import METHODS
+from core.config import optimizer_steps as steps
 from core.files import write_csv_atomic
 from core.record import RunRecord
 from evaluation.statistics import SIGNIFICANCE, holm, pooled_difference, resampled_means, t_interval
@@ -212,6 +212,8 @@ def method_type(record: RunRecord) -> str:
 
 def optimizer_steps(record: RunRecord) -> int | None:
     """See the module docstring: recorded, else set by the config (one device, no early stopping), else None."""
+    if record.budget is not None and record.budget.optimizer_steps is not None:
+        return record.budget.optimizer_steps
     for holder in (record.model_extra or {}, (record.timing.model_extra or {}) if record.timing else {}):
         if isinstance(holder.get("optimizer_steps"), (int, float)):
             return int(holder["optimizer_steps"])
@@ -220,9 +222,8 @@ def optimizer_steps(record: RunRecord) -> int | None:
         return None
     if training.get("early_stopping_patience") or not training.get("batch_size") or not training.get("epochs"):
         return None
-    batches = math.ceil(train_texts / training["batch_size"])
-    per_epoch = max(math.ceil(batches / training.get("gradient_accumulation_steps", 1)), 1)
-    return math.ceil(training["epochs"] * per_epoch)
+    return steps(train_texts, training["batch_size"], training.get("gradient_accumulation_steps", 1),
+                 training["epochs"], training.get("max_steps"))
 
 
 def _adapter_label(name: str, settings: dict) -> str:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from evaluation import plots
+from evaluation import fairness, plots
 from evaluation.means import rebuild_means
 from evaluation.statistics import CONFIDENCE, EXACT_BELOW, POOLED_RESAMPLES, RESAMPLES, SIGNIFICANCE, choose_reference
 from evaluation.summary import read_records, rebuild_summaries, seed_means, with_interval
@@ -45,6 +45,7 @@ def render(summary: pd.DataFrame, records: list[RunRecord], figures: dict[str, l
     complete = summary[summary["status"] == "complete"]
     if base_means is not None and not base_means.empty:
         lines += recommendation(base_means) + base_means_section(base_means)
+    lines += fairness.section(records)
     lines += _data_section(records)
     if complete.empty:
         lines += ["No run has completed yet.", ""]

@@ -28,7 +28,6 @@ import contextlib
 import hashlib
 import itertools
 import json
-import os
 import random
 import shutil
 import tempfile
@@ -38,6 +37,7 @@ from pathlib import Path
 import pandas as pd
 from transformers import TrainerCallback
 
+from core import distributed
 from core.config import PipelineConfig, SearchConfig, search_dimensions
 from core.files import write_csv_atomic, write_json_atomic, write_text_atomic
 from core.hardware import is_main_process, pick_device
@@ -75,7 +75,7 @@ class Searches:
                 # One process searches a base run at a time (others wait, then find it done): a trial left
                 # RUNNING in the study can then only be a killed process's, which _fail_interrupted relies on.
                 lock = run_lock(Path(self.config.output_dir), f"search-{run.base_run_id}")
-                with lock if int(os.environ.get("WORLD_SIZE", "1")) == 1 else contextlib.nullcontext():
+                with lock if distributed.world_size() == 1 else contextlib.nullcontext():
                     result = self._results[run.base_run_id] = self._search(run)
                 chosen = " ".join(f"{key}={value}" for key, value in result["params"].items())
                 self.log(f"      {run.base_run_id}: chose trial {result['best_trial']} of {result['n_trials']}"
@@ -91,12 +91,12 @@ class Searches:
         config, search = self.config, run.search
         folder = search_folder(config, run)
         identity = _identity(run, config)
-        distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1  # torchrun: the ranks may only read a search
+        sharded = distributed.world_size() > 1  # torchrun: the ranks may only read a search
         started = read_json(folder / "search.json").get("identity") == identity
-        if distributed and not (started and (folder / "study.journal").is_file()):
+        if sharded and not (started and (folder / "study.journal").is_file()):
             raise SearchError(f"search: {run.base_run_id}'s search has not run with these settings; run it in one"
                               f" process first (python main.py --only {run.base_run_id}), then under torchrun")
-        if not distributed:
+        if not sharded:
             if self.force or not started:  # a new search: settings, data or space changed, or --force
                 shutil.rmtree(folder, ignore_errors=True)
             write_json_atomic(folder / "search.json", {
@@ -104,13 +104,13 @@ class Searches:
                 "seed": config.seed, "settings": base_run(run, config).resolved()})
         dimensions = search_dimensions(search, run.method)[0]
         study = open_study(folder, search, config.seed, dimensions)
-        if not distributed:
+        if not sharded:
             _fail_interrupted(study)
             for scratch in folder.glob(".trial-*"):  # a killed trial's scratch folder
                 shutil.rmtree(scratch, ignore_errors=True)
         missing = trials_left(study, search, dimensions)
         if missing > 0:
-            if distributed:
+            if sharded:
                 raise SearchError(f"search: {run.base_run_id}'s search is unfinished ({missing} of {search.n_trials}"
                                   f" trials missing); finish it in one process first"
                                   f" (python main.py --only {run.base_run_id}), then run under torchrun")

@@ -2,7 +2,6 @@
 wrapped (tasks/adapters.py) and, for a few PEFT methods, a hook (tasks/hooks.py)."""
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +13,7 @@ from transformers import (DataCollatorWithPadding, PrinterCallback, Trainer, Tra
 from dataset import tokenize
 from core import distributed
 from core.checkpoints import latest_checkpoint, remove_incomplete_checkpoints
+from core.config import steps_per_epoch
 from evaluation.epoch_logs import epoch_rows, step_rows
 from evaluation.flops import parameter_groups, training_flops
 from evaluation.inference import predict_probabilities
@@ -130,8 +130,8 @@ def spent(method: str, trainer, training, train_rows: int, mean_length: float) -
     evaluation/flops.py), whatever unit its budget was given in."""
     steps = trainer.state.global_step
     per_step = training.batch_size * training.gradient_accumulation_steps * distributed.world_size()
-    per_epoch = max(1, math.ceil(math.ceil(train_rows / (training.batch_size * distributed.world_size()))
-                                 / training.gradient_accumulation_steps))
+    per_epoch = steps_per_epoch(train_rows, training.batch_size, training.gradient_accumulation_steps,
+                                distributed.world_size())
     epochs, rest = divmod(steps, per_epoch)
     samples = epochs * train_rows + min(rest * per_step, train_rows)
     counts = parameter_groups(trainer.model)

@@ -7,13 +7,13 @@ them; tasks/adapters.py lists their keys as valid. Adding a hook: a subclass of 
 """
 from __future__ import annotations
 
-import math
 import shutil
 import warnings
 from pathlib import Path
 
 import torch
 from transformers import TrainerCallback
+from core.config import optimizer_steps
 
 
 class Hook:
@@ -120,7 +120,5 @@ def prepare(settings: dict, peft_type: str, total_steps: int | None) -> dict:
 
 def total_steps(train_rows: int, training) -> int:
     """Optimizer steps of a run, as the Trainer counts them (one device); `max_steps` where the budget sets it."""
-    if getattr(training, "max_steps", None) is not None:
-        return training.max_steps
-    per_epoch = math.ceil(math.ceil(train_rows / training.batch_size) / training.gradient_accumulation_steps)
-    return math.ceil(per_epoch * training.epochs)
+    return optimizer_steps(train_rows, training.batch_size, training.gradient_accumulation_steps, training.epochs,
+                           training.max_steps)

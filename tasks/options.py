@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 from sklearn.utils.class_weight import compute_class_weight
 
-from core.config import ConfigError
+from core import distributed
+from core.config import ConfigError, steps_per_epoch
 
 TRACKERS = {"tensorboard": "tensorboard", "mlflow": "mlflow"}  # report_to name: the package it needs
 
@@ -80,10 +81,9 @@ def schedule(training, train_rows: int) -> dict:
         arguments = dict(eval_strategy="epoch", save_strategy="epoch", logging_strategy="epoch")
         every = None
     else:
-        world = int(os.environ.get("WORLD_SIZE", "1"))
-        batches = math.ceil(train_rows / (training.batch_size * world))
-        steps_per_epoch = max(1, math.ceil(batches / training.gradient_accumulation_steps))
-        every = max(1, math.ceil(steps_per_epoch / training.evaluations_per_epoch))
+        per_epoch = steps_per_epoch(train_rows, training.batch_size, training.gradient_accumulation_steps,
+                                    distributed.world_size())
+        every = max(1, math.ceil(per_epoch / training.evaluations_per_epoch))
         arguments = dict(eval_strategy="steps", eval_steps=every, save_strategy="steps", save_steps=every,
                          logging_strategy="steps", logging_steps=every)
     if training.logging_steps is not None:
