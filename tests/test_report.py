@@ -348,9 +348,9 @@ def test_report_opens_with_the_recommendation_then_the_means_sorted_by_test_accu
     rebuild_outputs(tmp_path)
     report = (tmp_path / "report.md").read_text()
     headings = [line for line in report.splitlines() if line.startswith("## ")]
-    assert headings[:3] == ["## Recommendation", "## Base runs, seeds pooled", "## Data"]
+    assert headings[:4] == ["## Recommendation", "## Base runs, seeds pooled", "## Budget and tuning", "## Data"]
     assert headings.index("## Means over seeds") > 2 and headings.index("## Runs") > 2  # per-seed detail below
-    table = [line for line in report.split("## Base runs, seeds pooled")[1].split("## Data")[0].splitlines()
+    table = [line for line in report.split("## Base runs, seeds pooled")[1].split("## Budget and tuning")[0].splitlines()
              if line.startswith("| ")]
     assert table[0].startswith("| label | base run | seeds |")
     assert [row.split(" | ")[1] for row in table[1:]] == ["C1_v1", "B1_v1", "A0"]  # 0.92375, 0.89625, 0.75
