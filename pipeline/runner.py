@@ -235,7 +235,7 @@ def execute(run: Run, context: RunContext, run_fingerprint: str | None = None, t
         return Outcome(run.run_id, "failed" if error else "complete", seconds, error)
     fields = {
         "run_id": run.run_id, "base_run_id": run.base_run_id, "task": run.task, "method": run.method,
-        "model": run.model, "model_number": run.model_number, "variant": run.variant,
+        "model": run.model, "model_number": run.model_number, "variant": run.variant, "label": run.label,
         "status": "failed" if error else "complete", "error": error, "fingerprint": run_fingerprint,
         "started_at": started_at.isoformat(timespec="milliseconds"),
         "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds"),
