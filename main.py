@@ -34,7 +34,7 @@ class Parser(argparse.ArgumentParser):
 
 def program() -> str:
     """How this was started: the installed command, or the script."""
-    return "ftcompare" if Path(sys.argv[0]).name == "ftcompare" else "python main.py"
+    return "ftcompare" if Path(sys.argv[0]).stem == "ftcompare" else "python main.py"
 
 
 def version() -> str:

@@ -131,7 +131,8 @@ def test_a_tasks_label_is_written_to_metrics_json_and_changing_it_reruns_nothing
 @pytest.mark.parametrize("argv, message", [
     (["--only", "Z9"], "--only: Z9 is not a run of this config"),
     (["training.epochs=0"], "training.epochs: 0 is invalid"),
-    (["badoverride"], "expected KEY=VALUE"),
+    (["badoverride"], "unknown command 'badoverride'; commands: run, predict, export, report"),
+    (["bad.override"], "expected KEY=VALUE"),
     (["--frobnicate"], "unrecognized arguments: --frobnicate"),
 ])
 def test_usage_and_config_errors_exit_2_with_one_line(tmp_path, tiny_data, tiny_models, capsys, argv, message):
