@@ -1,11 +1,13 @@
 """Fine-tune and evaluate transformer text classifiers, as planned in config.yaml.
 
-    python main.py [--config PATH] [--only RUN_ID ...] [--dry-run] [--force] [--quiet] [--set KEY=VALUE ...] [KEY=VALUE ...]
-                   [--executor sequential|ray] [--cpus-per-run N] [--gpus-per-run N] [--ray-address ADDRESS]
+    python main.py [run] [--config PATH] [--only NAME ...] [--dry-run] [--force] [--quiet] [--set KEY=VALUE ...]
+                   [KEY=VALUE ...] [--executor sequential|ray] [--cpus-per-run N] [--gpus-per-run N] [--ray-address ADDRESS]
     python main.py predict RUN_ID [TEXT ...] [--file PATH [--out PATH]] [--config PATH] [--set KEY=VALUE ...]
     python main.py export RUN_ID DIR [--config PATH] [--set KEY=VALUE ...]
     python main.py report [--config PATH] [--set KEY=VALUE ...] [KEY=VALUE ...]
+    python main.py --version
 
+Installed (`pip install -e .`), the command `ftcompare` is the same as `python main.py`.
 Options may come before or after the positional arguments.
 
 Exit codes: 0 every run complete (or held by another process), 1 a run failed, 2 a config, data or usage error.
@@ -15,6 +17,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from importlib import metadata
+from pathlib import Path
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # tokenisation is batched already
 
@@ -25,7 +29,23 @@ class UsageError(Exception):
 
 class Parser(argparse.ArgumentParser):
     def error(self, message):  # one line, exit 2, no usage dump
-        raise UsageError(f"{message}; see python {self.prog} --help")
+        raise UsageError(f"{message}; see {self.prog} --help")
+
+
+def program() -> str:
+    """How this was started: the installed command, or the script."""
+    return "ftcompare" if Path(sys.argv[0]).stem == "ftcompare" else "python main.py"
+
+
+def version() -> str:
+    """The installed package's version; a checkout that is not installed reads its pyproject.toml."""
+    try:
+        return metadata.version("ftcompare")
+    except metadata.PackageNotFoundError:
+        import tomllib
+
+        with open(Path(__file__).with_name("pyproject.toml"), "rb") as file:
+            return tomllib.load(file)["project"]["version"]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -34,8 +54,9 @@ class Parser(argparse.ArgumentParser):
 
 def run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", default="config.yaml", help="the YAML file to run (default: config.yaml)")
-    parser.add_argument("--only", nargs="+", metavar="RUN_ID",
-                        help="run only these run ids (e.g. A0 B1_v1; with seeds, B1_v1 means every seed of it)")
+    parser.add_argument("--only", nargs="+", metavar="NAME",
+                        help="run only these: a task (B: all its runs), a task and model number (B1: B1_v1, B1_v2,"
+                             " ...) or a run id (B1_v1; with seeds, every seed of it; B1_v1_s43: one seed)")
     parser.add_argument("--dry-run", action="store_true",
                         help="print the plan: per run its trainable parameters, an estimated time and whether it"
                              " will run, resume or be skipped; train nothing")
@@ -148,8 +169,6 @@ def _check_texts(texts: list[str]) -> None:
 
 
 def report(args) -> int:
-    from pathlib import Path
-
     from core.config import ConfigError, load_config
     from pipeline.plan import build_plan
 
@@ -174,6 +193,14 @@ COMMANDS = {  # name: (help, arguments, command); `run` is also what a command l
 }
 
 
+USAGE = {  # each command's line in the usage; `NAME --help` gives its options
+    "run": "[run] [--config PATH] [--only NAME ...] [--dry-run] [--force] [--quiet] [options] [KEY=VALUE ...]",
+    "predict": "predict RUN_ID [TEXT ...] [--file PATH [--out PATH]] [--config PATH] [--set KEY=VALUE]",
+    "export": "export RUN_ID DIR [--config PATH] [--set KEY=VALUE]",
+    "report": "report [--config PATH] [KEY=VALUE ...]",
+}
+
+
 def parse_args(argv: list[str]) -> tuple[str, argparse.Namespace]:
     name = argv[0] if argv and argv[0] in COMMANDS else "run"
     rest = argv[1:] if argv and argv[0] == name else argv
@@ -181,15 +208,32 @@ def parse_args(argv: list[str]) -> tuple[str, argparse.Namespace]:
     epilog = "Options may come before or after the positional arguments."
     if name == "run":
         epilog += " Other commands: " + ", ".join(f"{n} ({h})" for n, (h, _, _) in COMMANDS.items() if n != "run")
-    parser = Parser(prog="main.py" if name == "run" else f"main.py {name}", description=description, epilog=epilog)
+        usage = "\n       ".join(f"{program()} {USAGE[n]}" for n in COMMANDS) + f"\n       {program()} --version"
+        parser = Parser(prog=program(), usage=usage, description=description, epilog=epilog)
+        parser.add_argument("--version", action="version", version=f"ftcompare {version()}")
+    else:
+        parser = Parser(prog=f"{program()} {name}", description=description, epilog=epilog)
     add_arguments(parser)
     args = parser.parse_intermixed_args(rest)  # options before or after the texts
+    if name == "run":
+        _check_command(args.overrides)
     if hasattr(args, "overrides"):
         args.overrides = args.set + args.overrides
     if getattr(args, "only", None):  # `--only B1_v1 key=value`: the greedy list stops being run ids at KEY=VALUE
         args.overrides = [x for x in args.only if "=" in x] + args.overrides
         args.only = [x for x in args.only if "=" not in x]
     return name, args
+
+
+def _check_command(words: list[str]) -> None:
+    """`main.py train`: a word that is neither a command nor KEY=VALUE (nor a dotted key missing its value) was
+    meant as a command."""
+    from core.config import bounded, did_you_mean
+
+    for word in words:
+        if "=" not in word and "." not in word:
+            raise UsageError(f"unknown command {bounded(word)!r}{did_you_mean(word, COMMANDS)};"
+                             f" commands: {', '.join(COMMANDS)} (a config override is KEY=VALUE)")
 
 
 def main(argv=None) -> int:

@@ -198,15 +198,28 @@ METHODS = {
 }
 
 
+DEFAULT_VARIANT = "v1"  # what a task of a method that trains runs when it lists no variants
+
+
 class TaskConfig(Strict):
     method: str
+    label: str | None = None  # the method's name in reports, e.g. "LoRA q+v r 8" (not part of a run's identity)
     models: list[PositiveInt] | None = None  # model numbers (1-based); default: every model
-    variants: list[str] = Field(default_factory=list)  # training variants, for methods that train
+    variants: list[str] = Field(default_factory=list)  # training variants; default [v1] for methods that train
     training: TrainingOverrides = Field(default_factory=TrainingOverrides)  # type: ignore[valid-type]
     lora: LoraOverrides | None = None  # type: ignore[valid-type]
     adapter: dict[str, Any] | None = None  # method peft: peft_type and PEFT's own config fields
     search: SearchConfig | None = None  # search these settings on validation before each of its runs
     enabled: bool = True
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_variants(cls, data: Any) -> Any:
+        """A task of a method that trains and names no variants runs variant v1."""
+        if isinstance(data, dict) and data.get("variants") is None and isinstance(data.get("method"), str) \
+                and METHODS.get(data["method"], {}).get("trains"):
+            return {**data, "variants": [DEFAULT_VARIANT]}
+        return data
 
 
 class BudgetConfig(Strict):
@@ -254,7 +267,7 @@ class PipelineConfig(Strict):
     dataset: DatasetConfig = Field(default_factory=DatasetConfig)
     models: list[str] = Field(min_length=1)  # local folders or hub ids; numbered from 1 in run ids
     training: TrainingConfig = Field(default_factory=TrainingConfig)
-    variants: dict[str, VariantConfig] = Field(default_factory=lambda: {"v1": VariantConfig()})
+    variants: dict[str, VariantConfig] = Field(default_factory=lambda: {DEFAULT_VARIANT: VariantConfig()})
     lora: LoraConfig = Field(default_factory=LoraConfig)
     tasks: dict[str, TaskConfig] = Field(min_length=1)
     executor: Literal["sequential", "ray"] = "sequential"  # sequential: one run after another, in this process
@@ -295,8 +308,9 @@ class PipelineConfig(Strict):
                 problems.append(f"{where}.models: method {task.method!r} uses no transformer model; remove models")
             for variant in task.variants:
                 if variant not in self.variants:
-                    problems.append(f"{where}.variants: unknown variant {variant!r}{did_you_mean(variant, self.variants)};"
-                                    f" defined: {', '.join(self.variants) or 'none'}")
+                    default = " (the default when a task lists none)" if task.variants == [DEFAULT_VARIANT] else ""
+                    problems.append(f"{where}.variants: unknown variant {variant!r}{default}"
+                                    f"{did_you_mean(variant, self.variants)}; defined: {', '.join(self.variants) or 'none'}")
                 else:
                     for block in ("lora", "adapter"):
                         if getattr(self.variants[variant], block) is not None and method["settings"] != block:
@@ -596,6 +610,12 @@ def _resolve_paths(config: PipelineConfig, base_dir: Path) -> PipelineConfig:
 def did_you_mean(word: str, choices) -> str:
     close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.6)
     return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def bounded(text: str, limit: int = 40) -> str:
+    """`text` cut to `limit` characters for a message: a message never repeats a whole pasted file."""
+    text = str(text)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def _explain(error: ValidationError) -> list[str]:

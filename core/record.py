@@ -90,6 +90,7 @@ class RunRecord(BaseModel):
     model: str | None = None
     model_number: int | None = None
     variant: str | None = None
+    label: str | None = None  # the task's `label:`, the method's name in reports; absent from records before it
     status: RunStatus
     error: str | None = None
     fingerprint: str | None = None  # pipeline/run_state.py: settings, data and hardware it ran under

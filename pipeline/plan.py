@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-from core.config import METHODS, ConfigError, LoraConfig, PipelineConfig, SearchConfig, TrainingConfig, did_you_mean
+from core.config import (METHODS, ConfigError, LoraConfig, PipelineConfig, SearchConfig, TrainingConfig, bounded,
+                         did_you_mean)
 
 SEARCH_FOLDER = "search"  # output_dir/search/<BASE_RUN_ID>/: a base run's search, shared by its seeds
 
@@ -24,6 +25,7 @@ class Run:
     search: SearchConfig | None = None  # settings to search on validation first (pipeline/search.py)
     search_result: dict | None = None  # the search's best trial, once its settings are applied
     search_left: int | None = field(default=None, compare=False)  # --dry-run: trials an unfinished study still runs
+    label: str | None = field(default=None, compare=False)  # the task's name for its method in reports; not in resolved()
 
     @property
     def trials_to_search(self) -> int:
@@ -72,7 +74,8 @@ class Run:
 def build_plan(config: PipelineConfig, only: list[str] | None = None) -> list[Run]:
     """Every run of the config, in task order; with `seeds`, the whole study once per seed (seed-major).
 
-    `only` selects run ids; a base run id (B1_v1) selects that run under every seed.
+    `only` selects runs by task (B), task and model number (B1: B1_v1, B1_v2, ...), base run id (B1_v1: that
+    run under every seed) or run id (B1_v1_s43).
     """
     runs = _base_runs(config)
     bases = [r.run_id for r in runs]
@@ -90,13 +93,33 @@ def build_plan(config: PipelineConfig, only: list[str] | None = None) -> list[Ru
     if duplicates:
         raise ConfigError(f"tasks: run ids {', '.join(duplicates)} occur twice; rename a task")
     if only:
-        known = set(ids) | set(bases)
-        missing = [name for name in only if name not in known]
-        if missing:
-            raise ConfigError(f"--only: {', '.join(missing)} is not a run of this config"
-                              f"{did_you_mean(missing[0], known)}; runs: {', '.join(ids)}")
-        runs = [r for r in runs if r.run_id in only or r.base_run_id in only]
+        _check_only(only, runs)
+        runs = [r for r in runs if any(name in _selectors(r) for name in only)]
     return runs
+
+
+def _selectors(run: Run) -> set[str]:
+    """The --only names that select `run`: its task (B), task and model number (B1), base run id (B1_v1), run id."""
+    names = {run.task, run.base_run_id, run.run_id}
+    if run.model_number is not None:
+        names.add(f"{run.task}{run.model_number}")
+    return names
+
+
+def _check_only(only: list[str], runs: list[Run]) -> None:
+    """Every --only name selects runs, and none means two things (task B1, and model 1 of task B)."""
+    for name in only:
+        chosen = [r for r in runs if name in _selectors(r)]
+        tasks = sorted({r.task for r in chosen})
+        if not chosen:
+            known = dict.fromkeys(s for r in runs for s in sorted(_selectors(r), key=len))
+            model = next((f", a task and model number ({r.task}{r.model_number})" for r in runs if r.model_number), "")
+            raise ConfigError(f"--only: {bounded(name)} is not a run of this config{did_you_mean(name, known)};"
+                              f" name a task ({', '.join(dict.fromkeys(r.task for r in runs))}){model}"
+                              f" or a run ({', '.join(dict.fromkeys(r.base_run_id for r in runs))})")
+        if len(tasks) > 1:
+            raise ConfigError(f"--only: {name} names runs of tasks {' and '.join(tasks)}; name a run instead:"
+                              f" {', '.join(dict.fromkeys(r.base_run_id for r in chosen))}")
 
 
 def _base_runs(config: PipelineConfig) -> list[Run]:
@@ -107,19 +130,20 @@ def _base_runs(config: PipelineConfig) -> list[Run]:
             continue
         method = METHODS[task.method]
         if not method["uses_models"]:
-            runs.append(Run(task_name, task_name, task.method, seed=config.seed))
+            runs.append(Run(task_name, task_name, task.method, seed=config.seed, label=task.label))
             continue
         for number in task.models or range(1, len(config.models) + 1):
             model = config.models[number - 1]
             if not method["trains"]:
-                runs.append(Run(f"{task_name}{number}", task_name, task.method, number, model, seed=config.seed))
+                runs.append(Run(f"{task_name}{number}", task_name, task.method, number, model, seed=config.seed,
+                                label=task.label))
                 continue
             for variant in task.variants:
                 lora = config.task_lora(task_name, variant) if method["settings"] == "lora" else None
                 adapter = _adapter(config, task_name, variant) if method["settings"] == "adapter" else None
                 runs.append(Run(f"{task_name}{number}_{variant}", task_name, task.method, number, model, variant,
                                 config.task_training(task_name, variant), lora, config.seed, adapter=adapter,
-                                search=config.task_search(task_name, variant)))
+                                search=config.task_search(task_name, variant), label=task.label))
     return runs
 
 

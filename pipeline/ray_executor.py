@@ -2,9 +2,9 @@
 `ray.gpus_per_run` GPUs (fractions let small runs share a GPU), on a local Ray instance or on the cluster at
 `ray.address` (`auto`: the one `ray start` joined on this machine).
 
-A task runs `runner.run_one`, exactly what the sequential executor runs, so the run lock, resuming and the
-files written are the same; the driver gathers the outcomes. Tasks are not retried: a worker that dies
-leaves its run as a killed process would, and the next invocation resumes it.
+A task runs the `run_one` it is handed (`runner.run_one`, exactly what the sequential executor runs), so the
+run lock, resuming and the files written are the same; the driver gathers the outcomes. Tasks are not retried:
+a worker that dies leaves its run as a killed process would, and the next invocation resumes it.
 """
 from __future__ import annotations
 
@@ -19,9 +19,9 @@ from dataset import Splits
 from pipeline.estimate import clock
 from pipeline.plan import Run
 from pipeline.precision import resolve_all
-from pipeline.run_state import RESUME
+from pipeline.outcome import Outcome, PlanError
+from pipeline.run_state import RESUME, finished_files
 from core.quiet import quiet_libraries
-from pipeline.runner import Outcome, PlanError, finished_files, run_one
 
 ROOT = Path(__file__).resolve().parents[1]
 PASSED_ON = ("HF_HUB_OFFLINE", "HF_HOME", "HF_ENDPOINT", "TRANSFORMERS_OFFLINE")  # from the driver to its tasks
@@ -53,8 +53,9 @@ def connect(config: PipelineConfig) -> None:
                         f" with `ray start --head`, or leave ray.address unset for a local instance") from None
 
 
-def run_with_ray(config: PipelineConfig, runs: list[Run], splits: Splits, force: bool = False,
+def run_with_ray(config: PipelineConfig, runs: list[Run], splits: Splits, run_one, force: bool = False,
                  show_progress: bool = True, log=print) -> list[Outcome]:
+    """Each run a Ray task calling `run_one` (the runner's: the sequential executor's own), outcomes in plan order."""
     import ray
 
     from pipeline.search import finished
@@ -75,7 +76,7 @@ def run_with_ray(config: PipelineConfig, runs: list[Run], splits: Splits, force:
                       runtime_env={"env_vars": environment})(in_worker)
     before = finished_files(config, runs, resolve_all(config, runs, pick_device(), splits))
     shared_config, shared_splits = ray.put(config), ray.put(splits)
-    pending = {task.remote(run, shared_config, shared_splits, force, before, show_progress): run for run in runs}
+    pending = {task.remote(run_one, run, shared_config, shared_splits, force, before, show_progress): run for run in runs}
     log(f"ray: {len(runs)} runs as tasks of {config.ray.cpus_per_run:g} CPU and {gpus:g} GPU each, on"
         f" {resources.get('CPU', 0):g} CPUs and {resources.get('GPU', 0):g} GPUs")
     started = time.perf_counter()
@@ -99,7 +100,7 @@ def run_with_ray(config: PipelineConfig, runs: list[Run], splits: Splits, force:
     return [outcomes[run.run_id] for run in runs]
 
 
-def in_worker(run: Run, config: PipelineConfig, splits: Splits, force: bool, before: dict,
+def in_worker(run_one, run: Run, config: PipelineConfig, splits: Splits, force: bool, before: dict,
               show_progress: bool) -> Outcome:
     """The Ray task: one run, as the sequential executor runs it."""
     if not show_progress:

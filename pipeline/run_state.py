@@ -49,6 +49,21 @@ def decide(run: Run, config: PipelineConfig, choice: Choice | None, force: bool 
     return RUN
 
 
+def finished_files(config: PipelineConfig, runs: list[Run], choices: dict) -> dict[str, tuple | None]:
+    """Per run, (modification time, size) of a complete metrics.json, else None: with --force, a run whose
+    metrics.json changed since this process started was rerun by another process, not to be rerun again."""
+    stamps = {}
+    for run in runs:
+        path = Path(config.output_dir) / run.run_id / "metrics.json"
+        try:
+            stat = path.stat()
+            complete = decide(run, config, choices[run.run_id]) == SKIP
+            stamps[run.run_id] = (stat.st_mtime_ns, stat.st_size) if complete else None
+        except OSError:
+            stamps[run.run_id] = None
+    return stamps
+
+
 def begin(run: Run, config: PipelineConfig, action: str, choice: Choice | None) -> None:
     """Clear a run's folder when it starts over, and record the fingerprint it runs under."""
     folder = Path(config.output_dir) / run.run_id

@@ -11,7 +11,7 @@ import platform
 import sys
 import time
 import traceback
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from importlib import metadata
 from pathlib import Path
 
@@ -34,9 +34,10 @@ from core.memory import PeakMemory
 from core.quiet import quiet_libraries
 from core.record import RunRecord
 from core.models import ModelError, check_available, check_max_length
+from pipeline.outcome import HELD, Outcome, PlanError
 from pipeline.plan import Run
 from pipeline.precision import resolve_all
-from pipeline.run_state import RESUME, SKIP, begin, decide, fingerprint
+from pipeline.run_state import RESUME, SKIP, begin, decide, finished_files, fingerprint
 from pipeline.search import Searches, copy_trials
 from tasks import runner_for
 from tasks.base import RunContext, TaskResult
@@ -44,22 +45,7 @@ from tasks.base import RunContext, TaskResult
 PACKAGES = ["torch", "transformers", "peft", "datasets", "scikit-learn", "pandas", "numpy", "pyyaml", "pydantic"]
 
 
-class PlanError(Exception):
-    """The plan cannot start (data or models missing). Nothing has been written."""
-
-
-HELD = "held"  # another process holds the run
 UNRESOLVED = object()  # run_one: the run's precision is not resolved yet
-
-
-@dataclass
-class Outcome:
-    run_id: str
-    status: str  # complete | failed | held (by another process, which runs it)
-    seconds: float
-    error: str | None = None
-    skipped: bool = False
-    note: str | None = None  # why it was skipped
 
 
 def run_all(config: PipelineConfig, runs: list[Run], force: bool = False, show_progress: bool = True,
@@ -83,7 +69,7 @@ def run_all(config: PipelineConfig, runs: list[Run], force: bool = False, show_p
             if config.executor == "ray":
                 from pipeline.ray_executor import run_with_ray
 
-                outcomes = run_with_ray(config, runs, splits, force, show_progress, log)
+                outcomes = run_with_ray(config, runs, splits, run_one, force, show_progress, log)
             else:
                 outcomes = run_plan(config, runs, splits, force, show_progress, log, rebuild=False)
         finally:
@@ -214,21 +200,6 @@ def claim(lock, run: Run, config: PipelineConfig, choice, force: bool, before: d
     return action, None
 
 
-def finished_files(config: PipelineConfig, runs: list[Run], choices: dict) -> dict[str, tuple | None]:
-    """Per run, (modification time, size) of a complete metrics.json, else None: with --force, a run whose
-    metrics.json changed since this process started was rerun by another process, not to be rerun again."""
-    stamps = {}
-    for run in runs:
-        path = Path(config.output_dir) / run.run_id / "metrics.json"
-        try:
-            stat = path.stat()
-            complete = decide(run, config, choices[run.run_id]) == SKIP
-            stamps[run.run_id] = (stat.st_mtime_ns, stat.st_size) if complete else None
-        except OSError:
-            stamps[run.run_id] = None
-    return stamps
-
-
 def rebuild_if_last(config: PipelineConfig, log=print) -> None:
     """summary.csv, epochs.csv, plots/ and report.md, rebuilt under the summary lock when no other process is
     still working on output_dir (that one rebuilds when it finishes). Call it after releasing `active_lock`."""
@@ -264,7 +235,7 @@ def execute(run: Run, context: RunContext, run_fingerprint: str | None = None, t
         return Outcome(run.run_id, "failed" if error else "complete", seconds, error)
     fields = {
         "run_id": run.run_id, "base_run_id": run.base_run_id, "task": run.task, "method": run.method,
-        "model": run.model, "model_number": run.model_number, "variant": run.variant,
+        "model": run.model, "model_number": run.model_number, "variant": run.variant, "label": run.label,
         "status": "failed" if error else "complete", "error": error, "fingerprint": run_fingerprint,
         "started_at": started_at.isoformat(timespec="milliseconds"),
         "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds"),

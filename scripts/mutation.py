@@ -48,7 +48,7 @@ def run_module(name: str, workdir: Path) -> dict:
     shutil.rmtree(workdir / "mutants", ignore_errors=True)
     lines = ["[mutmut]", "source_paths =", *[f"    {p}" for p in SOURCE_PATHS], "only_mutate =", f"    {target}",
              "pytest_add_cli_args_test_selection =", *[f"    {t}" for t in tests],
-             "also_copy =", "    main.py", "    configs", "    config.yaml", "    bench"]
+             "also_copy =", "    main.py", "    configs", "    config.yaml", "    bench", "    pytest.ini"]
     (workdir / "setup.cfg").write_text("\n".join(lines) + "\n")
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     subprocess.run([sys.executable, "-m", "mutmut", "run"], cwd=workdir, env=env,

@@ -1,6 +1,6 @@
 """Saved runs on a real model: `predict --file` and `export` against each run's own predictions.csv.
 
-    python scripts/roundtrip.py --config configs/methods.yaml --out docs/results/methods/roundtrip.json RUN_ID ...
+    python -m scripts.roundtrip --config configs/methods.yaml --out docs/results/methods/roundtrip.json RUN_ID ...
 
 For each complete run of the config's output_dir: its first `--texts` test texts go through
 `main.py predict --file` (label agreement with predictions.csv and the largest probability difference) and
@@ -20,6 +20,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+
+from core.config import load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -66,9 +68,6 @@ def check(run_id: str, config_path: str, output_dir: Path, max_length: int, text
 
 
 def main(argv: list[str] | None = None) -> int:
-    sys.path.insert(0, str(ROOT))
-    from core.config import load_config
-
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="+", metavar="RUN_ID")
     parser.add_argument("--config", default="config.yaml")

@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import csv
 import os
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+ROOT = Path(__file__).resolve().parents[1]  # on sys.path through pytest.ini's `pythonpath`
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never touch the network
 
 SHARED = ROOT.parent / "shared"
+
+
+def python_env(**variables: str) -> dict[str, str]:
+    """The environment of a Python process a test starts (a script, `-c` code): this checkout on its path, as
+    pytest.ini's `pythonpath` puts it on the tests' own, and `variables`."""
+    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    return {**os.environ, "PYTHONPATH": path, **variables}
 CLASSES = ["World", "Sports", "Business", "Sci/Tech"]
 WORDS = {
     0: "president minister election war government country talks united nations peace troops",

@@ -1,6 +1,6 @@
 """Runs main.py in this process and SIGKILLs it at a named point, as a crash or `kill -9` would.
 
-    python tests/kill_harness.py POINT main.py-arguments...
+    PYTHONPATH=. python tests/kill_harness.py POINT main.py-arguments...   (in the project root; the tests set it)
 
 Points: train_step (mid-epoch 2), validation (during epoch 2's evaluation), checkpoint_write (after the
 model and optimizer of the 2nd checkpoint are written, before trainer_state.json), model_save (halfway
@@ -11,8 +11,6 @@ import os
 import signal
 import sys
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def die():

@@ -95,7 +95,7 @@ def test_every_problem_is_reported_together():
 
 @pytest.mark.parametrize("task, message", [
     ({"method": "ful", "variants": ["v1"]}, r"tasks\.B\.method: unknown method 'ful' \(did you mean 'full'\?\)"),
-    ({"method": "full"}, r"tasks\.B\.variants: method 'full' trains, so list at least one variant"),
+    ({"method": "full", "variants": []}, r"tasks\.B\.variants: method 'full' trains, so list at least one variant"),
     ({"method": "full", "variants": ["v9"]}, r"tasks\.B\.variants: unknown variant 'v9'; defined: v1"),
     ({"method": "pretrained", "variants": ["v1"]}, r"method 'pretrained' does not train; remove variants"),
     ({"method": "full", "variants": ["v1"], "models": [3]}, r"tasks\.B\.models: there is no model 3"),
@@ -212,6 +212,43 @@ def test_only_rejects_run_ids_the_config_does_not_define():
     assert [r.run_id for r in build_plan(config, only=["B1_v1"])] == ["B1_v1"]
 
 
+def selected(config, *only) -> list[str]:
+    return [r.run_id for r in build_plan(config, only=list(only))]
+
+
+def test_only_takes_a_task_a_task_and_model_or_a_base_run():
+    config = validate(config_with(models=["m1", "m2"], seeds=[1, 2], variants={"v1": {}, "v2": {}}, tasks={
+        "A0": {"method": "tfidf_nb"}, "B": {"method": "full", "variants": ["v1", "v2"]}, "BQ": {"method": "lora"}}))
+    assert selected(config, "B") == ["B1_v1_s1", "B1_v2_s1", "B2_v1_s1", "B2_v2_s1",
+                                     "B1_v1_s2", "B1_v2_s2", "B2_v1_s2", "B2_v2_s2"]  # not BQ's runs
+    assert selected(config, "BQ") == ["BQ1_v1_s1", "BQ2_v1_s1", "BQ1_v1_s2", "BQ2_v1_s2"]
+    assert selected(config, "B2") == ["B2_v1_s1", "B2_v2_s1", "B2_v1_s2", "B2_v2_s2"]  # task B, model 2
+    assert selected(config, "B1_v2", "A0") == ["A0_s1", "B1_v2_s1", "A0_s2", "B1_v2_s2"]
+    assert selected(config, "B1_v2_s2") == ["B1_v2_s2"]
+    with pytest.raises(ConfigError) as error:
+        build_plan(config, only=["BQ3"])
+    assert str(error.value) == (
+        "--only: BQ3 is not a run of this config (did you mean 'BQ'?); name a task (A0, B, BQ), a task and model"
+        " number (B1) or a run (A0, B1_v1, B1_v2, B2_v1, B2_v2, BQ1_v1, BQ2_v1)")
+    with pytest.raises(ConfigError, match=r"^--only: x{37}\.\.\. is not a run of this config; name a task"):
+        build_plan(config, only=["x" * 5000])  # a pasted blob is cut, not repeated
+
+
+def test_only_refuses_a_name_that_means_a_task_and_another_tasks_model():
+    config = validate(config_with(models=["m1", "m2"], tasks={"B": {"method": "full"}, "B1": {"method": "head"}}))
+    assert selected(config, "B1_v1") == ["B1_v1"] and selected(config, "B11_v1") == ["B11_v1"]
+    with pytest.raises(ConfigError) as error:
+        build_plan(config, only=["B1"])  # task B1, or model 1 of task B
+    assert str(error.value) == "--only: B1 names runs of tasks B and B1; name a run instead: B1_v1, B11_v1, B12_v1"
+
+
+def test_variants_default_to_v1_for_methods_that_train():
+    config = validate(config_with(tasks={"A0": {"method": "tfidf_nb"}, "A": {"method": "pretrained"},
+                                         "B": {"method": "full"}, "C": {"method": "lora", "variants": ["v1"]}}))
+    assert [task.variants for task in config.tasks.values()] == [[], [], ["v1"], ["v1"]]
+    assert [r.run_id for r in build_plan(config)] == ["A0", "A1", "B1_v1", "C1_v1"]
+
+
 def test_schema_defaults_are_complete():
     """Every field has a default except the two a user must give (models, tasks)."""
     required = [name for name, field in PipelineConfig.model_fields.items() if field.is_required()]
@@ -251,9 +288,12 @@ def test_seed_cross_checks_have_exact_messages():
 @pytest.mark.parametrize("task, variants, lines", [
     ({"method": "xyz"}, {}, ["tasks.B.method: unknown method 'xyz'; choose one of tfidf_nb, pretrained, full, head,"
                              " bitfit, lora, peft"]),  # and nothing else about a task of unknown method
-    ({"method": "full"}, {}, ["tasks.B.variants: method 'full' trains, so list at least one variant (defined: none)"]),
-    ({"method": "full"}, {"v1": {}, "v2": {}},
+    ({"method": "full", "variants": []}, {},
+     ["tasks.B.variants: method 'full' trains, so list at least one variant (defined: none)"]),
+    ({"method": "full", "variants": []}, {"v1": {}, "v2": {}},
      ["tasks.B.variants: method 'full' trains, so list at least one variant (defined: v1, v2)"]),
+    ({"method": "full"}, {"r4": {}, "r16": {}},  # no variants listed: v1, which these variants do not define
+     ["tasks.B.variants: unknown variant 'v1' (the default when a task lists none); defined: r4, r16"]),
     ({"method": "pretrained", "variants": ["v1"], "training": {"epochs": 1}}, {"v1": {}},
      ["tasks.B.variants: method 'pretrained' does not train; remove variants",
       "tasks.B.training: method 'pretrained' does not train; remove training"]),
@@ -262,7 +302,8 @@ def test_seed_cross_checks_have_exact_messages():
     ({"method": "full", "variants": ["v11", "zz"]}, {"v1": {}},
      ["tasks.B.variants: unknown variant 'v11' (did you mean 'v1'?); defined: v1",
       "tasks.B.variants: unknown variant 'zz'; defined: v1"]),
-    ({"method": "full", "variants": ["v1"]}, {}, ["tasks.B.variants: unknown variant 'v1'; defined: none"]),
+    ({"method": "full", "variants": ["v1"]}, {},
+     ["tasks.B.variants: unknown variant 'v1' (the default when a task lists none); defined: none"]),
     ({"method": "lora", "variants": ["ad"]}, {"ad": {"adapter": {"r": 2}}},
      ["tasks.B.variants: variant 'ad' sets adapter, which method 'lora' does not take;"
       " give this task variants without adapter"]),

@@ -9,7 +9,7 @@ import time
 import pandas as pd
 
 import main
-from conftest import ROOT, tiny_config, write_config
+from conftest import ROOT, python_env, tiny_config, write_config
 
 
 def test_two_processes_started_together_train_every_run_once(tiny_data, tiny_models, tmp_path):
@@ -42,10 +42,10 @@ def test_a_run_held_by_another_process_is_skipped_and_a_dead_holders_lock_taken_
     path = write_config(tmp_path / "config.yaml", raw)
     out = tmp_path / "out"
     holder = subprocess.Popen([sys.executable, "-c", (
-        f"import sys, time; sys.path.insert(0, {str(ROOT)!r})\n"
+        f"import time\n"
         f"from core.lock import run_lock\n"
         f"lock = run_lock({str(out)!r}, 'A0'); assert lock.acquire(); print('locked', flush=True); time.sleep(120)")],
-        stdout=subprocess.PIPE, text=True)
+        stdout=subprocess.PIPE, text=True, env=python_env())
     try:
         assert holder.stdout.readline().strip() == "locked"
         assert main.main(["--config", str(path), "--only", "A0", "--quiet"]) == 0  # the holder's to finish

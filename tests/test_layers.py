@@ -46,3 +46,51 @@ def test_the_rule_catches_an_upward_import(tmp_path):
     bad = tmp_path / "x.py"
     bad.write_text("from pipeline.runner import run_all\nimport tasks.adapters\n")
     assert imports_of(bad) == {"pipeline", "tasks"}
+
+
+def module_imports(path: Path, modules: set[str]) -> set[str]:
+    """The project's modules `path` imports, inside functions too (`from a.b import c` counts a.b.c where it is one)."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return names & modules
+
+
+def file_cycles(paths: list[Path], root: Path = ROOT) -> list[list[str]]:
+    """Each import cycle between files, as the modules along it (found by a depth-first walk)."""
+    def name(path):
+        parts = path.relative_to(root).with_suffix("").parts
+        return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+    graph = {name(path): path for path in paths}
+    edges = {module: module_imports(path, set(graph)) - {module} for module, path in graph.items()}
+    cycles, done = [], set()
+
+    def walk(module, trail):
+        if module in trail:
+            cycles.append(trail[trail.index(module):] + [module])
+            return
+        if module in done:
+            return
+        for target in sorted(edges[module]):
+            walk(target, trail + [module])
+        done.add(module)
+
+    for module in sorted(graph):
+        walk(module, [])
+    return cycles
+
+
+def test_no_file_imports_one_that_imports_it_back():
+    assert file_cycles([path for _, path in units()]) == []
+
+
+def test_the_cycle_check_catches_a_cycle_through_a_function_level_import(tmp_path):
+    (tmp_path / "pipeline").mkdir()
+    (tmp_path / "pipeline" / "a.py").write_text("from pipeline.b import f\n")
+    (tmp_path / "pipeline" / "b.py").write_text("def f():\n    from pipeline import a\n")
+    assert file_cycles(sorted((tmp_path / "pipeline").glob("*.py")), tmp_path) == [["pipeline.a", "pipeline.b", "pipeline.a"]]

@@ -222,3 +222,17 @@ def test_methods_config_plans_every_method_and_passes_the_checks():
     assert types == {"LORA", "ADALORA", "IA3", "VERA", "LN_TUNING", "PROMPT_TUNING"}
     assert len({r.base_run_id for r in runs}) == 21 and len(runs) == 63  # three seeds
     check_runs([r for r in runs if r.seed == 42], train_rows=2000)  # every block fits MiniLM (meta device)
+
+
+def test_methods_config_names_each_method_once_and_its_runs_carry_the_name():
+    """Each task's `label:` is the method's name in reports: one per task, on every run of it, outside its identity."""
+    from conftest import ROOT
+    from core.config import load_config
+    from pipeline.plan import build_plan
+
+    config = load_config(ROOT / "configs" / "methods.yaml")
+    labels = {name: task.label for name, task in config.tasks.items()}
+    assert all(labels.values()) and len(set(labels.values())) == len(labels), labels
+    runs = build_plan(config)
+    assert {r.label for r in runs if r.task == "LQV"} == {"LoRA q+v r 8"}
+    assert all(r.label == labels[r.task] and "label" not in r.resolved() for r in runs)

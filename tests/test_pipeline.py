@@ -109,10 +109,30 @@ def test_dry_run_lists_runs_and_loads_nothing(tmp_path, tiny_data, tiny_models, 
     assert not (tmp_path / "out").exists()
 
 
+def test_a_tasks_label_is_written_to_metrics_json_and_changing_it_reruns_nothing(tmp_path, tiny_data, tiny_models,
+                                                                                  capsys):
+    raw = tiny_config(tiny_data, [tiny_models["bert"]], tmp_path / "out")
+    raw["tasks"] = {"A0": {"method": "tfidf_nb", "label": "TF-IDF + NB"}, "A": {"method": "pretrained"}}
+    path = write_config(tmp_path / "c.yaml", raw)
+    assert main.main(["--config", str(path), "--quiet"]) == 0
+    records = {run_id: json.loads((tmp_path / "out" / run_id / "metrics.json").read_text()) for run_id in ("A0", "A1")}
+    assert records["A0"]["label"] == "TF-IDF + NB" and records["A1"]["label"] is None
+    assert "label" not in records["A0"]["config"]  # the resolved settings, which the fingerprint hashes
+    written = {run_id: (tmp_path / "out" / run_id / "metrics.json").read_bytes() for run_id in records}
+    raw["tasks"]["A0"]["label"], raw["tasks"]["A"]["label"] = "Bag of words", "Untrained head"
+    write_config(path, raw)
+    capsys.readouterr()
+    assert main.main(["--config", str(path), "--dry-run"]) == 0
+    assert [line.split()[-1] for line in capsys.readouterr().out.strip().splitlines()] == ["[skip]", "[skip]"]
+    assert main.main(["--config", str(path), "--quiet"]) == 0
+    assert {run_id: (tmp_path / "out" / run_id / "metrics.json").read_bytes() for run_id in records} == written
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--only", "Z9"], "--only: Z9 is not a run of this config"),
     (["training.epochs=0"], "training.epochs: 0 is invalid"),
-    (["badoverride"], "expected KEY=VALUE"),
+    (["badoverride"], "unknown command 'badoverride'; commands: run, predict, export, report"),
+    (["bad.override"], "expected KEY=VALUE"),
     (["--frobnicate"], "unrecognized arguments: --frobnicate"),
 ])
 def test_usage_and_config_errors_exit_2_with_one_line(tmp_path, tiny_data, tiny_models, capsys, argv, message):

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 import main
-from conftest import ROOT, tiny_config, write_config
+from conftest import ROOT, python_env, tiny_config, write_config
 
 KILL_POINTS = ["train_step", "validation", "checkpoint_write", "model_save", "test_evaluation", "metrics_write"]
 STEPS_PER_EPOCH = 13  # 100 training texts (120 less 20 for validation), batch 8
@@ -50,7 +50,8 @@ def test_killed_run_resumes_to_the_uninterrupted_result(point, reference, tmp_pa
     run_id = f"{task}1_v1"
     path = config_for(tmp_path, tiny_data, tiny_models, task)
     killed = subprocess.run([sys.executable, str(ROOT / "tests" / "kill_harness.py"), point,
-                             "--config", str(path), "--quiet"], capture_output=True, text=True, timeout=300)
+                             "--config", str(path), "--quiet"], capture_output=True, text=True, timeout=300,
+                            env=python_env())
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
     results = tmp_path / "results"
     assert not _complete(results / run_id), "the kill came too late to test anything"
