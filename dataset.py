@@ -236,8 +236,8 @@ def _read_source(config: DatasetConfig) -> tuple[dict[str, Table], dict[str, str
 
 
 def check_hub_source(config: DatasetConfig) -> None:
-    """A dry run's check of a Hub dataset, which downloads nothing: it is in the Hugging Face caches, or the Hub can
-    be used. Its columns and labels are checked when the real run loads it."""
+    """A Hub dataset can be had: it is in the Hugging Face caches, or the Hub can be used. Downloads nothing (the
+    dry run's check; the real run's first, so that an unreachable Hub is one line at once)."""
     from huggingface_hub.constants import HF_HUB_CACHE
 
     from core.models import hub_problem

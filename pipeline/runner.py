@@ -117,8 +117,9 @@ def preflight(config: PipelineConfig, runs: list[Run], dry_run: bool = False) ->
     options), one line.
 
     dry_run: nothing is downloaded either. A Hub dataset is only checked to be in the cache or reachable (its
-    columns and labels are checked when the real run loads it; the splits are then None), and a Hub model that
-    is not in the cache only to be reachable (its max_length is checked when the real run downloads it)."""
+    columns, labels and class weights are checked when the real run loads it; the splits are then None), and a
+    Hub model that is not in the cache only to be reachable (its max_length and PEFT targets are checked when the
+    real run downloads it)."""
     from core.models import in_hub_cache
 
     def on_disk(model: str) -> bool:  # its config can be read without a download
@@ -132,15 +133,13 @@ def preflight(config: PipelineConfig, runs: list[Run], dry_run: bool = False) ->
                 check_max_length(model, config.dataset.max_length, config.trust_remote_code)
         if is_hub_source(config.dataset):
             check_hub_source(config.dataset)  # at once, where the Hub cannot be used and the data is not cached
-            if dry_run:
-                return None
-        splits = load_splits(config.dataset)
+        splits = None if dry_run and is_hub_source(config.dataset) else load_splits(config.dataset)
         if any(METHODS[run.method]["settings"] for run in runs):
             from tasks.adapters import check_runs  # loads transformers only when needed
 
             checkable = [run for run in runs if not run.model or on_disk(run.model)]
-            check_runs(checkable, len(splits.train))  # AdaLoRA's schedule needs the run's steps
-        if any(run.training for run in runs):
+            check_runs(checkable, None if splits is None else len(splits.train))  # AdaLoRA: the run's steps
+        if any(run.training for run in runs) and splits is not None:
             from tasks.options import check_runs as check_training  # class weights fit the classes, trackers installed
 
             check_training(runs, splits)

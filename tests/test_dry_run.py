@@ -197,3 +197,20 @@ def test_dry_run_prints_the_estimate(tiny_data, tiny_models, tmp_path, capsys, i
     # 10 steps x 30 epochs x 1 s + (20 x 30 + 40) / 10 batches x 0.5 s = 332 s
     assert LINE.match(line)["time"] == "≈5m32s"
     assert err.startswith("1 runs; estimated time 5m32s.")
+
+
+def test_a_reachable_hub_dataset_is_not_downloaded_by_the_dry_run(tiny_models, tmp_path, capsys, monkeypatch):
+    import datasets
+
+    import core.models
+
+    monkeypatch.setattr(core.models, "hub_problem", lambda: None)  # the Hub answers
+    monkeypatch.setattr(datasets, "load_dataset", lambda *args: pytest.fail("the dry run downloaded the dataset"))
+    raw = tiny_config(tmp_path / "unused", [tiny_models["bert"]], tmp_path / "out",
+                      tasks={"C": {"method": "lora", "variants": ["v1"]}})
+    raw["dataset"]["source"] = "someone/reviews"
+    (line,), err = _dry_run(tmp_path, capsys, raw)
+    assert line.startswith("C1_v1 ") and re.search(r"trainable=[\d,]+ of [\d,]+ \([\d.]+%\)  time=unknown \(dataset"
+                                                   r" 'someone/reviews' is a Hub dataset \(not loaded in a dry run\)\)",
+                                                   line)
+    assert _files(tmp_path) == ["config.yaml"]

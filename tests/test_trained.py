@@ -206,3 +206,17 @@ def test_a_missing_model_file_is_named(trained, run_id, removed, tmp_path, capsy
         assert capsys.readouterr().err == (f"error: run {run_id}: its model needs {target}, which is missing; restore"
                                            f" it, or rerun the run with python main.py --only {run_id} --force\n")
     assert not (tmp_path / "exported").exists()
+
+
+def test_paths_on_the_command_line_are_relative_to_the_current_folder(trained, tmp_path, monkeypatch, capsys):
+    """--file, --out, export's DIR and an output_dir given with --set: the current folder, not the config's."""
+    shutil.copytree(trained["results"] / "B1_v1", tmp_path / "mine" / "B1_v1")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "in.txt").write_text("stocks market oil prices\n")
+    options = ["--config", str(trained["config"]), "--set", "output_dir=mine"]
+    assert main(["predict", "B1_v1", "--file", "in.txt", "--out", "preds.csv", *options]) == 0
+    assert pd.read_csv(tmp_path / "preds.csv")["text"].tolist() == ["stocks market oil prices"]
+    assert main(["export", "B1_v1", "exported", *options]) == 0
+    assert (tmp_path / "exported" / "model.safetensors").is_file()
+    assert main(["predict", "B1_v1", "--file", "gone.txt", *options]) == 2
+    assert f"--file: {tmp_path / 'gone.txt'} does not exist" in capsys.readouterr().err  # the resolved path
