@@ -30,11 +30,10 @@ import pandas as pd
 from sklearn.model_selection import train_test_split
 
 from core import distributed
-from core.config import AG_NEWS_CLASSES, DatasetConfig
+from core.config import AG_NEWS_CLASSES, DATA_FORMATS as FORMATS, DatasetConfig
 from core.files import atomic_file
 from core.hardware import is_main_process
 
-FORMATS = (".csv", ".tsv", ".json", ".jsonl", ".parquet")
 ORIGINAL_COLUMNS = ["class index", "title", "description"]  # AG News's headerless layout
 
 
@@ -236,6 +235,26 @@ def _read_source(config: DatasetConfig) -> tuple[dict[str, Table], dict[str, str
     return tables, roles, described, list(files)
 
 
+def check_hub_source(config: DatasetConfig) -> None:
+    """A Hub dataset can be had: it is in the Hugging Face caches, or the Hub can be used. Downloads nothing (the
+    dry run's check; the real run's first, so that an unreachable Hub is one line at once)."""
+    from huggingface_hub.constants import HF_HUB_CACHE
+
+    from core.models import hub_problem
+
+    cached = Path(HF_HUB_CACHE) / f"datasets--{config.source.replace('/', '--')}"
+    try:
+        from datasets.config import HF_DATASETS_CACHE
+
+        prepared = Path(HF_DATASETS_CACHE) / config.source.replace("/", "___")
+    except ImportError:  # the datasets library is not installed: the real run says so
+        prepared = cached
+    reason = None if cached.is_dir() or prepared.is_dir() else hub_problem()
+    if reason:
+        raise DataError(f"dataset.source: {config.source!r} is not a local folder or file and not in the Hugging Face"
+                        f" cache, and the Hub cannot be used ({reason}); point dataset.source at local data")
+
+
 def _read_hub(config: DatasetConfig):
     name = config.source + (f" ({config.subset})" if config.subset else "")
     try:
@@ -397,6 +416,19 @@ def read_split_csv(path: Path, num_classes: int) -> pd.DataFrame:
     texts = _texts(table, _columns(config, table)[0])
     labels, _ = _encode_labels(config, {"train": table}, {"train": "train", "test": None}, ["train"], str(path))
     return pd.DataFrame({"row": np.arange(len(texts)), "text": texts, "label": labels["train"]})
+
+
+def read_texts(path: Path, config: DatasetConfig) -> list[str]:
+    """Texts to classify, from one file: a data file (FORMATS) read as a split is, its texts from
+    dataset.text_column (or its default); any other file as UTF-8 text, one text a line. No labels needed."""
+    path = Path(path)
+    if path.suffix.lower() in FORMATS:
+        table = read_table(path)
+        return _texts(table, _columns(config, table)[0])
+    texts = [line for line in _read_text(path).splitlines() if line.strip()]
+    if not texts:
+        raise DataError(f"{path}: the file holds no texts")
+    return texts
 
 
 def load_splits(config: DatasetConfig) -> Splits:

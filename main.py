@@ -58,8 +58,9 @@ def run_arguments(parser: argparse.ArgumentParser) -> None:
                         help="run only these: a task (B: all its runs), a task and model number (B1: B1_v1, B1_v2,"
                              " ...) or a run id (B1_v1; with seeds, every seed of it; B1_v1_s43: one seed)")
     parser.add_argument("--dry-run", action="store_true",
-                        help="print the plan: per run its trainable parameters, an estimated time and whether it"
-                             " will run, resume or be skipped; train nothing")
+                        help="check everything the real run checks first (exit 2 on a problem), then print the plan:"
+                             " per run its trainable parameters, an estimated time and whether it will run, resume or"
+                             " be skipped; train nothing, write nothing")
     parser.add_argument("--force", action="store_true", help="rerun runs that are complete with the same settings")
     parser.add_argument("--quiet", action="store_true", help="no progress bars or training logs (for logs and CI)")
     parser.add_argument("--executor", choices=["sequential", "ray"],
@@ -91,7 +92,8 @@ def predict_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_id", metavar="RUN_ID", help="a complete run that trained (e.g. B1_v1)")
     parser.add_argument("texts", nargs="*", metavar="TEXT", help="texts to classify; printed with class probabilities")
     parser.add_argument("--file", metavar="PATH",
-                        help="a CSV file with a `text` column, or a text file, one text a line")
+                        help="a data file (.csv, .tsv, .json, .jsonl, .parquet) whose texts are in the config's"
+                             " dataset.text_column (default `text`), or any other file: plain text, one text a line")
     parser.add_argument("--out", metavar="PATH",
                         help="where --file's predictions go (default: beside it, <name>.<RUN_ID>.predictions.csv)")
     parser.add_argument("--config", default="config.yaml", help="the config whose output_dir holds the run")
@@ -126,10 +128,12 @@ def run(args) -> int:
     runs = build_plan(config, args.only)
     if args.dry_run:
         from pipeline.estimate import print_dry_run
+        from pipeline.runner import preflight
         from pipeline.search import finished
 
+        splits = preflight(config, runs, dry_run=True)  # the real run's checks (a PlanError: exit 2); writes nothing
         runs = [finished(run, config) for run in runs]  # a finished search's settings; nothing is written
-        print_dry_run(config, runs, force=args.force)
+        print_dry_run(config, runs, force=args.force, splits=splits)
         return 0
 
     from pipeline.runner import PlanError, run_all
@@ -178,6 +182,11 @@ def report(args) -> int:
         raise ConfigError(f"output_dir: {config.output_dir} does not exist; nothing to report on")
     from core.lock import summary_lock
     from evaluation.report import rebuild_outputs
+    from evaluation.summary import read_records
+
+    if not read_records(Path(config.output_dir)):
+        raise ConfigError(f"output_dir: {config.output_dir} holds no runs (no <RUN_ID>/metrics.json); run"
+                          f" python main.py first, or name the folder that holds them with --set output_dir=DIR")
 
     with summary_lock(Path(config.output_dir)):  # never two rebuilds at once, nor one beside a finishing plan's
         rebuild_outputs(Path(config.output_dir), config.reference_run)

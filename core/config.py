@@ -18,6 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, create_model, model_validator
 
 AG_NEWS_CLASSES = ["World", "Sports", "Business", "Sci/Tech"]
+DATA_FORMATS = (".csv", ".tsv", ".json", ".jsonl", ".parquet")  # the data files dataset.py reads, by extension
 
 
 class ConfigError(Exception):
@@ -551,7 +552,7 @@ def load_config(path: str | Path, overrides: list[str] = ()) -> PipelineConfig:
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of keys, got {type(raw).__name__}")
     for override in overrides:
-        apply_override(raw, override)
+        apply_override(raw, override, base_dir=Path.cwd())  # a path typed in the shell means what the shell means
     return validate(raw, source=str(path), base_dir=path.resolve().parent)
 
 
@@ -563,8 +564,10 @@ def validate(raw: dict, source: str = "config", base_dir: Path = Path(".")) -> P
     return _resolve_paths(config, base_dir)
 
 
-def apply_override(raw: dict, override: str) -> None:
-    """`dataset.max_train_samples=500` sets raw['dataset']['max_train_samples'] = 500 (YAML-typed)."""
+def apply_override(raw: dict, override: str, base_dir: Path | None = None) -> None:
+    """`dataset.max_train_samples=500` sets raw['dataset']['max_train_samples'] = 500 (YAML-typed). With
+    `base_dir` (the current directory, for the command line), the paths the value sets are made absolute
+    against it; the config file's own paths resolve against the file's folder later."""
     key, sep, value = override.partition("=")
     if not sep or not key or any(not part for part in key.split(".")):
         raise ConfigError(f"override {override!r}: expected KEY=VALUE with a dotted key, e.g. dataset.max_train_samples=500")
@@ -581,12 +584,23 @@ def apply_override(raw: dict, override: str) -> None:
         if not isinstance(child, dict):
             raise ConfigError(f"override {override!r}: {'.'.join(parts[:depth + 1])} is not a mapping")
         node = child
+    if base_dir is not None:
+        fragment = parsed
+        for part in reversed(parts):  # the override as a raw config of its own
+            fragment = {part: fragment}
+        _resolve_raw(fragment, base_dir)
+        for part in parts:
+            fragment = fragment[part]
+        parsed = fragment
     node[parts[-1]] = parsed
 
 
 def is_local_path(name: str, base_dir: Path) -> bool:
-    """A model or dataset is local when it is written as a path or exists as one; else it is a hub id."""
-    return name.startswith((".", "/", "~")) or (base_dir / name).exists()
+    """A model or dataset is local when it is written as a path or exists as one; else it is a hub id. Written as a
+    path: starting with `.`, `/` or `~`, a data file's extension (.csv, ...), a backslash, or more slashes than a Hub
+    id has (`name` or `owner/name`). A local path is never tried on the Hub: a missing one is reported as missing."""
+    return (name.startswith((".", "/", "~")) or Path(name).suffix.lower() in DATA_FORMATS or "\\" in name
+            or name.count("/") > 1 or name.endswith("/") or (base_dir / name).exists())
 
 
 def _resolve(name: str, base_dir: Path) -> str:
@@ -594,17 +608,33 @@ def _resolve(name: str, base_dir: Path) -> str:
 
 
 def _resolve_paths(config: PipelineConfig, base_dir: Path) -> PipelineConfig:
-    dataset = config.dataset
-    if is_local_path(dataset.source, base_dir):
-        dataset = dataset.model_copy(update={"source": _resolve(dataset.source, base_dir)})
-    dataset = dataset.model_copy(update={"cache_dir": _resolve(dataset.cache_dir, base_dir)})
-    if dataset.test_source is not None:
-        dataset = dataset.model_copy(update={"test_source": _resolve(dataset.test_source, base_dir)})
-    if dataset.files is not None:
-        dataset = dataset.model_copy(update={"files": {k: _resolve(v, base_dir) for k, v in dataset.files.items()}})
-    models = [_resolve(m, base_dir) if is_local_path(m, base_dir) else m for m in config.models]
-    return config.model_copy(update={
-        "output_dir": _resolve(config.output_dir, base_dir), "dataset": dataset, "models": models})
+    paths = {"output_dir": config.output_dir, "models": list(config.models),
+             "dataset": config.dataset.model_dump(include={"source", "test_source", "cache_dir", "files"})}
+    _resolve_raw(paths, base_dir)
+    return config.model_copy(update={"output_dir": paths["output_dir"], "models": paths["models"],
+                                     "dataset": config.dataset.model_copy(update=paths["dataset"])})
+
+
+def _resolve_raw(raw: dict, base_dir: Path) -> None:
+    """The paths in a raw config (or a part of one) made absolute against base_dir, in place: output_dir, the
+    dataset's files and cache_dir, and the models and dataset.source that are local (is_local_path), not Hub ids.
+    Values of other types are left for validation to report."""
+    def resolved(value, hub_id_possible: bool = False):
+        if not isinstance(value, str) or (hub_id_possible and not is_local_path(value, base_dir)):
+            return value
+        return _resolve(value, base_dir)
+
+    if "output_dir" in raw:
+        raw["output_dir"] = resolved(raw["output_dir"])
+    if isinstance(raw.get("models"), list):
+        raw["models"] = [resolved(model, hub_id_possible=True) for model in raw["models"]]
+    dataset = raw.get("dataset")
+    if isinstance(dataset, dict):
+        for key in ("source", "test_source", "cache_dir"):
+            if key in dataset:
+                dataset[key] = resolved(dataset[key], hub_id_possible=key == "source")
+        if isinstance(dataset.get("files"), dict):
+            dataset["files"] = {name: resolved(path) for name, path in dataset["files"].items()}
 
 
 def did_you_mean(word: str, choices) -> str:

@@ -11,23 +11,26 @@ class ModelError(Exception):
     """A model that cannot be found or loaded. The message names the model and the fix."""
 
 
-def check_available(name: str) -> None:
-    """Fail fast, in one line, before any run starts, when a model cannot be had.
+def check_available(name: str, key: str = "models") -> None:
+    """Fail fast, in one line, before any run starts, when a model cannot be had. `key`: where the config names it
+    (models[0]).
 
-    A local folder must hold config.json. A hub id must be in the Hugging Face cache, or the Hub must
-    answer within a few seconds; with no network the answer is immediate instead of minutes of retries.
+    A local folder (the config loader made it absolute) must hold config.json; it is never tried on the Hub. A hub
+    id must be in the Hugging Face cache, or the Hub must answer within a few seconds; with no network the answer
+    is immediate instead of minutes of retries.
     """
     if Path(name).is_absolute():
         if not (Path(name) / "config.json").is_file():
             what = "does not exist" if not Path(name).exists() else "has no config.json"
-            raise ModelError(f"model {name}: folder {what}; name a folder holding a Hugging Face model, or a hub id")
+            raise ModelError(f"{key}: local folder {name} {what}; name a folder holding a Hugging Face model,"
+                             f" or a hub id")
         return
     if in_hub_cache(name):
         return
-    reason = "HF_HUB_OFFLINE is set" if _hub_offline() else _hub_unreachable_reason()
+    reason = hub_problem()
     if reason:
-        raise ModelError(f"model {name!r} is not a local folder and not in the Hugging Face cache, and the Hub cannot"
-                         f" be used ({reason}); download it where the Hub is reachable or name a local folder")
+        raise ModelError(f"{key}: model {name!r} is not a local folder and not in the Hugging Face cache, and the Hub"
+                         f" cannot be used ({reason}); download it where the Hub is reachable or name a local folder")
 
 
 def max_input_tokens(name: str, trust_remote_code: bool = False) -> int | None:
@@ -113,6 +116,12 @@ def in_hub_cache(repo_id: str) -> bool:
         return isinstance(try_to_load_from_cache(repo_id, "config.json"), str)
     except Exception:  # an id the cache cannot even parse is not in it
         return False
+
+
+def hub_problem() -> str | None:
+    """Why the Hugging Face Hub cannot be used now (HF_HUB_OFFLINE is set, or it does not answer within a few
+    seconds; with no network the answer is immediate), or None when it can."""
+    return "HF_HUB_OFFLINE is set" if _hub_offline() else _hub_unreachable_reason()
 
 
 def _hub_offline() -> bool:

@@ -46,21 +46,24 @@ class Estimate:
     unknown_because: str | None = None  # why parameters or time are unknown
 
 
-def print_dry_run(config: PipelineConfig, runs: list[Run], log=print, note=None, force: bool = False) -> None:
+def print_dry_run(config: PipelineConfig, runs: list[Run], log=print, note=None, force: bool = False,
+                  splits=None) -> None:
     """One line per run on stdout (`log`): its settings, parameters, estimated time, precision (and why) and
-    state (run, resume or skip); the total and how it was estimated on stderr (`note`)."""
+    state (run, resume or skip); the total and how it was estimated on stderr (`note`). `splits`: the data as
+    the preflight loaded it (pipeline/runner.preflight), None for a Hub dataset (not loaded in a dry run)."""
     note = note or (lambda line: print(line, file=sys.stderr))
     with warnings.catch_warnings():  # library deprecation notices would break the one-line-per-run listing
         warnings.simplefilter("ignore", FutureWarning)
         warnings.filterwarnings("ignore", category=UserWarning, module=r"peft\.")  # e.g. BOFT's CUDA extension
-        _print_dry_run(config, runs, log, note, force)
+        _print_dry_run(config, runs, splits, log, note, force)
 
 
-def _print_dry_run(config: PipelineConfig, runs: list[Run], log, note, force: bool) -> None:
+def _print_dry_run(config: PipelineConfig, runs: list[Run], splits, log, note, force: bool) -> None:
     from core.hardware import pick_device
     from pipeline.run_state import decide
 
-    splits, data_problem = _splits(config)
+    data_problem = None if splits is not None else \
+        f"dataset {config.dataset.source!r} is a Hub dataset (not loaded in a dry run)"
     device = pick_device()
     available = [run for run in runs if not run.model or not _model_problem(run.model)]
     choices = resolve_all(config, available, device, splits)
@@ -211,14 +214,11 @@ def _now(device) -> float:
 
 
 def _model_problem(name: str) -> str | None:
-    """Why the model's config cannot be read offline, or None when it can."""
+    """Why the model's config cannot be read offline, or None when it can. Local folders were checked by the
+    preflight (pipeline/runner.preflight); a Hub model not in the cache is not downloaded in a dry run."""
     from core.models import in_hub_cache
 
-    if Path(name).is_absolute():
-        if (Path(name) / "config.json").is_file():
-            return None
-        return f"model folder {name} {'has no config.json' if Path(name).exists() else 'is missing'}"
-    if in_hub_cache(name):
+    if Path(name).is_absolute() or in_hub_cache(name):
         return None
     return f"model {name!r} is not in the Hugging Face cache (not downloaded in a dry run)"
 
@@ -235,18 +235,6 @@ def _num_labels(config: PipelineConfig, splits) -> int:
     from core.config import AG_NEWS_CLASSES
 
     return len(splits.class_names if splits is not None else config.dataset.class_names or AG_NEWS_CLASSES)
-
-
-def _splits(config: PipelineConfig):
-    """(splits, None) from a local data folder, or (None, why not): a dry run never downloads."""
-    from dataset import DataError, is_hub_source, load_splits
-
-    if is_hub_source(config.dataset):
-        return None, f"dataset {config.dataset.source!r} is a Hub dataset (not loaded in a dry run)"
-    try:
-        return load_splits(config.dataset), None
-    except DataError as error:
-        return None, f"data cannot be read ({error})"
 
 
 # ----------------------------------------------------------------------------------------------

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from core.config import ConfigError
 
-class PlanError(Exception):
-    """The plan cannot start (data or models missing). Nothing has been written."""
+
+class PlanError(ConfigError):
+    """The plan cannot start (data or models missing). Nothing has been written. main.py: one line, exit 2."""
 
 
 HELD = "held"  # another process holds the run

@@ -18,13 +18,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from dataset import DataError, Splits, load_splits
+from dataset import DataError, Splits, check_hub_source, is_hub_source, load_splits
 from evaluation.epoch_logs import EPOCH_COLUMNS, STEP_COLUMNS, best_row
 from evaluation.inference import probability_columns
 from evaluation.metrics import classification_metrics
 from evaluation.report import rebuild_outputs
 from evaluation.summary import format_table, read_records
-from core.config import METHODS, PipelineConfig
+from core.config import METHODS, ConfigError, PipelineConfig
 from pipeline.estimate import clock
 from core.files import write_csv_atomic, write_json_atomic, write_text_atomic
 from core import distributed
@@ -82,24 +82,9 @@ def run_all(config: PipelineConfig, runs: list[Run], force: bool = False, show_p
 
 
 def prepare(config: PipelineConfig, runs: list[Run]) -> Splits:
-    """Everything that can fail before the first run: models, data, PEFT settings and targets, the output folder.
+    """Everything that can fail before the first run: the preflight, then the output folder.
     Nothing is written unless all of it is fine."""
-    models = sorted({run.model for run in runs if run.model})
-    try:
-        for model in models:
-            check_available(model)
-            check_max_length(model, config.dataset.max_length, config.trust_remote_code)
-        splits = load_splits(config.dataset)
-        if any(METHODS[run.method]["settings"] for run in runs):
-            from tasks.adapters import check_runs  # loads transformers only when needed
-
-            check_runs(runs, len(splits.train))  # AdaLoRA's schedule needs the run's steps
-        if any(run.training for run in runs):
-            from tasks.options import check_runs as check_training  # class weights fit the classes, trackers installed
-
-            check_training(runs, splits)
-    except (DataError, ModelError) as error:
-        raise PlanError(str(error)) from None
+    splits = preflight(config, runs)
     output = Path(config.output_dir)
     try:
         output.mkdir(parents=True, exist_ok=True)
@@ -108,6 +93,44 @@ def prepare(config: PipelineConfig, runs: list[Run]) -> Splits:
         probe.unlink()
     except OSError as error:
         raise PlanError(f"output_dir: {output} cannot be written ({error.strerror}); choose another folder") from None
+    return splits
+
+
+def preflight(config: PipelineConfig, runs: list[Run], dry_run: bool = False) -> Splits | None:
+    """The checks the real run and the dry run share: models available, max_length within each model's, the data
+    read with its columns and labels, PEFT settings and targets, training options. Writes nothing (no output_dir,
+    no tokenised cache: nothing is tokenised here). The first problem is a PlanError (a ConfigError for training
+    options), one line.
+
+    dry_run: nothing is downloaded either. A Hub dataset is only checked to be in the cache or reachable (its
+    columns, labels and class weights are checked when the real run loads it; the splits are then None), and a
+    Hub model that is not in the cache only to be reachable (its max_length and PEFT targets are checked when the
+    real run downloads it)."""
+    from core.models import in_hub_cache
+
+    def on_disk(model: str) -> bool:  # its config can be read without a download
+        return not dry_run or Path(model).is_absolute() or in_hub_cache(model)
+
+    models = sorted({run.model for run in runs if run.model})
+    try:
+        for model in models:
+            check_available(model, f"models[{config.models.index(model)}]")
+            if on_disk(model):
+                check_max_length(model, config.dataset.max_length, config.trust_remote_code)
+        if is_hub_source(config.dataset):
+            check_hub_source(config.dataset)  # at once, where the Hub cannot be used and the data is not cached
+        splits = None if dry_run and is_hub_source(config.dataset) else load_splits(config.dataset)
+        if any(METHODS[run.method]["settings"] for run in runs):
+            from tasks.adapters import check_runs  # loads transformers only when needed
+
+            checkable = [run for run in runs if not run.model or on_disk(run.model)]
+            check_runs(checkable, None if splits is None else len(splits.train))  # AdaLoRA: the run's steps
+        if any(run.training for run in runs) and splits is not None:
+            from tasks.options import check_runs as check_training  # class weights fit the classes, trackers installed
+
+            check_training(runs, splits)
+    except (DataError, ModelError) as error:
+        raise PlanError(str(error)) from None
     return splits
 
 

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from core.config import ConfigError, PipelineConfig, did_you_mean
+from core.config import METHODS, ConfigError, PipelineConfig, did_you_mean
 from core.files import write_csv_atomic
 from core.quiet import quiet_transformers
 from core.record import RunRecord
@@ -52,9 +52,13 @@ def load(config: PipelineConfig, run_id: str) -> TrainedRun:
     output_dir = Path(config.output_dir)
     record = _complete_record(output_dir, run_id)
     model_dir = output_dir / run_id / "model"
-    if not (model_dir / "config.json").is_file() and not (model_dir / "adapter_config.json").is_file():
+    if record.method in METHODS and not METHODS[record.method]["trains"]:
         raise RunUnusable(f"run {run_id}: method {record.method!r} saved no model (only runs that train"
-                          f" do: {model_dir} is missing); predict and export need a fine-tuned run")
+                          f" do); predict and export need a fine-tuned run")
+    missing = _missing_file(model_dir, record.model)
+    if missing:
+        raise RunUnusable(f"run {run_id}: its model needs {missing}, which is missing; restore it, or rerun the run"
+                          f" with python main.py --only {run_id} --force")
     class_names = list(record.data.class_names)
     training = record.config.get("training") or {}
     try:
@@ -129,28 +133,19 @@ def _set_module(model, name: str, module) -> None:
     setattr(model.get_submodule(parent), child, module)
 
 
-def read_texts(path: Path) -> list[str]:
-    """Texts from a CSV file with a `text` column, or from a text file with one text per line."""
+def file_texts(path: Path, config: PipelineConfig) -> list[str]:
+    """--file's texts, read by the dataset reader (dataset.read_texts): a data file in any of its formats, with the
+    config's dataset.text_column; any other file as plain text, one text a line."""
+    from dataset import FORMATS, DataError, read_texts
+
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"--file: {path} does not exist; name a CSV file with a `text` column or a text file")
-    if path.suffix.lower() == ".csv":
-        try:
-            frame = pd.read_csv(path, dtype=str, keep_default_na=False)
-        except (ValueError, UnicodeDecodeError) as error:
-            raise ConfigError(f"--file: {path} cannot be read as CSV ({str(error).splitlines()[0]})") from None
-        if "text" not in frame.columns:
-            raise ConfigError(f"--file: {path} has no `text` column (columns: {', '.join(frame.columns)});"
-                              " name the column of texts `text`")
-        texts = frame["text"].tolist()
-    else:
-        try:
-            texts = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-        except UnicodeDecodeError:
-            raise ConfigError(f"--file: {path} is not UTF-8 text; re-save it as UTF-8") from None
-    if not texts:
-        raise ConfigError(f"--file: {path} holds no texts")
-    return texts
+        raise ConfigError(f"--file: {path.resolve()} does not exist; name a data file ({', '.join(FORMATS)})"
+                          f" or a text file, one text a line")
+    try:
+        return read_texts(path, config.dataset)
+    except DataError as error:
+        raise ConfigError(f"--file: {error}") from None
 
 
 def default_output_path(input_path: Path, run_id: str) -> Path:
@@ -174,7 +169,7 @@ def predict_command(config: PipelineConfig, run_id: str, texts: list[str], file:
         raise ConfigError("predict: give texts to classify, or --file PATH")
     if out is not None and file is None:
         raise ConfigError("predict: --out names where --file's predictions go; give --file too")
-    from_file = read_texts(Path(file)) if file is not None else []
+    from_file = file_texts(Path(file), config) if file is not None else []
     trained = load(config, run_id)
     if texts:
         for text, row in zip(texts, predict(trained, texts)):
@@ -220,6 +215,33 @@ def _complete_record(output_dir: Path, run_id: str) -> RunRecord:
         raise RunUnusable(f"run {run_id} is not complete (status {record.status.value!r}{reason});"
                           f" rerun it with python main.py --only {run_id}")
     return record
+
+
+def _missing_file(model_dir: Path, base_model: str | None) -> Path | None:
+    """The first file a run's saved model needs that is not there (the folder itself, its config, weights or
+    tokenizer; for an adapter, the local base model's folder), or None."""
+    import json
+
+    if not model_dir.is_dir():
+        return model_dir
+    if (model_dir / "adapter_config.json").is_file():  # a PEFT adapter and the head, over the base model
+        if base_model and Path(base_model).is_absolute() and not (Path(base_model) / "config.json").is_file():
+            return Path(base_model) if not Path(base_model).is_dir() else Path(base_model) / "config.json"
+        needed = ["adapter_model.safetensors"]
+    elif not (model_dir / "config.json").is_file():
+        return model_dir / "config.json"
+    elif (model_dir / "model.safetensors.index.json").is_file():  # sharded weights
+        try:
+            index = json.loads((model_dir / "model.safetensors.index.json").read_text(encoding="utf-8"))
+            needed = sorted(set(index["weight_map"].values()))
+        except (OSError, ValueError, KeyError, AttributeError):
+            return None  # a damaged index: loading says what is wrong
+    else:
+        needed = ["model.safetensors"]
+    for name in [*needed, "tokenizer_config.json"]:
+        if not (model_dir / name).is_file():
+            return model_dir / name
+    return None
 
 
 def _load_model(model_dir: Path, record: RunRecord, class_names: list[str], trust_remote_code: bool):

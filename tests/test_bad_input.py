@@ -26,7 +26,8 @@ CONFIG_CASES = {
                             "tasks.C.lora.target_modules: 'q_proj' is not a module of model type 'bert'"),
     "validation as large as train": (lambda r: r["dataset"].update(validation_size=120),
                                      "validation_size: 120 leaves no training rows"),
-    "missing model folder": (lambda r: r.update(models=["/nonexistent/model"]), "folder does not exist"),
+    "missing model folder": (lambda r: r.update(models=["/nonexistent/model"]),
+                             "models[0]: local folder /nonexistent/model does not exist"),
     "hub id offline": (lambda r: r.update(models=["no-such-org/no-such-model"]),
                        "'no-such-org/no-such-model' is not a local folder and not in the Hugging Face cache"),
     "missing data folder": (lambda r: r["dataset"].update(source="/nonexistent/data"),
@@ -61,18 +62,23 @@ def assert_refused(tmp_path, argv, fragment, capsys):
     return err
 
 
+DRY_RUN = pytest.mark.parametrize("mode", [[], ["--dry-run"]], ids=["run", "dry-run"])  # the same preflight
+
+
+@DRY_RUN
 @pytest.mark.parametrize("case", CONFIG_CASES)
-def test_bad_config(case, setup, capsys, monkeypatch):
+def test_bad_config(case, mode, setup, capsys, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     tmp_path, raw = setup
     change, fragment = CONFIG_CASES[case]
     change(raw)
     path = write_config(tmp_path / "config.yaml", raw)
-    assert_refused(tmp_path, ["--config", str(path), "--quiet"], fragment, capsys)
+    assert_refused(tmp_path, ["--config", str(path), "--quiet", *mode], fragment, capsys)
 
 
+@DRY_RUN
 @pytest.mark.parametrize("case", DATA_CASES)
-def test_bad_data_file(case, setup, capsys):
+def test_bad_data_file(case, mode, setup, capsys):
     tmp_path, raw = setup
     content, fragment = DATA_CASES[case]
     data = tmp_path / "data"
@@ -82,18 +88,56 @@ def test_bad_data_file(case, setup, capsys):
     raw["dataset"]["source"] = str(data)
     raw["dataset"]["class_names"] = CLASSES  # labels outside them are refused (without: the labels found are the classes)
     path = write_config(tmp_path / "config.yaml", raw)
-    err = assert_refused(tmp_path, ["--config", str(path), "--only", "A0"], fragment, capsys)
+    err = assert_refused(tmp_path, ["--config", str(path), "--only", "A0", *mode], fragment, capsys)
     assert str(data / "train.csv") in err  # the message names the file
 
 
-def test_missing_test_file(setup, capsys):
+@DRY_RUN
+def test_missing_test_file(mode, setup, capsys):
     tmp_path, raw = setup
     data = tmp_path / "data"
     data.mkdir()
     write_hf_csv(data / "train.csv", make_texts(40))
     raw["dataset"]["source"] = str(data)
     path = write_config(tmp_path / "config.yaml", raw)
-    assert_refused(tmp_path, ["--config", str(path), "--only", "A0"], "test.csv: file not found", capsys)
+    assert_refused(tmp_path, ["--config", str(path), "--only", "A0", *mode], "test.csv: file not found", capsys)
+
+
+@pytest.mark.parametrize("override, message", [
+    ("dataset.source=mine.csv", "dataset.source: file {cwd}/mine.csv does not exist"),
+    ("dataset.source=data/ag/news", "dataset.source: folder {cwd}/data/ag/news does not exist"),
+    ("models=[models/bert/tiny]", "models[0]: local folder {cwd}/models/bert/tiny does not exist"),
+    ("models=[{model}, ../m]", "models[1]: local folder {parent}/m does not exist"),
+])
+def test_paths_on_the_command_line_resolve_against_the_current_folder_and_never_reach_the_hub(
+        setup, override, message, capsys, monkeypatch):
+    """The config lives in another folder; the path typed after it means what it means in the shell. Written as a
+    path (an extension, two slashes, ./), it is reported missing with its resolved path, not tried on the Hub."""
+    tmp_path, raw = setup
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    (tmp_path / "configs").mkdir()
+    write_config(tmp_path / "configs" / "config.yaml", raw)
+    cwd = tmp_path / "work"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    override = override.format(model=raw["models"][0])
+    for mode in ([], ["--dry-run"]):
+        err = assert_refused(tmp_path, ["--config", "../configs/config.yaml", override, *mode],
+                             message.format(cwd=cwd, parent=tmp_path), capsys)
+        assert "Hub" not in err
+
+
+def test_report_on_a_folder_without_runs(setup, capsys):
+    tmp_path, raw = setup
+    output = tmp_path / "empty"
+    (output / "B1_v1").mkdir(parents=True)  # a run folder that never got its metrics.json
+    raw["output_dir"] = str(output)
+    path = write_config(tmp_path / "config.yaml", raw)
+    assert main.main(["report", "--config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"error: output_dir: {output} holds no runs (no <RUN_ID>/metrics.json); run python main.py first,"
+                   f" or name the folder that holds them with --set output_dir=DIR\n")
+    assert sorted(p.name for p in output.rglob("*")) == ["B1_v1"]  # no summary.csv, report.md or plots/
 
 
 @pytest.mark.parametrize("text, fragment", [

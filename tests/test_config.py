@@ -11,8 +11,8 @@ from conftest import ROOT
 from pydantic import BaseModel, ValidationError
 
 from core.config import (ConfigError, DatasetConfig, LoraConfig, PipelineConfig, SearchConfig, TrainingConfig,
-                         _all_optional, _fields_at, _unwrap, apply_override, load_config, search_dimensions,
-                         searchable_blocks, validate)
+                         _all_optional, _fields_at, _unwrap, apply_override, is_local_path, load_config,
+                         search_dimensions, searchable_blocks, validate)
 from pipeline.plan import build_plan
 
 MINIMAL = {"models": ["bert-base-uncased"], "tasks": {"B": {"method": "full", "variants": ["v1"]}}}
@@ -179,7 +179,8 @@ def test_override_values_are_typed():
     assert type(raw["flag"]) is bool and type(raw["count"]) is int
 
 
-def test_overrides_reach_the_validated_config_typed(tmp_path):
+def test_overrides_reach_the_validated_config_typed(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump(MINIMAL))
     config = load_config(path, ["training.learning_rate=5e-5", "training.group_by_length=false",
@@ -559,6 +560,38 @@ def test_local_paths_resolve_and_hub_ids_stay(tmp_path, monkeypatch):
     files = validate(config_with(dataset={"files": {"train": "d/train.csv", "test": "/t.csv"}}), base_dir=tmp_path)
     assert files.dataset.files == {"train": str(tmp_path / "d" / "train.csv"), "test": "/t.csv"}
     assert files.dataset.test_source is None and files.dataset.source == "fancyzhx/ag_news"
+
+
+def test_command_line_paths_resolve_against_the_current_folder_and_the_files_against_its_folder(tmp_path,
+                                                                                                  monkeypatch):
+    (tmp_path / "configs").mkdir()
+    (tmp_path / "work" / "mymodel").mkdir(parents=True)
+    path = tmp_path / "configs" / "c.yaml"
+    path.write_text("output_dir: out\ndataset: {source: ../data, test_source: t.csv}\nmodels: [../m, org/hub]\n"
+                    "tasks: {A: {method: pretrained}}\n")
+    monkeypatch.chdir(tmp_path / "work")
+    inside = load_config("../configs/c.yaml")
+    assert (inside.output_dir, inside.dataset.source) == (str(tmp_path / "configs" / "out"), str(tmp_path / "data"))
+    assert inside.dataset.test_source == str(tmp_path / "configs" / "t.csv")
+    assert inside.models == [str(tmp_path / "m"), "org/hub"]
+    assert inside.dataset.cache_dir == str(tmp_path / "configs" / ".cache" / "tokenized")  # a default: the file's
+    work = tmp_path / "work"
+    given = load_config("../configs/c.yaml", ["output_dir=out", "dataset.source=mine.csv", "dataset.test_source=t.csv",
+                                              "models=[mymodel, org/hub, a/b/c, ~/m]", "dataset.cache_dir=cache"])
+    assert (given.output_dir, given.dataset.source) == (str(work / "out"), str(work / "mine.csv"))
+    assert (given.dataset.test_source, given.dataset.cache_dir) == (str(work / "t.csv"), str(work / "cache"))
+    assert given.models == [str(work / "mymodel"), "org/hub", str(work / "a" / "b" / "c"), str(Path.home() / "m")]
+    nested = load_config("../configs/c.yaml", ["dataset={files: {train: a.csv, test: /b.csv}}"])
+    assert nested.dataset.files == {"train": str(work / "a.csv"), "test": "/b.csv"}
+
+
+@pytest.mark.parametrize("name, local", [
+    ("fancyzhx/ag_news", False), ("roberta-base", False), ("Qwen/Qwen2.5-0.5B", False),  # Hub ids
+    ("reviews.csv", True), ("data/train.JSONL", True), ("data/ag/news", True), ("models/", True),
+    ("./m", True), ("../m", True), ("/m", True), ("~/m", True), ("C:\\data\\x", True),
+])
+def test_a_name_written_as_a_path_is_local(tmp_path, name, local):
+    assert is_local_path(name, tmp_path) is local
 
 
 def test_validate_resolves_against_the_working_folder_by_default(tmp_path, monkeypatch):

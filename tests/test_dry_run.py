@@ -8,7 +8,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import tiny_config
+from conftest import make_texts, tiny_config
 from main import main
 
 LINE = re.compile(r"^(?P<run>\S+)\s.*?trainable=(?P<trainable>[\d,]+) of (?P<total>[\d,]+) \([\d.]+%\)"
@@ -18,11 +18,11 @@ LINE = re.compile(r"^(?P<run>\S+)\s.*?trainable=(?P<trainable>[\d,]+) of (?P<tot
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: threads only contend
 
 
-def _dry_run(tmp_path, capsys, raw) -> tuple[list[str], str]:
-    """(stdout lines: one per run, stderr: the total and how it was estimated)."""
+def _dry_run(tmp_path, capsys, raw, code=0) -> tuple[list[str], str]:
+    """(stdout lines: one per run, stderr: the total and how it was estimated, or the error)."""
     config = tmp_path / "config.yaml"
     config.write_text(yaml.safe_dump(raw, sort_keys=False))
-    assert main(["--config", str(config), "--dry-run"]) == 0
+    assert main(["--config", str(config), "--dry-run"]) == code
     captured = capsys.readouterr()
     return captured.out.strip().splitlines(), captured.err
 
@@ -61,21 +61,67 @@ def test_dry_run_counts_parameters_as_training_would(tiny_data, tiny_models, tmp
     assert not (tmp_path / "out").exists()  # nothing ran, nothing was written
 
 
-def test_dry_run_says_unknown_when_the_model_folder_is_missing(tiny_data, tmp_path, capsys):
-    missing = tmp_path / "no-such-model"
-    raw = tiny_config(tiny_data, [missing], tmp_path / "out", seeds=[1, 2],
-                      tasks={"A0": {"method": "tfidf_nb"}, "C": {"method": "lora", "variants": ["v1"]}})
-    lines, err = _dry_run(tmp_path, capsys, raw)
-    assert [line.split()[0] for line in lines] == ["A0_s1", "C1_v1_s1", "A0_s2", "C1_v1_s2"]
-    assert f"trainable=unknown (model folder {missing} is missing)  time=unknown" in lines[1]
-    assert err.startswith("4 runs; estimated time unknown")
+def _files(folder):
+    return sorted(str(path.relative_to(folder)) for path in folder.rglob("*"))
 
 
-def test_dry_run_counts_parameters_even_without_data(tiny_models, tmp_path, capsys):
-    raw = tiny_config(tmp_path / "no-data", [tiny_models["bert"]], tmp_path / "out",
-                      tasks={"B": {"method": "full", "variants": ["v1"]}})
-    (line,), _ = _dry_run(tmp_path, capsys, raw)
-    assert re.search(r"trainable=[\d,]+ of [\d,]+ \(100%\)  time=unknown \(data cannot be read", line)
+def _write(path, text):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def _labelled_folder(tmp_path):
+    """Labels by name: neg and pos."""
+    rows = [f"{text},{'pos' if label % 2 else 'neg'}\n" for text, label in make_texts(60, 1)]
+    _write(tmp_path / "named" / "train.csv", "text,label\n" + "".join(rows))
+    _write(tmp_path / "named" / "test.csv", "text,label\n" + "".join(rows[:10]))
+    return str(tmp_path / "named")
+
+
+PREFLIGHT_CASES = {  # case: (change to the raw config, the one line both the dry run and the real run print)
+    "unknown text column": (lambda r, tmp: r["dataset"].update(text_column="body"),
+                            "error: {data}/train.csv: no column 'body' (dataset.text_column); its columns are text,"
+                            " label; set dataset.text_column"),
+    "label not in class_names": (lambda r, tmp: r["dataset"].update(source=_labelled_folder(tmp), validation_size=4,
+                                                                    class_names=["pos", "neutral"]),
+                                 "error: {tmp}/named/train.csv: row 2: label 'neg' is not in dataset.class_names"
+                                 " (pos, neutral); fix column 'label' or dataset.class_names"),
+    "missing model folder": (lambda r, tmp: r.update(models=[str(tmp / "no-such-model")]),
+                             "error: models[0]: local folder {tmp}/no-such-model does not exist; name a folder"
+                             " holding a Hugging Face model, or a hub id"),
+    "Hub model offline": (lambda r, tmp: r.update(models=["no-such-org/no-such-model"]),
+                          "error: models[0]: model 'no-such-org/no-such-model' is not a local folder and not in the"
+                          " Hugging Face cache, and the Hub cannot be used (HF_HUB_OFFLINE is set); download it where"
+                          " the Hub is reachable or name a local folder"),
+    "Hub dataset offline": (lambda r, tmp: r["dataset"].update(source="no-such-org/no-such-data"),
+                            "error: dataset.source: 'no-such-org/no-such-data' is not a local folder or file and not"
+                            " in the Hugging Face cache, and the Hub cannot be used (HF_HUB_OFFLINE is set);"
+                            " point dataset.source at local data"),
+    "max_length above the model's": (lambda r, tmp: r["dataset"].update(max_length=100),
+                                     "error: dataset.max_length: 100 tokens is more than model {model} takes (64);"
+                                     " set dataset.max_length to 64 or less"),
+}
+
+
+@pytest.mark.parametrize("case", PREFLIGHT_CASES)
+def test_the_dry_run_finds_what_the_real_run_would_refuse(case, tiny_data, tiny_models, tmp_path, capsys,
+                                                          monkeypatch):
+    """The same preflight, so the same single line and exit 2, found once (not per run), and nothing written."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    raw = tiny_config(tiny_data, [tiny_models["bert"]], tmp_path / "out", seeds=[1, 2], tasks={
+        "A0": {"method": "tfidf_nb"}, "B": {"method": "full", "variants": ["v1"]},
+        "C": {"method": "lora", "variants": ["v1"]}})
+    change, expected = PREFLIGHT_CASES[case]
+    change(raw, tmp_path)
+    expected = expected.format(tmp=tmp_path, data=tiny_data, model=tiny_models["bert"]) + "\n"
+    before = _files(tmp_path)
+    lines, err = _dry_run(tmp_path, capsys, raw, code=2)
+    assert (lines, err) == ([], expected)
+    assert _files(tmp_path) == sorted(before + ["config.yaml"])  # no output_dir, no cache
+    assert main(["--config", str(tmp_path / "config.yaml"), "--quiet"]) == 2  # the real run
+    assert capsys.readouterr().err == expected
+    assert not (tmp_path / "out").exists()
 
 
 # ----------------------------------------------------------------------------------------------
@@ -151,3 +197,20 @@ def test_dry_run_prints_the_estimate(tiny_data, tiny_models, tmp_path, capsys, i
     # 10 steps x 30 epochs x 1 s + (20 x 30 + 40) / 10 batches x 0.5 s = 332 s
     assert LINE.match(line)["time"] == "≈5m32s"
     assert err.startswith("1 runs; estimated time 5m32s.")
+
+
+def test_a_reachable_hub_dataset_is_not_downloaded_by_the_dry_run(tiny_models, tmp_path, capsys, monkeypatch):
+    import datasets
+
+    import core.models
+
+    monkeypatch.setattr(core.models, "hub_problem", lambda: None)  # the Hub answers
+    monkeypatch.setattr(datasets, "load_dataset", lambda *args: pytest.fail("the dry run downloaded the dataset"))
+    raw = tiny_config(tmp_path / "unused", [tiny_models["bert"]], tmp_path / "out",
+                      tasks={"C": {"method": "lora", "variants": ["v1"]}})
+    raw["dataset"]["source"] = "someone/reviews"
+    (line,), err = _dry_run(tmp_path, capsys, raw)
+    assert line.startswith("C1_v1 ") and re.search(r"trainable=[\d,]+ of [\d,]+ \([\d.]+%\)  time=unknown \(dataset"
+                                                   r" 'someone/reviews' is a Hub dataset \(not loaded in a dry run\)\)",
+                                                   line)
+    assert _files(tmp_path) == ["config.yaml"]

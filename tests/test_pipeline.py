@@ -100,13 +100,13 @@ def test_saved_model_reloads_and_predicts_the_same(finished, run_id):
     np.testing.assert_allclose(probabilities, saved, atol=2e-5)
 
 
-def test_dry_run_lists_runs_and_loads_nothing(tmp_path, tiny_data, tiny_models, capsys):
-    raw = tiny_config(tiny_data, [tmp_path / "no-such-model"], tmp_path / "out")
+def test_dry_run_lists_runs_and_writes_nothing(tmp_path, tiny_data, tiny_models, capsys):
+    raw = tiny_config(tiny_data, [tiny_models["bert"]], tmp_path / "out")
     path = write_config(tmp_path / "c.yaml", raw)
     assert main.main(["--config", str(path), "--dry-run"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert [line.split()[0] for line in lines] == ["A0", "A1", "B1_v1", "C1_v1", "D1_v1", "E1_v1", "F1_v1"]
-    assert not (tmp_path / "out").exists()
+    assert [p.name for p in tmp_path.rglob("*")] == ["c.yaml"]  # no output_dir, no tokenised cache (in out/.cache)
 
 
 def test_a_tasks_label_is_written_to_metrics_json_and_changing_it_reruns_nothing(tmp_path, tiny_data, tiny_models,
@@ -148,7 +148,8 @@ def test_missing_model_folder_stops_before_any_run(tmp_path, tiny_data, capsys):
     path = write_config(tmp_path / "c.yaml", raw)
     assert main.main(["--config", str(path), "--only", "B1_v1"]) == 2
     err = capsys.readouterr().err
-    assert "missing: folder does not exist" in err and not (tmp_path / "out" / "B1_v1").exists()
+    assert f"models[0]: local folder {tmp_path / 'missing'} does not exist" in err
+    assert not (tmp_path / "out" / "B1_v1").exists()
 
 
 def test_unresolvable_hub_id_is_one_line_at_once(tmp_path, tiny_data, capsys, monkeypatch):

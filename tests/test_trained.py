@@ -5,6 +5,7 @@ import contextlib
 import io
 import json
 import re
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -137,8 +138,11 @@ def test_export_is_a_standalone_model_with_the_runs_predictions(trained, run_id,
     (["predict", "Z1_v1", "text"], r"run Z1_v1 is not complete \(status 'failed': RuntimeError: boom\); rerun it"),
     (["export", "B1_v1", "{tmp}"], r"export: .* already exists and is not an empty folder"),
     (["predict", "B1_v1"], r"predict: give texts to classify, or --file PATH"),
-    (["predict", "B1_v1", "--file", "{tmp}/table.csv"], r"--file: .*table.csv has no `text` column \(columns: title\)"),
-    (["predict", "B1_v1", "--file", "{tmp}/missing.txt"], r"--file: .*missing.txt does not exist"),
+    (["predict", "B1_v1", "--file", "{tmp}/table.csv"],
+     r"--file: .*table.csv: no column 'text' \(dataset.text_column\); its columns are title; set dataset.text_column"),
+    (["predict", "B1_v1", "--file", "{tmp}/table.csv", "--set", "dataset.text_column=body"],
+     r"--file: .*table.csv: no column 'body' \(dataset.text_column\); its columns are title"),
+    (["predict", "B1_v1", "--file", "{tmp}/missing.txt"], r"--file: .*missing.txt does not exist; name a data file"),
     (["predict", "B1_v1", "x", "--out", "{tmp}/x.csv"], r"predict: --out names where --file's predictions go"),
 ])
 def test_unusable_runs_and_bad_arguments_exit_2_with_one_line(trained, tmp_path, capsys, command, message):
@@ -156,3 +160,63 @@ def test_unusable_runs_and_bad_arguments_exit_2_with_one_line(trained, tmp_path,
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and err.startswith("error: ")
     assert re.search(message, err), err
+
+
+FORMATS = {  # suffix: how a user's tool would write the frame
+    ".csv": lambda frame, path: frame.to_csv(path, index=False),
+    ".tsv": lambda frame, path: frame.to_csv(path, sep="\t", index=False),
+    ".json": lambda frame, path: frame.to_json(path, orient="records"),
+    ".jsonl": lambda frame, path: frame.to_json(path, orient="records", lines=True),
+    ".parquet": lambda frame, path: frame.to_parquet(path),
+}
+
+
+@pytest.mark.parametrize("suffix", FORMATS)
+def test_predict_file_reads_every_data_format_by_the_configs_text_column(trained, suffix, tmp_path, capsys):
+    expected = pd.read_csv(trained["results"] / "B1_v1" / "predictions.csv").iloc[:6]
+    source = tmp_path / f"news{suffix}"
+    FORMATS[suffix](pd.DataFrame({"id": range(6), "body": expected["text"]}), source)  # texts under `body`
+    out = tmp_path / "out.csv"
+    command = ["predict", "B1_v1", "--file", str(source), "--out", str(out), "--config", str(trained["config"])]
+    assert main(command) == 2  # the config's dataset.text_column is the default, `text`
+    assert "no column 'text' (dataset.text_column); its columns are id, body" in capsys.readouterr().err
+    assert main([*command, "--set", "dataset.text_column=body"]) == 0
+    again = pd.read_csv(out)
+    assert again["text"].tolist() == expected["text"].tolist()
+    assert np.abs(_probabilities(again) - _probabilities(expected)).max() <= 1.5e-6
+
+
+@pytest.mark.parametrize("run_id, removed", [
+    ("B1_v1", "model"), ("B1_v1", "model/model.safetensors"), ("B1_v1", "model/config.json"),
+    ("B1_v1", "model/tokenizer_config.json"), ("C1_v1", "model/adapter_model.safetensors"), ("C1_v1", "base model"),
+])
+def test_a_missing_model_file_is_named(trained, run_id, removed, tmp_path, capsys):
+    """predict and export of a run whose model folder, or a file in it, is gone: one line naming the file."""
+    output = tmp_path / "results"
+    shutil.copytree(trained["results"] / run_id, output / run_id)
+    if removed == "base model":  # an adapter is applied to the base model its metrics.json names
+        metrics = output / run_id / "metrics.json"
+        target = tmp_path / "moved-model"
+        metrics.write_text(metrics.read_text().replace(json.dumps(str(trained["model"])), json.dumps(str(target))))
+    else:
+        target = output / run_id / removed
+        shutil.rmtree(target) if target.is_dir() else target.unlink()
+    for command in (["predict", run_id, "some text"], ["export", run_id, str(tmp_path / "exported")]):
+        assert main([*command, "--config", str(trained["config"]), "--set", f"output_dir={output}"]) == 2
+        assert capsys.readouterr().err == (f"error: run {run_id}: its model needs {target}, which is missing; restore"
+                                           f" it, or rerun the run with python main.py --only {run_id} --force\n")
+    assert not (tmp_path / "exported").exists()
+
+
+def test_paths_on_the_command_line_are_relative_to_the_current_folder(trained, tmp_path, monkeypatch, capsys):
+    """--file, --out, export's DIR and an output_dir given with --set: the current folder, not the config's."""
+    shutil.copytree(trained["results"] / "B1_v1", tmp_path / "mine" / "B1_v1")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "in.txt").write_text("stocks market oil prices\n")
+    options = ["--config", str(trained["config"]), "--set", "output_dir=mine"]
+    assert main(["predict", "B1_v1", "--file", "in.txt", "--out", "preds.csv", *options]) == 0
+    assert pd.read_csv(tmp_path / "preds.csv")["text"].tolist() == ["stocks market oil prices"]
+    assert main(["export", "B1_v1", "exported", *options]) == 0
+    assert (tmp_path / "exported" / "model.safetensors").is_file()
+    assert main(["predict", "B1_v1", "--file", "gone.txt", *options]) == 2
+    assert f"--file: {tmp_path / 'gone.txt'} does not exist" in capsys.readouterr().err  # the resolved path
