@@ -2,7 +2,8 @@
 
 Runs that train save `results/<RUN_ID>/model/`: the whole model (full, head, bitfit) or a PEFT adapter plus
 the new head (every PEFT method; PiSSA/OLoRA converted to a plain LoRA adapter over the original weights),
-which is applied here to the base model named in the run's metrics.json. Texts are
+which is applied here to the base model named in the run's metrics.json. embed_lr, zero_shot and setfit save
+a linear head over pooled embeddings (tasks/embeddings.py): predict uses it, export refuses it. Texts are
 tokenised as the run's test texts were (its tokenizer and `max_length`) and classified by the same batched
 inference (evaluation/inference.py) with the run's eval batch size and precision, so a run's own test
 texts get back the probabilities in its predictions.csv.
@@ -22,6 +23,7 @@ from core.quiet import quiet_transformers
 from core.record import RunRecord
 from evaluation.inference import probability_columns
 from tasks.adapters import can_merge, merged
+from tasks.embeddings import HEAD_FILE, saved_method
 
 
 class RunUnusable(ConfigError):
@@ -52,9 +54,9 @@ def load(config: PipelineConfig, run_id: str) -> TrainedRun:
     output_dir = Path(config.output_dir)
     record = _complete_record(output_dir, run_id)
     model_dir = output_dir / run_id / "model"
-    if not (model_dir / "config.json").is_file() and not (model_dir / "adapter_config.json").is_file():
-        raise RunUnusable(f"run {run_id}: method {record.method!r} saved no model (only runs that train"
-                          f" do: {model_dir} is missing); predict and export need a fine-tuned run")
+    if not any((model_dir / name).is_file() for name in ("config.json", "adapter_config.json", HEAD_FILE)):
+        raise RunUnusable(f"run {run_id}: method {record.method!r} saved no model (runs that train, embed_lr and"
+                          f" zero_shot do: {model_dir} is missing); predict and export need such a run")
     class_names = list(record.data.class_names)
     training = record.config.get("training") or {}
     try:
@@ -190,6 +192,11 @@ def predict_command(config: PipelineConfig, run_id: str, texts: list[str], file:
 
 def export_command(config: PipelineConfig, run_id: str, folder: str) -> int:
     """`python main.py export`."""
+    method = saved_method(Path(config.output_dir) / run_id / "model")
+    if method:
+        raise RunUnusable(f"export: run {run_id} (method {method}) classifies pooled embeddings with its own head,"
+                          f" which no AutoModelForSequenceClassification folder computes; use python main.py predict"
+                          f" {run_id}, or its model/ folder ({HEAD_FILE}, head.safetensors)")
     trained = load(config, run_id)
     export(trained, Path(folder))
     if trained.is_adapter and not can_merge(trained.model):
@@ -227,6 +234,10 @@ def _load_model(model_dir: Path, record: RunRecord, class_names: list[str], trus
 
     from core.models import load_classifier
 
+    if saved_method(model_dir):  # embed_lr, zero_shot, setfit: an encoder and a head over its pooled embeddings
+        from tasks import embeddings
+
+        return embeddings.load(model_dir, trust_remote_code)
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
     with quiet_transformers():
         if not (model_dir / "adapter_config.json").is_file():
