@@ -24,6 +24,7 @@ import torch
 from sklearn.linear_model import LogisticRegression
 
 from core.files import write_json_atomic
+from core.hardware import is_main_process
 from core.models import hub_options, load_encoder
 from dataset import tokenize
 from evaluation.inference import predict_probabilities
@@ -171,6 +172,8 @@ def save(model_dir: Path, method: str, encoder: str, embedder: Embedder, head: d
     """head.json and head.safetensors (see the module's docstring). `encoder`: the base model, or "." (saved here)."""
     from safetensors.torch import save_file
 
+    if not is_main_process():  # under torchrun every rank has the same head; rank 0 writes it
+        return
     model_dir.mkdir(parents=True, exist_ok=True)
     save_file({"weight": torch.as_tensor(head["weight"], dtype=torch.float32).contiguous(),
                "bias": torch.as_tensor(head["bias"], dtype=torch.float32).contiguous()}, str(model_dir / WEIGHTS_FILE))

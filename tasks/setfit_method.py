@@ -26,6 +26,8 @@ import time
 import numpy as np
 import torch
 
+from core import distributed
+from core.hardware import is_main_process
 from core.quiet import quiet_transformers
 from dataset import tokenize
 from evaluation.inference import pad_batch
@@ -97,6 +99,9 @@ def tune(embedder: embeddings.Embedder, ids: list[list[int]], labels: np.ndarray
 
 def run(run, context: RunContext) -> TaskResult:
     config, splits, training = context.config, context.splits, run.training
+    if distributed.active():
+        raise RuntimeError("method setfit trains in one process (its loop does not average gradients across"
+                           " processes); run it without torchrun")
     embedder, tokenizer = embeddings.load_embedder(run.model, config.trust_remote_code)
     start = time.perf_counter()
     ids = tokenize(splits.train["text"].tolist(), tokenizer, config.dataset.max_length, config.dataset.cache_dir)
@@ -105,9 +110,10 @@ def run(run, context: RunContext) -> TaskResult:
     tune_seconds = time.perf_counter() - start
     head, fields = embeddings.fit_and_score(context, embeddings.embedding_function(embedder, tokenizer, context))
     model_dir = context.run_dir / "model"
-    with quiet_transformers():  # no shard-writing bar
-        embedder.encoder.save_pretrained(str(model_dir))  # safetensors
-    tokenizer.save_pretrained(str(model_dir))
+    if is_main_process():
+        with quiet_transformers():  # no shard-writing bar
+            embedder.encoder.save_pretrained(str(model_dir))  # safetensors
+        tokenizer.save_pretrained(str(model_dir))
     embeddings.save(model_dir, run.method, ".", embedder, head,
                     {"logistic_regression": fields["extra"]["logistic_regression"]})
     _, total = embeddings.count(embedder, len(splits.class_names))
