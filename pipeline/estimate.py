@@ -17,6 +17,7 @@ rounded up to `pad_to_multiple_of`), and one batch of inference is timed likewis
       matching study has some) x (its training + validation scoring), once per base run (its first seed's
       run searches; the other seeds use the result)
 
+embed_lr, zero_shot and setfit count their texts encoded and, for setfit, its pair steps (_embedding_seconds).
 Model loading, checkpoint writing and first-run tokenisation are not counted; treat the figure as
 within about a factor of 1.5. Runs whose steps cost the same (same model, method, LoRA shape, batch
 sizes and precision) share one timing, so a dry run of the default config takes seconds.
