@@ -436,6 +436,10 @@ def load_splits(config: DatasetConfig) -> Splits:
     tables, roles, described, splits = _read_source(config)
     texts = {role: _texts(table, _columns(config, table)[0]) for role, table in tables.items()}
     labels, classes = _encode_labels(config, tables, roles, splits, described)
+    try:
+        config.descriptions(classes)  # dataset.class_descriptions fit the classes found
+    except ValueError as error:
+        raise DataError(str(error)) from None
     frames = {role: pd.DataFrame({"row": np.arange(len(texts[role])), "text": texts[role], "label": labels[role]})
               for role in tables}
     train = frames["train"]

@@ -59,6 +59,9 @@ class DatasetConfig(Strict):
     # labels are looked up in them. Default: a Hub ClassLabel's names, else the sorted distinct string labels, else
     # the integer labels as names ("0", "1", ...); AG News's two CSV layouts with labels 0-3 get AG News's names.
     class_names: Annotated[list[str], Field(min_length=2)] | None = None
+    # method zero_shot: the text each class is matched against, a list in class order or {class name: text};
+    # default: the class names themselves
+    class_descriptions: list[str] | dict[str, str] | None = None
     # rows, stratified out of train (seed `split_seed`) when there is no validation split. 1,000: the standard error
     # of an accuracy p is sqrt(p (1 - p) / n), about 1.0 point near p = 0.88 (500 rows: 1.5), and verdicts and
     # searches are decided on this split
@@ -80,9 +83,34 @@ class DatasetConfig(Strict):
         if self.class_names is not None and len(set(self.class_names)) < len(self.class_names):
             repeated = sorted({c for c in self.class_names if self.class_names.count(c) > 1})
             problems.append(f"dataset.class_names: {', '.join(repeated)} occurs twice; list each class once")
+        if self.class_names is not None and self.class_descriptions is not None:
+            try:
+                self.descriptions(self.class_names)
+            except ValueError as error:
+                problems.append(str(error))
         if problems:
             raise ValueError("\n".join(problems))
         return self
+
+    def descriptions(self, class_names) -> list[str]:
+        """The text per class that zero_shot matches, in class order. ValueError: class_descriptions does not fit."""
+        given, names = self.class_descriptions, list(class_names)
+        if given is None:
+            return names
+        if isinstance(given, list):
+            if len(given) != len(names):
+                raise ValueError(f"dataset.class_descriptions: {len(given)} descriptions for {len(names)} classes"
+                                 f" ({', '.join(names)}); give one per class, in that order")
+            return list(given)
+        unknown = [key for key in given if key not in names]
+        if unknown:
+            raise ValueError(f"dataset.class_descriptions: {unknown[0][:80]!r} is not a class"
+                             f"{did_you_mean(unknown[0], names)}; the classes are {', '.join(names)}")
+        missing = [name for name in names if name not in given]
+        if missing:
+            raise ValueError(f"dataset.class_descriptions: no description for class {missing[0]!r};"
+                             f" give one per class ({', '.join(names)})")
+        return [given[name] for name in names]
 
 
 class TrainingConfig(Strict):
@@ -196,6 +224,9 @@ METHODS = {
     "bitfit": dict(trains=True, uses_models=True, settings=None, module="tasks.finetune"),  # biases + head
     "lora": dict(trains=True, uses_models=True, settings="lora", module="tasks.finetune"),  # short for peft + LORA
     "peft": dict(trains=True, uses_models=True, settings="adapter", module="tasks.finetune"),
+    "embed_lr": dict(trains=False, uses_models=True, settings=None, module="tasks.embed_lr", saves_model=True),  # frozen encoder + LR
+    "zero_shot": dict(trains=False, uses_models=True, settings=None, module="tasks.zero_shot", saves_model=True),  # no labels used
+    "setfit": dict(trains=True, uses_models=True, settings=None, module="tasks.setfit_method", search=False),
 }
 
 
@@ -401,9 +432,10 @@ class PipelineConfig(Strict):
     def _search_problems(self, name: str) -> list[str]:
         task = self.tasks[name]
         method = METHODS[task.method]
-        if not method["trains"]:
-            return [f"tasks.{name}.search: method {task.method!r} does not train; remove search"] \
-                if task.search is not None else []
+        if not method["trains"] or not method.get("search", True):  # setfit: trained outside the Trainer's search
+            why = "does not train" if not method["trains"] else "trains outside the Trainer, which search drives"
+            searched = task.search is not None or any(self.variants[v].search for v in task.variants if v in self.variants)
+            return [f"tasks.{name}.search: method {task.method!r} {why}; remove search"] if searched else []
         problems = []
         for variant in task.variants:
             own = task.search or (self.variants[variant].search if variant in self.variants else None)

@@ -63,7 +63,21 @@ def check_max_length(name: str, max_length: int, trust_remote_code: bool = False
 
 def load_classifier(name: str, num_labels: int, class_names, trust_remote_code: bool = False):
     """(model, tokenizer). A new classification head is initialised from the current torch seed."""
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import AutoModelForSequenceClassification
+
+    return _load(name, AutoModelForSequenceClassification, trust_remote_code, num_labels=num_labels,
+                 id2label=dict(enumerate(class_names)), label2id={c: i for i, c in enumerate(class_names)})
+
+
+def load_encoder(name: str, trust_remote_code: bool = False):
+    """(model, tokenizer): the bare encoder (AutoModel: hidden states, no head), for pooled embeddings."""
+    from transformers import AutoModel
+
+    return _load(name, AutoModel, trust_remote_code)
+
+
+def _load(name: str, auto_class, trust_remote_code: bool, **model_options):
+    from transformers import AutoTokenizer
     from transformers.utils import logging as hf_logging
 
     options = dict(trust_remote_code=trust_remote_code, **hub_options(name))
@@ -71,9 +85,7 @@ def load_classifier(name: str, num_labels: int, class_names, trust_remote_code: 
     hf_logging.set_verbosity_error()  # the "newly initialized head" report is expected here
     try:
         tokenizer = AutoTokenizer.from_pretrained(name, **options)
-        model = AutoModelForSequenceClassification.from_pretrained(
-            name, num_labels=num_labels, use_safetensors=True,
-            id2label=dict(enumerate(class_names)), label2id={c: i for i, c in enumerate(class_names)}, **options)
+        model = auto_class.from_pretrained(name, use_safetensors=True, **model_options, **options)
     except OSError as error:
         raise ModelError(f"model {name}: cannot be loaded ({str(error).strip().splitlines()[0]})") from None
     finally:

@@ -10,9 +10,14 @@ import torch
 from core import distributed
 
 
+def softmax_of_logits(output) -> torch.Tensor:
+    return torch.softmax(output.logits.float(), dim=-1)
+
+
 def predict_probabilities(model, token_ids: list[list[int]], pad_token_id: int, batch_size: int,
-                          device: torch.device, bf16: bool) -> tuple[np.ndarray, float]:
-    """Class probabilities, row i for text i, and the seconds it took.
+                          device: torch.device, bf16: bool, read=softmax_of_logits) -> tuple[np.ndarray, float]:
+    """Class probabilities, row i for text i, and the seconds it took. `read`: what a row is, from the model's
+    output (the softmax of its logits; tasks/embeddings.py reads pooled embeddings).
 
     Texts are processed longest first (the first batch shows at once whether memory suffices),
     each batch padded only to its own longest text. Under torchrun / accelerate launch each rank scores every
@@ -22,17 +27,17 @@ def predict_probabilities(model, token_ids: list[list[int]], pad_token_id: int, 
         start = time.perf_counter()
         mine = list(distributed.shard(len(token_ids)))
         local, _ = predict_probabilities_locally(model, [token_ids[i] for i in mine], pad_token_id, batch_size,
-                                                 device, bf16)
+                                                 device, bf16, read)
         parts = [(indices, part) for indices, part in distributed.all_gather((mine, local)) if indices]
         rows = np.zeros((len(token_ids), parts[0][1].shape[1]), parts[0][1].dtype) if parts else np.zeros((0, 0))
         for indices, part in parts:
             rows[indices] = part
         return rows, time.perf_counter() - start
-    return predict_probabilities_locally(model, token_ids, pad_token_id, batch_size, device, bf16)
+    return predict_probabilities_locally(model, token_ids, pad_token_id, batch_size, device, bf16, read)
 
 
 def predict_probabilities_locally(model, token_ids: list[list[int]], pad_token_id: int, batch_size: int,
-                                  device: torch.device, bf16: bool) -> tuple[np.ndarray, float]:
+                                  device: torch.device, bf16: bool, read=softmax_of_logits) -> tuple[np.ndarray, float]:
     """predict_probabilities on this process alone."""
     model.eval()
     model.to(device)
@@ -44,8 +49,8 @@ def predict_probabilities_locally(model, token_ids: list[list[int]], pad_token_i
             batch = order[begin: begin + batch_size]
             input_ids, attention_mask = pad_batch([token_ids[i] for i in batch], pad_token_id,
                                                   width=len(token_ids[batch[0]]))
-            logits = model(input_ids=input_ids.to(device), attention_mask=attention_mask.to(device)).logits
-            probabilities = torch.softmax(logits.float(), dim=-1).cpu().numpy()
+            output = model(input_ids=input_ids.to(device), attention_mask=attention_mask.to(device))
+            probabilities = read(output).float().cpu().numpy()
             for row, index in enumerate(batch):
                 rows[index] = probabilities[row]
     if device.type == "cuda":

@@ -17,6 +17,7 @@ rounded up to `pad_to_multiple_of`), and one batch of inference is timed likewis
       matching study has some) x (its training + validation scoring), once per base run (its first seed's
       run searches; the other seeds use the result)
 
+embed_lr, zero_shot and setfit count their texts encoded and, for setfit, its pair steps (_embedding_seconds).
 Model loading, checkpoint writing and first-run tokenisation are not counted; treat the figure as
 within about a factor of 1.5. Runs whose steps cost the same (same model, method, LoRA shape, batch
 sizes and precision) share one timing, so a dry run of the default config takes seconds.
@@ -27,7 +28,7 @@ import math
 import sys
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from core.config import METHODS, PipelineConfig
@@ -103,6 +104,9 @@ def estimate_run(run: Run, config: PipelineConfig, splits, data_problem: str | N
         return Estimate(unknown_because=f"not countable on the meta device: {str(error).splitlines()[0]}")
     if splits is None:
         return Estimate(trainable, total, unknown_because=data_problem)
+    if run.method in EMBEDDING_METHODS:
+        return Estimate(trainable, total, _embedding_seconds(run, config, splits, training, timings,
+                                                             bool(choice and choice.bf16)))
     step, inference = _timing(run, config, splits, training, timings, bool(choice and choice.bf16))
     texts_evaluated = len(splits.test)
     seconds = 0.0
@@ -133,6 +137,13 @@ def count_on_meta(run: Run, num_labels: int, trust_remote_code: bool = False,
     from tasks.adapters import apply_method, run_settings
 
     model_config = _model_config(run.model, num_labels, trust_remote_code)
+    if run.method in EMBEDDING_METHODS:  # the bare encoder and a linear head over its pooled embeddings
+        from transformers import AutoModel
+
+        with torch.device("meta"):
+            encoder = count_parameters(AutoModel.from_config(model_config, trust_remote_code=trust_remote_code))[1]
+        head = num_labels * (model_config.hidden_size + 1)
+        return {"embed_lr": head, "zero_shot": 0, "setfit": encoder + head}[run.method], encoder + head
     with torch.device("meta"):
         model = AutoModelForSequenceClassification.from_config(model_config, trust_remote_code=trust_remote_code)
         if not METHODS[run.method]["trains"]:
@@ -143,6 +154,25 @@ def count_on_meta(run: Run, num_labels: int, trust_remote_code: bool = False,
 
 # ----------------------------------------------------------------------------------------------
 # Timing
+
+EMBEDDING_METHODS = ("embed_lr", "zero_shot", "setfit")  # tasks/embeddings.py: pooled embeddings, a linear head
+
+
+def _embedding_seconds(run: Run, config: PipelineConfig, splits, training, timings: dict, bf16: bool) -> float:
+    """Texts encoded at the timed inference speed (embed_lr, setfit: train, validation and test; zero_shot: test
+    and one text per class) plus, for setfit, two encoder training steps (one per side) per batch of pairs, each
+    timed as full fine-tuning's step at batch_size. Fitting the logistic regression (seconds) is not counted."""
+    texts, steps = len(splits.train) + len(splits.validation) + len(splits.test), 0
+    if run.method == "zero_shot":
+        texts = len(splits.test) + len(splits.class_names)
+    if run.method == "setfit":
+        from tasks.setfit_method import PAIRS_PER_TEXT
+
+        pairs = 2 * PAIRS_PER_TEXT * len(splits.train)
+        steps = 2 * math.ceil(training.epochs * pairs / training.batch_size)
+    step, inference = _timing(replace(run, method="full" if run.method == "setfit" else run.method), config, splits,
+                              training, timings, bf16)
+    return steps * step + texts / training.eval_batch_size * inference
 
 
 def _timing(run: Run, config: PipelineConfig, splits, training, timings: dict, bf16: bool) -> tuple[float, float]:

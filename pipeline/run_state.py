@@ -28,8 +28,9 @@ SKIP = "skip"  # complete with the same settings
 
 def fingerprint(run: Run, config: PipelineConfig, choice: Choice | None) -> str:
     """`choice`: the run's resolved precision (pipeline/precision.resolve_all); None for runs without a model."""
-    identity = {"run": run.resolved(), "dataset": config.dataset.model_dump(exclude={"cache_dir"}),
-                "trust_remote_code": config.trust_remote_code}
+    dataset = config.dataset.model_dump(exclude={"cache_dir"} | ({"class_descriptions"}  # added later: runs
+                                        if config.dataset.class_descriptions is None else set()))  # keep theirs
+    identity = {"run": run.resolved(), "dataset": dataset, "trust_remote_code": config.trust_remote_code}
     if choice is not None:
         identity["hardware"] = {"device_type": choice.device_type, "precision": choice.precision}
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]

@@ -2,7 +2,8 @@
 
 Runs that train save `results/<RUN_ID>/model/`: the whole model (full, head, bitfit) or a PEFT adapter plus
 the new head (every PEFT method; PiSSA/OLoRA converted to a plain LoRA adapter over the original weights),
-which is applied here to the base model named in the run's metrics.json. Texts are
+which is applied here to the base model named in the run's metrics.json. embed_lr, zero_shot and setfit save
+a linear head over pooled embeddings (tasks/embeddings.py): predict uses it, export refuses it. Texts are
 tokenised as the run's test texts were (its tokenizer and `max_length`) and classified by the same batched
 inference (evaluation/inference.py) with the run's eval batch size and precision, so a run's own test
 texts get back the probabilities in its predictions.csv.
@@ -22,6 +23,7 @@ from core.quiet import quiet_transformers
 from core.record import RunRecord
 from evaluation.inference import probability_columns
 from tasks.adapters import can_merge, merged
+from tasks.embeddings import HEAD_FILE, WEIGHTS_FILE, saved_method
 
 
 class RunUnusable(ConfigError):
@@ -52,10 +54,11 @@ def load(config: PipelineConfig, run_id: str) -> TrainedRun:
     output_dir = Path(config.output_dir)
     record = _complete_record(output_dir, run_id)
     model_dir = output_dir / run_id / "model"
-    if record.method in METHODS and not METHODS[record.method]["trains"]:
-        raise RunUnusable(f"run {run_id}: method {record.method!r} saved no model (only runs that train"
-                          f" do); predict and export need a fine-tuned run")
-    missing = _missing_file(model_dir, record.model)
+    if record.method in METHODS and not (METHODS[record.method]["trains"] or METHODS[record.method].get("saves_model")):
+        raise RunUnusable(f"run {run_id}: method {record.method!r} saved no model (runs that train, embed_lr and"
+                          f" zero_shot do); predict and export need such a run")
+    missing = _missing_file(model_dir, record.model) if not (model_dir / HEAD_FILE).is_file() else \
+        (model_dir / WEIGHTS_FILE if not (model_dir / WEIGHTS_FILE).is_file() else None)
     if missing:
         raise RunUnusable(f"run {run_id}: its model needs {missing}, which is missing; restore it, or rerun the run"
                           f" with python main.py --only {run_id} --force")
@@ -185,6 +188,11 @@ def predict_command(config: PipelineConfig, run_id: str, texts: list[str], file:
 
 def export_command(config: PipelineConfig, run_id: str, folder: str) -> int:
     """`python main.py export`."""
+    method = saved_method(Path(config.output_dir) / run_id / "model")
+    if method:
+        raise RunUnusable(f"export: run {run_id} (method {method}) classifies pooled embeddings with its own head,"
+                          f" which no AutoModelForSequenceClassification folder computes; use python main.py predict"
+                          f" {run_id}, or its model/ folder ({HEAD_FILE}, head.safetensors)")
     trained = load(config, run_id)
     export(trained, Path(folder))
     if trained.is_adapter and not can_merge(trained.model):
@@ -249,6 +257,10 @@ def _load_model(model_dir: Path, record: RunRecord, class_names: list[str], trus
 
     from core.models import load_classifier
 
+    if saved_method(model_dir):  # embed_lr, zero_shot, setfit: an encoder and a head over its pooled embeddings
+        from tasks import embeddings
+
+        return embeddings.load(model_dir, trust_remote_code)
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
     with quiet_transformers():
         if not (model_dir / "adapter_config.json").is_file():

@@ -288,7 +288,7 @@ def test_seed_cross_checks_have_exact_messages():
 
 @pytest.mark.parametrize("task, variants, lines", [
     ({"method": "xyz"}, {}, ["tasks.B.method: unknown method 'xyz'; choose one of tfidf_nb, pretrained, full, head,"
-                             " bitfit, lora, peft"]),  # and nothing else about a task of unknown method
+                             " bitfit, lora, peft, embed_lr, zero_shot, setfit"]),  # and nothing else about a task of unknown method
     ({"method": "full", "variants": []}, {},
      ["tasks.B.variants: method 'full' trains, so list at least one variant (defined: none)"]),
     ({"method": "full", "variants": []}, {"v1": {}, "v2": {}},

@@ -153,7 +153,7 @@ def test_fingerprint_is_the_documented_hash_of_run_data_and_hardware(tmp_path):
 
     config, run = _setup(tmp_path)
     dataset = config.dataset.model_dump()
-    del dataset["cache_dir"]
+    del dataset["cache_dir"], dataset["class_descriptions"]  # unset: left out, as in runs from before that key
     identity = {"trust_remote_code": config.trust_remote_code, "dataset": dataset, "run": run.resolved()}
     # Recomputed here from the recipe: sha256 of the key-sorted JSON, first 16 hex digits.
     expected = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
