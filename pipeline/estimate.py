@@ -174,7 +174,8 @@ def _timing(run: Run, config: PipelineConfig, splits, training, timings: dict, b
     step = 0.0
     if METHODS[run.method]["trains"]:
         optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
-        inputs, labels = batch(training.batch_size), torch.randint(0, num_labels, (training.batch_size,), device=device)
+        size = min(training.batch_size, len(splits.train))  # a batch holds no more rows than there are
+        inputs, labels = batch(size), torch.randint(0, num_labels, (size,), device=device)
         model.train()
         for number in range(WARMUP_STEPS + TIMED_STEPS):
             if number == WARMUP_STEPS:
@@ -186,7 +187,7 @@ def _timing(run: Run, config: PipelineConfig, splits, training, timings: dict, b
             optimizer.zero_grad()
         step = (_now(device) - start) / TIMED_STEPS
     model.eval()
-    inputs = batch(training.eval_batch_size)
+    inputs = batch(min(training.eval_batch_size, max(len(splits.validation), len(splits.test))))
     with torch.inference_mode(), autocast():
         model(**inputs)  # warm-up
         start = _now(device)

@@ -26,9 +26,14 @@ RESUME = "resume"  # same settings, interrupted: continue from the last complete
 SKIP = "skip"  # complete with the same settings
 
 
+# Dataset settings that never change a result (where the cache lives, bounds that only refuse data): a change
+# of them keeps complete runs.
+UNSCORED = {"cache_dir", "max_classes", "max_text_chars"}
+
+
 def fingerprint(run: Run, config: PipelineConfig, choice: Choice | None) -> str:
     """`choice`: the run's resolved precision (pipeline/precision.resolve_all); None for runs without a model."""
-    identity = {"run": run.resolved(), "dataset": config.dataset.model_dump(exclude={"cache_dir"}),
+    identity = {"run": run.resolved(), "dataset": config.dataset.model_dump(exclude=UNSCORED),
                 "trust_remote_code": config.trust_remote_code}
     if choice is not None:
         identity["hardware"] = {"device_type": choice.device_type, "precision": choice.precision}

@@ -287,6 +287,7 @@ def check_runs(runs, train_rows: int | None = None) -> None:
         block = "lora" if run.method == "lora" else "adapter"
         with torch.device("meta"):
             skeleton = meta_skeleton(run.model)
+            size, model = sum(p.numel() for p in skeleton.parameters()), None
             try:
                 model = apply_method(skeleton, run.method, run_settings(run), total_steps)
                 model(input_ids=torch.zeros((1, 4), dtype=torch.long), attention_mask=torch.ones((1, 4)))
@@ -296,7 +297,11 @@ def check_runs(runs, train_rows: int | None = None) -> None:
                 raise ModelError(f"tasks.{run.task}.{block}: PEFT cannot apply it to {run.model}"
                                  f" ({str(error).strip().splitlines()[0]})") from None
             except Exception:  # an operation the meta device lacks (e.g. BOFT's .item()): the run will tell
-                continue
+                pass
+        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad) if model is not None else 0
+        if trainable > size:  # e.g. lora.r in the billions: memory runs out only once the run starts
+            raise ModelError(f"tasks.{run.task}.{block}: the adapter trains {trainable:,} parameters, more than the"
+                             f" {size:,} of the whole model {run.model}; choose a smaller r (or size)")
 
 
 # ----------------------------------------------------------------------------------------------
