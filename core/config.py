@@ -599,10 +599,10 @@ def shown(value: Any) -> str:
     return text if len(text) <= 100 else text[:97] + "..."
 
 
-def clip(text: Any) -> str:
-    """str(text) for a message (a key, a name), bounded like `shown`."""
+def clip(text: Any, limit: int = 100) -> str:
+    """str(text) for a message (a key, a name, another library's error), bounded like `shown`."""
     text = str(text) if isinstance(text, (str, int, float)) else shown(text)
-    return text if len(text) <= 100 else text[:97] + "..."
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def _explain(error: ValidationError) -> list[str]:

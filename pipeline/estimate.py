@@ -30,7 +30,7 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-from core.config import METHODS, PipelineConfig
+from core.config import METHODS, PipelineConfig, shown
 from pipeline.plan import Run
 from pipeline.precision import resolve_all, typical_length
 
@@ -219,7 +219,7 @@ def _model_problem(name: str) -> str | None:
         return f"model folder {name} {'has no config.json' if Path(name).exists() else 'is missing'}"
     if in_hub_cache(name):
         return None
-    return f"model {name!r} is not in the Hugging Face cache (not downloaded in a dry run)"
+    return f"model {shown(name)} is not in the Hugging Face cache (not downloaded in a dry run)"
 
 
 def _model_config(name: str, num_labels: int, trust_remote_code: bool):
@@ -241,7 +241,7 @@ def _splits(config: PipelineConfig):
     from dataset import DataError, is_hub_source, load_splits
 
     if is_hub_source(config.dataset):
-        return None, f"dataset {config.dataset.source!r} is a Hub dataset (not loaded in a dry run)"
+        return None, f"dataset {shown(config.dataset.source)} is a Hub dataset (not loaded in a dry run)"
     try:
         return load_splits(config.dataset), None
     except DataError as error:

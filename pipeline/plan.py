@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-from core.config import METHODS, ConfigError, LoraConfig, PipelineConfig, SearchConfig, TrainingConfig, did_you_mean
+from core.config import (METHODS, ConfigError, LoraConfig, PipelineConfig, SearchConfig, TrainingConfig, did_you_mean,
+                         shown)
 
 SEARCH_FOLDER = "search"  # output_dir/search/<BASE_RUN_ID>/: a base run's search, shared by its seeds
 
@@ -77,7 +78,7 @@ def build_plan(config: PipelineConfig, only: list[str] | None = None) -> list[Ru
     runs = _base_runs(config)
     bases = [r.run_id for r in runs]
     if config.reference_run is not None and config.reference_run not in bases:
-        raise ConfigError(f"reference_run: {config.reference_run!r} is not a run of this config"
+        raise ConfigError(f"reference_run: {shown(config.reference_run)} is not a run of this config"
                           f"{did_you_mean(config.reference_run, bases)}; name one of {', '.join(bases)}"
                           " (without the _s<seed> suffix)")
     if config.seeds is not None:

@@ -101,6 +101,27 @@ def test_bad_data_file(case, setup, capsys):
     assert str(data / "train.csv") in err  # the message names the file
 
 
+HUGE = "z" * 200_000
+
+
+@pytest.mark.parametrize("change", [
+    lambda r: r["tasks"].update(P={"method": "peft", "variants": ["v1"], "adapter": {"peft_type": "LORA", "r": HUGE}}),
+    lambda r: r["tasks"].update(P={"method": "peft", "variants": ["v1"], "adapter": {"peft_type": HUGE}}),
+    lambda r: r["tasks"].update(P={"method": "peft", "variants": ["v1"], "adapter": {"peft_type": "LORA", HUGE: 1}}),
+    lambda r: r["tasks"].update(P={"method": "peft", "variants": ["v1"], "adapter": {
+        "peft_type": "LORA", "target_modules": HUGE}}),
+    lambda r: r.update(reference_run=HUGE),
+    lambda r: r["dataset"].update(label_column=HUGE),
+    lambda r: r["tasks"]["C"].update(search={"n_trials": 1, "space": {HUGE: [1]}}),
+], ids=["adapter value", "peft type", "adapter key", "target pattern", "reference run", "label column", "search key"])
+def test_a_message_shows_a_bounded_part_of_a_huge_value(setup, change, capsys):
+    tmp_path, raw = setup
+    change(raw)
+    path = write_config(tmp_path / "config.yaml", raw)
+    err = assert_refused(tmp_path, ["--config", str(path)], "zzz", capsys)
+    assert len(err) < 2000, err[:600]  # the value is 200,000 characters; the fixed text lists valid keys
+
+
 def test_missing_test_file(setup, capsys):
     tmp_path, raw = setup
     data = tmp_path / "data"
