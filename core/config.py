@@ -136,7 +136,8 @@ class TrainingConfig(Strict):
     optim: Literal["adamw_torch_fused", "adamw_torch"] = "adamw_torch_fused"  # fused: one AdamW kernel per step
     pin_memory: bool = True  # batches in page-locked memory (GPU only)
     non_blocking: bool = False  # copy pinned batches to the GPU without waiting (needs pin_memory)
-    dataloader_workers: Annotated[int, Field(ge=0)] = 0  # processes collating batches; 0: the training process
+    # processes collating batches; 0: the training process. At most 256: past the cores they only contend
+    dataloader_workers: Annotated[int, Field(ge=0, le=256)] = 0
     torch_compile: bool = False  # torch.compile the model (pays only once compile time is amortised)
     bf16_weights: bool = False  # where bf16 is used: weights held in bf16, not cast under autocast each step;
     #                             LoRA adapters stay fp32 (PEFT's default). Only where accuracy holds (bench/NOTES.md)

@@ -728,6 +728,8 @@ def test_messages_show_a_bounded_part_of_any_value():
     ({"tasks": {"B": {"method": "full", "variants": ["v1"], "models": []}}},
      "tasks.B.models: [] is invalid: List should have at least 1 item after validation, not 0"),
     ({"ray": {"cpus_per_run": float("inf")}}, "ray.cpus_per_run: inf is invalid: Input should be a finite number"),
+    ({"training": {"dataloader_workers": 2**64}}, "training.dataloader_workers: 18446744073709551616 is invalid: Input"
+                                                  " should be less than or equal to 256"),
     ({"dataset": {"class_names": ["a", "b", "c"], "max_classes": 2}},
      "dataset.class_names: 3 classes, more than dataset.max_classes (2); raise dataset.max_classes if they are meant"),
 ])
