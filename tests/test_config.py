@@ -656,8 +656,9 @@ def test_a_key_given_twice_is_refused_with_both_lines(tmp_path, text, message):
 
 def test_yaml_otherwise_reads_as_safe_load_does(tmp_path):
     text = ("models: [m]\nbase: &base {method: full, variants: [v1]}\n"
-            "tasks: {B: {<<: *base, enabled: false}, C: *base}\ntraining: {learning_rate: 5e-5}\n")
-    assert read_yaml(text, "c.yaml") == yaml.safe_load(text)  # merge keys may repeat what they merge
+            "tasks: {B: {<<: *base, enabled: false}, C: *base, D: {<<: *base, <<: {models: [1]}}}\n"
+            "training: {learning_rate: 5e-5}\n")
+    assert read_yaml(text, "c.yaml") == yaml.safe_load(text)  # merge keys (`<<`, even twice) are no repeated key
     raw = read_yaml(text, "c.yaml")
     del raw["base"]
     config = validate(raw)
