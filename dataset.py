@@ -13,10 +13,15 @@ AG News's two CSV layouts need no settings:
   * Hugging Face: header `text,label`; label 0..K-1
 Rows are named in messages as the user finds them: CSV/TSV by line (`row 2` is the first row under the
 header), JSONL by line, JSON by record, Parquet and Hub splits by row, all counted from 1.
+
+TSV has no quoting convention: a tab separates cells and a quote is text. Each cell used is text or a number
+(a list or an object in a cell is refused). Labels 1, "1" and 1.0 are the same class; every class needs a
+training row; `dataset.max_classes` and `dataset.max_text_chars` bound what is read.
 """
 from __future__ import annotations
 
 import csv
+import decimal
 import hashlib
 import io
 import json
@@ -30,7 +35,7 @@ import pandas as pd
 from sklearn.model_selection import train_test_split
 
 from core import distributed
-from core.config import AG_NEWS_CLASSES, DATA_FORMATS as FORMATS, DatasetConfig
+from core.config import AG_NEWS_CLASSES, DATA_FORMATS as FORMATS, DatasetConfig, clip, shown
 from core.files import atomic_file
 from core.hardware import is_main_process
 
@@ -93,7 +98,7 @@ def read_table(path: Path) -> Table:
         except Exception as error:  # pyarrow raises several types; the user needs one line
             raise DataError(f"{path}: cannot be read as Parquet ({_first_line(error)})") from None
         return Table(str(path), frame, list(range(1, len(frame) + 1)))
-    raise DataError(f"{path}: unknown format {path.suffix!r}; use one of {', '.join(FORMATS)}")
+    raise DataError(f"{path}: unknown format {shown(path.suffix)}; use one of {', '.join(FORMATS)}")
 
 
 def _read_text(path: Path) -> str:
@@ -106,7 +111,8 @@ def _read_text(path: Path) -> str:
 
 
 def _read_delimited(path: Path, delimiter: str) -> Table:
-    reader = csv.reader(io.StringIO(_read_text(path)), delimiter=delimiter)
+    quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL  # TSV: a quote is text, as in pandas' TSVs
+    reader = csv.reader(io.StringIO(_read_text(path)), delimiter=delimiter, quoting=quoting)
     rows, line = [], 1
     try:
         for cells in reader:
@@ -125,7 +131,7 @@ def _read_delimited(path: Path, delimiter: str) -> Table:
         raise DataError(f"{path}: the file has a header but no rows")
     repeated = sorted({c for c in header if header.count(c) > 1})
     if repeated:
-        raise DataError(f"{path}: the header names column {repeated[0]!r} twice; rename one")
+        raise DataError(f"{path}: the header names column {shown(repeated[0])} twice; rename one")
     for number, cells in body:
         if len(cells) != len(header):
             raise DataError(f"{path}: row {number}: has {len(cells)} columns, expected {len(header)} columns"
@@ -192,7 +198,7 @@ def _local_files(config: DatasetConfig) -> dict[str, Path]:
         for path in sorted(source.iterdir()):
             if path.is_file() and path.suffix.lower() in FORMATS:
                 if path.stem in files:
-                    raise DataError(f"dataset.source: folder {source} has two files for split {path.stem!r}"
+                    raise DataError(f"dataset.source: folder {source} has two files for split {shown(path.stem)}"
                                     f" ({files[path.stem].name}, {path.name}); keep one")
                 files[path.stem] = path
         for role in ("train", "test"):  # the default roles: the first missing one is named as AG News's layout did
@@ -217,9 +223,10 @@ def _roles(config: DatasetConfig, available: list[str], where: str) -> dict[str,
         roles["validation"] = "validation"
     for role, split in roles.items():
         if split is not None and split not in available:
-            raise DataError(f"dataset.splits.{role}: {where} has no split {split!r}; splits: {', '.join(available)}")
+            raise DataError(f"dataset.splits.{role}: {where} has no split {shown(split)};"
+                            f" splits: {clip(', '.join(available))}")
     if len({s for s in roles.values() if s is not None}) < sum(s is not None for s in roles.values()):
-        raise DataError(f"dataset.splits: {roles} uses one split for two roles; give each role its own split")
+        raise DataError(f"dataset.splits: {shown(roles)} uses one split for two roles; give each role its own split")
     return roles
 
 
@@ -262,7 +269,7 @@ def _read_hub(config: DatasetConfig):
 
         loaded = datasets.load_dataset(config.source, config.subset)
     except Exception as error:  # the Hub client raises many types; the user needs one line
-        raise DataError(f"dataset.source: {name!r} is not a local folder or file and the Hub dataset could not be"
+        raise DataError(f"dataset.source: {shown(name)} is not a local folder or file and the Hub dataset could not be"
                         f" loaded ({_first_line(error)}); point dataset.source at local data") from None
     roles = _roles(config, list(loaded), name)
     label = config.label_column or "label"
@@ -293,31 +300,46 @@ def _columns(config: DatasetConfig, table: Table) -> tuple[list[str], str]:
 
 def _check_column(table: Table, column: str, key: str) -> None:
     if column not in table.frame.columns:
-        existing = ", ".join(map(str, table.frame.columns))
-        raise DataError(f"{table.name}: no column {column!r} ({key}); its columns are {existing}; set {key}")
+        existing = clip(", ".join(map(str, table.frame.columns)))
+        raise DataError(f"{table.name}: no column {shown(column)} ({key}); its columns are {existing}; set {key}")
+
+
+def _cells(table: Table, column: str, key: str) -> list:
+    """The column's cells, each text, a number or missing: a list or an object would become its repr."""
+    _check_column(table, column, key)
+    cells = table.frame[column].tolist()
+    for i, value in enumerate(cells):
+        if isinstance(value, (list, tuple, set, dict, np.ndarray, bytes)):
+            kind = "an object" if isinstance(value, dict) else "bytes" if isinstance(value, bytes) else "a list"
+            raise DataError(f"{table.where(i)}: column {shown(column)} ({key}) holds {kind}"
+                            f" ({type(value).__name__}), not text or a number; give one value per cell, e.g. join"
+                            f" the list into one text, or name another column in {key}")
+    return cells
 
 
 def _is_missing(value) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA
 
 
-def _texts(table: Table, columns: list[str]) -> list[str]:
-    for column in columns:
-        _check_column(table, column, "dataset.text_column")
-    parts = [[("" if _is_missing(v) else str(v)) for v in table.frame[c].tolist()] for c in columns]
+def _texts(table: Table, columns: list[str], max_chars: int) -> list[str]:
+    parts = [[("" if _is_missing(v) else str(v)) for v in _cells(table, c, "dataset.text_column")] for c in columns]
     texts = parts[0] if len(parts) == 1 else [" ".join(cells).strip() for cells in zip(*parts)]
     for i, text in enumerate(texts):
         if not text.strip():
-            raise DataError(f"{table.where(i)}: the text is empty (column {', '.join(map(repr, columns))});"
+            raise DataError(f"{table.where(i)}: the text is empty (column {clip(', '.join(map(repr, columns)))});"
                             f" remove the row or fill it in")
+        if len(text) > max_chars:
+            raise DataError(f"{table.where(i)}: the text has {len(text):,} characters, more than"
+                            f" dataset.max_text_chars ({max_chars:,}); shorten it, or raise dataset.max_text_chars")
     return texts
 
 
 INTEGER = re.compile(r"[+-]?\d+")
+NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
 
 
 def _label_value(value):
-    """An int for integer labels (1, "1", 1.0), a stripped string for names, None when missing."""
+    """An int for integer labels (1, "1", 1.0, "1.0", "1e2"), a stripped string for names, None when missing."""
     if _is_missing(value):
         return None
     if isinstance(value, (bool, np.bool_)):
@@ -327,7 +349,16 @@ def _label_value(value):
     if isinstance(value, (float, np.floating)):
         return int(value) if float(value).is_integer() else str(value)
     text = str(value).strip()
-    return int(text) if INTEGER.fullmatch(text) else text
+    if INTEGER.fullmatch(text):
+        try:
+            return int(text)
+        except ValueError:  # past Python's 4,300 digits: a name
+            return text
+    if NUMBER.fullmatch(text) and len(text) <= 40:
+        number = decimal.Decimal(text)
+        if number == number.to_integral_value() and number.adjusted() < 40:  # "3.0" is 3; "1e999999" stays text
+            return int(number)
+    return text
 
 
 def _unlabelled(value) -> bool:
@@ -341,14 +372,14 @@ def _encode_labels(config: DatasetConfig, tables: dict[str, Table], roles: dict,
     for role, table in tables.items():
         column = label_columns[role] = _columns(config, table)[1]
         if role == "test" and column not in table.frame.columns:
-            raise DataError(_unlabelled_test(roles, splits, described, f"has no column {column!r}"))
-        _check_column(table, column, "dataset.label_column")
-        values = [_label_value(v) for v in table.frame[column].tolist()]
+            raise DataError(_unlabelled_test(roles, splits, described, f"has no column {shown(column)}"))
+        values = [_label_value(v) for v in _cells(table, column, "dataset.label_column")]
         if role == "test" and all(_unlabelled(v) for v in values):
             raise DataError(_unlabelled_test(roles, splits, described, "has no labels (-1 or empty in every row)"))
         for i, value in enumerate(values):
             if _unlabelled(value):
-                raise DataError(f"{table.where(i)}: no label (column {column!r} is {'-1' if value == -1 else 'empty'});"
+                raise DataError(f"{table.where(i)}: no label (column {shown(column)} is"
+                                f" {'-1' if value == -1 else 'empty'});"
                                 f" label the row or remove it")
         raw[role] = values
     integers = all(isinstance(v, int) for values in raw.values() for v in values)
@@ -372,27 +403,32 @@ def _encode_labels(config: DatasetConfig, tables: dict[str, Table], roles: dict,
     elif names is None:
         names = sorted({v for values in raw.values() for v in values})
     if len(names) < 2:
-        raise DataError(f"{described}: every row has label {names[0]!r}; a classifier needs at least two classes")
+        raise DataError(f"{described}: every row has label {shown(names[0])}; a classifier needs at least two"
+                        f" classes")
+    if len(names) > config.max_classes:
+        raise DataError(f"{described}: {len(names):,} classes, more than dataset.max_classes ({config.max_classes:,});"
+                        f" check dataset.label_column ({shown(label_columns['train'])}), or raise dataset.max_classes")
     # Only given names can miss a label (names found in the data hold every label): the config's, or the Hub's.
     where_names = "dataset.class_names" if config.class_names else "the dataset's ClassLabel"
     labels = {}
     for role, values in raw.items():
         table = tables[role]
         if integers:
-            ids = np.asarray(values, dtype=np.int64) - base[role]
-            bad = np.flatnonzero((ids < 0) | (ids >= len(names)))
-            if bad.size:
-                i = int(bad[0])
+            bad = [i for i, value in enumerate(values) if not 0 <= value - base[role] < len(names)]
+            if bad:  # checked as Python ints: a label of 10^20 fits no int64
+                i = bad[0]
                 low = base[role]
-                raise DataError(f"{table.where(i)}: label {values[i]} is outside {low}-{len(names) - 1 + low}"
-                                f" ({len(names)} classes in {where_names}); fix column {label_columns[role]!r}"
+                raise DataError(f"{table.where(i)}: label {shown(values[i])} is outside {low}-{len(names) - 1 + low}"
+                                f" ({len(names)} classes in {where_names}); fix column {shown(label_columns[role])}"
                                 f" or dataset.class_names")
+            ids = np.asarray(values, dtype=np.int64) - base[role]
         else:
             index = {name: i for i, name in enumerate(names)}
             for i, value in enumerate(values):
                 if value not in index:
-                    raise DataError(f"{table.where(i)}: label {value!r} is not in {where_names}"
-                                    f" ({', '.join(names)}); fix column {label_columns[role]!r} or dataset.class_names")
+                    raise DataError(f"{table.where(i)}: label {shown(value)} is not in {where_names}"
+                                    f" ({clip(', '.join(names))}); fix column {shown(label_columns[role])} or"
+                                    f" dataset.class_names")
             ids = np.asarray([index[v] for v in values], dtype=np.int64)
         labels[role] = ids
     return labels, tuple(names)
@@ -402,7 +438,7 @@ def _unlabelled_test(roles: dict, splits: list[str], described: str, what: str) 
     others = [s for s in splits if s not in (roles["train"], roles["test"])]
     fix = (f"use a labelled split as the test: dataset.splits.test: {others[0]}" if others else
            "name a labelled split in dataset.splits.test, or a labelled test file")
-    return f"dataset.splits.test: split {roles['test']!r} of {described} {what}; {fix}"
+    return f"dataset.splits.test: split {shown(roles['test'])} of {described} {what}; {fix}"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -413,7 +449,7 @@ def read_split_csv(path: Path, num_classes: int) -> pd.DataFrame:
     """One CSV file in either AG News layout -> columns row, text, label (0-based; `num_classes` classes)."""
     table = read_table(Path(path))
     config = DatasetConfig(class_names=[str(i) for i in range(num_classes)])
-    texts = _texts(table, _columns(config, table)[0])
+    texts = _texts(table, _columns(config, table)[0], config.max_text_chars)
     labels, _ = _encode_labels(config, {"train": table}, {"train": "train", "test": None}, ["train"], str(path))
     return pd.DataFrame({"row": np.arange(len(texts)), "text": texts, "label": labels["train"]})
 
@@ -434,7 +470,7 @@ def read_texts(path: Path, config: DatasetConfig) -> list[str]:
 def load_splits(config: DatasetConfig) -> Splits:
     """Train, validation (the source's own, else stratified out of train) and test, each capped if asked."""
     tables, roles, described, splits = _read_source(config)
-    texts = {role: _texts(table, _columns(config, table)[0]) for role, table in tables.items()}
+    texts = {role: _texts(table, _columns(config, table)[0], config.max_text_chars) for role, table in tables.items()}
     labels, classes = _encode_labels(config, tables, roles, splits, described)
     try:
         config.descriptions(classes)  # dataset.class_descriptions fit the classes found
@@ -443,18 +479,42 @@ def load_splits(config: DatasetConfig) -> Splits:
     frames = {role: pd.DataFrame({"row": np.arange(len(texts[role])), "text": texts[role], "label": labels[role]})
               for role in tables}
     train = frames["train"]
+    _check_trained_classes(config, frames, tables, classes, train)
     if "validation" in frames:
         validation = frames["validation"]
     else:
         _check_stratifiable(config, train, classes, tables["train"].name)
         train, validation = _stratified_split(train, config.validation_size, config.split_seed)
+    train = stratified_sample(train, config.max_train_samples, config.split_seed)
+    _check_trained_classes(config, frames, tables, classes, train)
     return Splits(
-        train=stratified_sample(train, config.max_train_samples, config.split_seed),
+        train=train,
         validation=stratified_sample(validation, config.max_eval_samples, config.split_seed),
         test=stratified_sample(frames["test"], config.max_test_samples, config.split_seed),
         source=described,
         class_names=classes,
     )
+
+
+def _check_trained_classes(config: DatasetConfig, frames: dict[str, pd.DataFrame], tables: dict[str, Table],
+                           classes: tuple[str, ...], train: pd.DataFrame) -> None:
+    """Every class has a training row in `train` (the file's, or what max_train_samples kept of it): a class
+    without one would be a phantom in the head and in macro averages, or score only on rows it never learned."""
+    counts = np.bincount(train["label"].to_numpy(), minlength=len(classes))
+    if counts.min() > 0:
+        return
+    missing = int(np.argmin(counts))
+    name, file = shown(classes[missing]), tables["train"].name
+    if train is not frames["train"]:
+        raise DataError(f"dataset.max_train_samples: {config.max_train_samples} rows leave class {name} without a"
+                        f" training row; raise it to at least {len(classes)}")
+    for role in ("validation", "test"):
+        rows = np.flatnonzero(frames[role]["label"].to_numpy() == missing) if role in frames else []
+        if len(rows):
+            raise DataError(f"{tables[role].where(int(rows[0]))}: label {name} has no row in {file}; a class needs"
+                            f" training rows: add some, or remove this class's rows")
+    given = "dataset.class_names" if config.class_names else "the dataset's class names"
+    raise DataError(f"{given}: class {name} has no row in {file}; remove it from {given}, or add training rows")
 
 
 def _check_stratifiable(config: DatasetConfig, train: pd.DataFrame, classes: tuple[str, ...], name: str) -> None:
@@ -465,7 +525,7 @@ def _check_stratifiable(config: DatasetConfig, train: pd.DataFrame, classes: tup
     counts = train["label"].value_counts()
     if counts.min() < 2:
         rare = classes[int(counts.idxmin())]
-        raise DataError(f"dataset.validation_size: class {rare!r} has {counts.min()} row in {name}; a stratified"
+        raise DataError(f"dataset.validation_size: class {shown(rare)} has {counts.min()} row in {name}; a stratified"
                         f" validation split needs at least 2 rows per class; add rows or give a validation split")
     if min(size, len(train) - size) < len(counts):
         raise DataError(f"dataset.validation_size: {size} cannot be stratified over"

@@ -237,11 +237,11 @@ def parse_args(argv: list[str]) -> tuple[str, argparse.Namespace]:
 def _check_command(words: list[str]) -> None:
     """`main.py train`: a word that is neither a command nor KEY=VALUE (nor a dotted key missing its value) was
     meant as a command."""
-    from core.config import bounded, did_you_mean
+    from core.config import clip, did_you_mean
 
     for word in words:
         if "=" not in word and "." not in word:
-            raise UsageError(f"unknown command {bounded(word)!r}{did_you_mean(word, COMMANDS)};"
+            raise UsageError(f"unknown command {clip(repr(word), 40)}{did_you_mean(word, COMMANDS)};"
                              f" commands: {', '.join(COMMANDS)} (a config override is KEY=VALUE)")
 
 

@@ -9,13 +9,17 @@ from __future__ import annotations
 import math
 
 import difflib
+import itertools
+import reprlib
 import types
 import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, create_model, model_validator
+from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, create_model,
+                      model_validator)
+from pydantic_core import PydanticCustomError
 
 AG_NEWS_CLASSES = ["World", "Sports", "Business", "Sci/Tech"]
 DATA_FORMATS = (".csv", ".tsv", ".json", ".jsonl", ".parquet")  # the data files dataset.py reads, by extension
@@ -26,14 +30,22 @@ class ConfigError(Exception):
 
 
 class Strict(BaseModel):
-    """Unknown keys are errors; values are converted once ("5e-5" -> 5e-05) and then checked."""
+    """Unknown keys are errors; values are converted once ("5e-5" -> 5e-05) and then checked; .inf and .nan are
+    no number of any setting."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
-PositiveInt = Annotated[int, Field(gt=0)]
+MAX_INT = 2**31 - 1  # every count fits a C int (torch, tokenizers and numpy take them as one)
+PositiveInt = Annotated[int, Field(gt=0, le=MAX_INT)]
 PositiveFloat = Annotated[float, Field(gt=0)]
 Fraction = Annotated[float, Field(ge=0, lt=1)]
+Seed = Annotated[int, Field(ge=0, le=2**32 - 1)]  # numpy's seed range (np.random.seed, sklearn's random_state)
+
+# A config is read with aliases expanded: `&a [*b, *b]` nested 9 deep is under 1 KB of YAML but 10^9 values.
+# Past these bounds (a real config has a few hundred values and a few KB of text) loading stops with one line.
+MAX_CONFIG_VALUES = 10_000  # mappings, lists and scalars, counted after alias expansion
+MAX_CONFIG_CHARS = 1_000_000  # characters of all scalars together, counted after alias expansion
 
 
 class SplitRoles(Strict):
@@ -66,12 +78,19 @@ class DatasetConfig(Strict):
     # of an accuracy p is sqrt(p (1 - p) / n), about 1.0 point near p = 0.88 (500 rows: 1.5), and verdicts and
     # searches are decided on this split
     validation_size: PositiveInt = 1000
-    split_seed: int = 42  # the study's seed for the validation split
+    split_seed: Seed = 42  # the study's seed for the validation split
     max_train_samples: PositiveInt | None = None  # stratified caps, applied after the split
     max_eval_samples: PositiveInt | None = None  # (validation)
     max_test_samples: PositiveInt | None = None
     max_length: PositiveInt = 128  # tokens; AG News texts average ~53 MiniLM tokens, 99% fit in 123
     cache_dir: str = ".cache/tokenized"  # tokenised data, keyed by tokenizer, length and texts
+    # Bounds that stop data which would exhaust memory before any work (neither changes a run's results):
+    # classes: the head, per-class metrics and the confusion matrix (classes^2 cells) grow with them; 10,000
+    # classes drove memory past 6 GB. AG News has 4, GoEmotions 28.
+    max_classes: PositiveInt = 1000
+    # characters in one text: every text is tokenised whole before truncation to max_length tokens, so a 50 MB
+    # text drove memory past 6 GB. AG News's longest is 892 characters; 100,000 is ~25,000 tokens.
+    max_text_chars: PositiveInt = 100_000
 
     @model_validator(mode="after")
     def _check_sources(self) -> "DatasetConfig":
@@ -82,7 +101,10 @@ class DatasetConfig(Strict):
             problems.append("dataset.test_source: dataset.files names the test file already; remove test_source")
         if self.class_names is not None and len(set(self.class_names)) < len(self.class_names):
             repeated = sorted({c for c in self.class_names if self.class_names.count(c) > 1})
-            problems.append(f"dataset.class_names: {', '.join(repeated)} occurs twice; list each class once")
+            problems.append(f"dataset.class_names: {clip(', '.join(repeated))} occurs twice; list each class once")
+        if self.class_names is not None and len(self.class_names) > self.max_classes:
+            problems.append(f"dataset.class_names: {len(self.class_names):,} classes, more than dataset.max_classes"
+                            f" ({self.max_classes:,}); raise dataset.max_classes if they are meant")
         if self.class_names is not None and self.class_descriptions is not None:
             try:
                 self.descriptions(self.class_names)
@@ -104,13 +126,24 @@ class DatasetConfig(Strict):
             return list(given)
         unknown = [key for key in given if key not in names]
         if unknown:
-            raise ValueError(f"dataset.class_descriptions: {unknown[0][:80]!r} is not a class"
+            raise ValueError(f"dataset.class_descriptions: {shown(unknown[0])} is not a class"
                              f"{did_you_mean(unknown[0], names)}; the classes are {', '.join(names)}")
         missing = [name for name in names if name not in given]
         if missing:
-            raise ValueError(f"dataset.class_descriptions: no description for class {missing[0]!r};"
+            raise ValueError(f"dataset.class_descriptions: no description for class {shown(missing[0])};"
                              f" give one per class ({', '.join(names)})")
         return [given[name] for name in names]
+
+
+# transformers' schedulers that need no lr_scheduler_kwargs (the others stop the Trainer once training starts)
+SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
+              "inverse_sqrt")
+
+
+def _scheduler(name: str) -> str:
+    if name not in SCHEDULERS:
+        raise PydanticCustomError("scheduler", "not a scheduler; use one of {names}", {"names": ", ".join(SCHEDULERS)})
+    return name
 
 
 class TrainingConfig(Strict):
@@ -120,19 +153,20 @@ class TrainingConfig(Strict):
     learning_rate: PositiveFloat = 5e-5
     weight_decay: Annotated[float, Field(ge=0)] = 0.01
     warmup_ratio: Fraction = 0.1  # share of all steps spent warming the learning rate up
-    lr_scheduler: str = "linear"  # any transformers SchedulerType name
+    lr_scheduler: Annotated[str, AfterValidator(_scheduler)] = "linear"  # one of SCHEDULERS (transformers' names)
     max_grad_norm: PositiveFloat = 1.0
     gradient_accumulation_steps: PositiveInt = 1
     precision: Literal["auto", "bf16", "fp32"] = "auto"  # auto: bf16 where measured >= 1.2x fp32 (core/precision.py)
     group_by_length: bool = True  # batches of similar length pad less
-    pad_to_multiple_of: PositiveInt | None = 8
+    pad_to_multiple_of: Annotated[int, Field(gt=0, le=1024)] | None = 8  # tokens; more only pads (GPUs like 8, 64)
     save_total_limit: PositiveInt = 2  # checkpoints kept (the best one is always kept too)
     eval_on_train: bool = False  # re-score the whole training set each epoch (slow; the study did)
     # Speed levers for GPUs (bench/gpu.py measures each; bench/NOTES.md "GPU"). The defaults are the Trainer's own.
     optim: Literal["adamw_torch_fused", "adamw_torch"] = "adamw_torch_fused"  # fused: one AdamW kernel per step
     pin_memory: bool = True  # batches in page-locked memory (GPU only)
     non_blocking: bool = False  # copy pinned batches to the GPU without waiting (needs pin_memory)
-    dataloader_workers: Annotated[int, Field(ge=0)] = 0  # processes collating batches; 0: the training process
+    # processes collating batches; 0: the training process. At most 256: past the cores they only contend
+    dataloader_workers: Annotated[int, Field(ge=0, le=256)] = 0
     torch_compile: bool = False  # torch.compile the model (pays only once compile time is amortised)
     bf16_weights: bool = False  # where bf16 is used: weights held in bf16, not cast under autocast each step;
     #                             LoRA adapters stay fp32 (PEFT's default). Only where accuracy holds (bench/NOTES.md)
@@ -236,7 +270,7 @@ DEFAULT_VARIANT = "v1"  # what a task of a method that trains runs when it lists
 class TaskConfig(Strict):
     method: str
     label: str | None = None  # the method's name in reports, e.g. "LoRA q+v r 8" (not part of a run's identity)
-    models: list[PositiveInt] | None = None  # model numbers (1-based); default: every model
+    models: Annotated[list[PositiveInt], Field(min_length=1)] | None = None  # model numbers (from 1); default: all
     variants: list[str] = Field(default_factory=list)  # training variants; default [v1] for methods that train
     training: TrainingOverrides = Field(default_factory=TrainingOverrides)  # type: ignore[valid-type]
     lora: LoraOverrides | None = None  # type: ignore[valid-type]
@@ -292,8 +326,8 @@ class RayConfig(Strict):
 
 class PipelineConfig(Strict):
     output_dir: str = "results"
-    seed: int = 42  # model init, dropout and data order
-    seeds: list[int] | None = Field(default=None, min_length=1)  # repeat every run per seed (ids get _s<seed>)
+    seed: Seed = 42  # model init, dropout and data order
+    seeds: list[Seed] | None = Field(default=None, min_length=1)  # repeat every run per seed (ids get _s<seed>)
     reference_run: str | None = None  # run id (without _s<seed>) all runs are compared with; default: best on validation
     trust_remote_code: bool = False  # never run code shipped with a model unless asked
     dataset: DatasetConfig = Field(default_factory=DatasetConfig)
@@ -315,46 +349,49 @@ class PipelineConfig(Strict):
         if self.seeds is not None:
             repeated = sorted({seed for seed in self.seeds if self.seeds.count(seed) > 1})
             if repeated:
-                problems.append(f"seeds: {', '.join(map(str, repeated))} occurs twice; list each seed once")
+                problems.append(f"seeds: {clip(', '.join(map(str, repeated)))} occurs twice; list each seed once")
             if "seed" in self.model_fields_set and self.seed not in self.seeds:
-                problems.append(f"seed: {self.seed} is not in seeds {self.seeds}; `seeds` replaces `seed`,"
+                problems.append(f"seed: {self.seed} is not in seeds {shown(self.seeds)}; `seeds` replaces `seed`,"
                                 f" so remove seed or add it to seeds")
         for name, task in self.tasks.items():
-            where = f"tasks.{name}"
+            where = f"tasks.{clip(name)}"
             if not name.isalnum():
-                problems.append(f"{where}: task names are letters and digits (they start run ids), got {name!r}")
+                problems.append(f"{where}: task names are letters and digits (they start run ids), got {shown(name)}")
             if task.method not in METHODS:
-                problems.append(f"{where}.method: unknown method {task.method!r}{did_you_mean(task.method, METHODS)};"
+                problems.append(f"{where}.method: unknown method {shown(task.method)}"
+                                f"{did_you_mean(task.method, METHODS)};"
                                 f" choose one of {', '.join(METHODS)}")
                 continue
             method = METHODS[task.method]
             if method["trains"] and not task.variants:
-                problems.append(f"{where}.variants: method {task.method!r} trains, so list at least one variant"
-                                f" (defined: {', '.join(self.variants) or 'none'})")
+                problems.append(f"{where}.variants: method {shown(task.method)} trains, so list at least one variant"
+                                f" (defined: {clip(', '.join(self.variants)) or 'none'})")
             if not method["trains"]:
                 if task.variants:
-                    problems.append(f"{where}.variants: method {task.method!r} does not train; remove variants")
+                    problems.append(f"{where}.variants: method {shown(task.method)} does not train; remove variants")
                 if task.training.model_dump(exclude_none=True):
-                    problems.append(f"{where}.training: method {task.method!r} does not train; remove training")
+                    problems.append(f"{where}.training: method {shown(task.method)} does not train; remove training")
             if not method["uses_models"] and task.models is not None:
-                problems.append(f"{where}.models: method {task.method!r} uses no transformer model; remove models")
+                problems.append(f"{where}.models: method {shown(task.method)} uses no transformer model; remove models")
             for variant in task.variants:
                 if variant not in self.variants:
                     default = " (the default when a task lists none)" if task.variants == [DEFAULT_VARIANT] else ""
-                    problems.append(f"{where}.variants: unknown variant {variant!r}{default}"
-                                    f"{did_you_mean(variant, self.variants)}; defined: {', '.join(self.variants) or 'none'}")
+                    problems.append(f"{where}.variants: unknown variant {shown(variant)}{default}"
+                                    f"{did_you_mean(variant, self.variants)};"
+                                    f" defined: {clip(', '.join(self.variants)) or 'none'}")
                 else:
                     for block in ("lora", "adapter"):
                         if getattr(self.variants[variant], block) is not None and method["settings"] != block:
-                            problems.append(f"{where}.variants: variant {variant!r} sets {block}, which method"
-                                            f" {task.method!r} does not take; give this task variants without {block}")
+                            problems.append(f"{where}.variants: variant {shown(variant)} sets {block}, which method"
+                                            f" {shown(task.method)} does not take; give this task variants"
+                                            f" without {block}")
             for number in task.models or []:
                 if number > len(self.models):
                     problems.append(f"{where}.models: there is no model {number}; `models` lists {len(self.models)}")
             if task.lora is not None and method["settings"] != "lora":
-                problems.append(f"{where}.lora: method {task.method!r} takes no LoRA settings; remove lora")
+                problems.append(f"{where}.lora: method {shown(task.method)} takes no LoRA settings; remove lora")
             if task.adapter is not None and method["settings"] != "adapter":
-                problems.append(f"{where}.adapter: method {task.method!r} takes no adapter block; use method peft")
+                problems.append(f"{where}.adapter: method {shown(task.method)} takes no adapter block; use method peft")
             if method["settings"] == "adapter" and task.adapter is None and not any(
                     self.variants[v].adapter for v in task.variants if v in self.variants):
                 problems.append(f"{where}.adapter: method 'peft' needs an adapter block with a peft_type,"
@@ -435,14 +472,14 @@ class PipelineConfig(Strict):
         if not method["trains"] or not method.get("search", True):  # setfit: trained outside the Trainer's search
             why = "does not train" if not method["trains"] else "trains outside the Trainer, which search drives"
             searched = task.search is not None or any(self.variants[v].search for v in task.variants if v in self.variants)
-            return [f"tasks.{name}.search: method {task.method!r} {why}; remove search"] if searched else []
+            return [f"tasks.{clip(name)}.search: method {shown(task.method)} {why}; remove search"] if searched else []
         problems = []
         for variant in task.variants:
             own = task.search or (self.variants[variant].search if variant in self.variants else None)
-            where = f"tasks.{name}.search" if task.search is not None else f"variants.{variant}.search"
+            where = f"tasks.{clip(name)}.search" if task.search is not None else f"variants.{clip(variant)}.search"
             if own is not None and self.search is not None:
                 given = own.model_dump(exclude_unset=True, exclude={"space"})
-                problems += [f"{where}.{key}: the top-level search sets it for every method ({getattr(self.search, key)});"
+                problems += [f"{where}.{key}: the top-level search sets it for every method ({shown(getattr(self.search, key))});"
                              f" remove it here (a task's search block only adds settings to the space)"
                              for key, value in given.items() if value != getattr(self.search, key)]
                 clash = sorted(set(own.space) & set(self.search.space))
@@ -496,21 +533,22 @@ def search_dimensions(search: SearchConfig, method: str, where: str = "search") 
     valid = [f"{block}.{field}" for block, model in blocks.items() for field in model.model_fields]
     dimensions, problems = {}, []
     for key, spec in search.space.items():
-        at = f"{where}.space.{key}"
+        at = f"{where}.space.{clip(key)}"
         block, _, field = str(key).partition(".")
         if block not in blocks or field not in blocks[block].model_fields:
-            problems.append(f"{at}: not a setting of a {method!r} run{did_you_mean(key, valid)};"
+            problems.append(f"{at}: not a setting of a {shown(method)} run{did_you_mean(key, valid)};"
                             f" searchable: {', '.join(f'{b}.*' for b in blocks)}")
             continue
         info = blocks[block].model_fields[field]
         kind = _unwrap(info.annotation)
-        check = TypeAdapter(Annotated[(info.annotation, *info.metadata)] if info.metadata else info.annotation)
+        check = TypeAdapter(Annotated[(info.annotation, *info.metadata)] if info.metadata else info.annotation,
+                            config=ConfigDict(allow_inf_nan=False))  # as the config's own fields
 
         def convert(value, what):
             try:
                 return check.validate_python(value)
             except ValidationError as error:
-                problems.append(f"{at}{what}: {value!r} is invalid for {key}: {error.errors()[0]['msg']}")
+                problems.append(f"{at}{what}: {shown(value)} is invalid for {key}: {error.errors()[0]['msg']}")
 
         if isinstance(spec, list):
             if kind not in (bool, int, float, str):
@@ -523,32 +561,32 @@ def search_dimensions(search: SearchConfig, method: str, where: str = "search") 
                 if len(problems) > found:  # each bad choice is reported; two of them are no repeated choice
                     continue
                 if len(set(map(repr, choices))) < len(choices):
-                    problems.append(f"{at}: {spec!r} lists a choice twice; list each once")
+                    problems.append(f"{at}: {shown(spec)} lists a choice twice; list each once")
                 dimensions[key] = {"kind": "categorical", "choices": choices}
         elif isinstance(spec, dict):
             unknown = [k for k in spec if k not in ("low", "high", "log")]
             if unknown or not {"low", "high"} <= set(spec):
-                problems.append(f"{at}: a range is {{low, high, log}}, got {spec!r}"
+                problems.append(f"{at}: a range is {{low, high, log}}, got {shown(spec)}"
                                 + (did_you_mean(unknown[0], ["low", "high", "log"]) if unknown else ""))
             elif kind not in (int, float):
                 problems.append(f"{at}: {key} is not numeric, so it takes a list of choices, not a range")
             elif not isinstance(spec.get("log", False), bool):
-                problems.append(f"{at}.log: {spec['log']!r} is invalid; use true or false")
+                problems.append(f"{at}.log: {shown(spec['log'])} is invalid; use true or false")
             else:
                 found = len(problems)
                 low, high, log = convert(spec["low"], ".low"), convert(spec["high"], ".high"), spec.get("log", False)
                 if len(problems) > found:
                     continue
                 if low is None or high is None:
-                    problems.append(f"{at}: a range needs numbers for low and high, got {spec!r}")
+                    problems.append(f"{at}: a range needs numbers for low and high, got {shown(spec)}")
                 elif low >= high:
-                    problems.append(f"{at}: low {low!r} must be below high {high!r}")
+                    problems.append(f"{at}: low {shown(low)} must be below high {shown(high)}")
                 elif log and low <= 0:
-                    problems.append(f"{at}: a log range needs low > 0, got {low!r}")
+                    problems.append(f"{at}: a log range needs low > 0, got {shown(low)}")
                 else:
                     dimensions[key] = {"kind": kind.__name__, "low": low, "high": high, "log": log}
         else:
-            problems.append(f"{at}: {spec!r} is neither a range {{low, high, log}} nor a list of choices")
+            problems.append(f"{at}: {shown(spec)} is neither a range {{low, high, log}} nor a list of choices")
     if search.sampler == "grid" and not problems:
         ranges = [key for key, dimension in dimensions.items() if dimension["kind"] != "categorical"]
         combinations = math.prod(len(d.get("choices", ())) for d in dimensions.values())
@@ -571,7 +609,7 @@ def load_config(path: str | Path, overrides: list[str] = ()) -> PipelineConfig:
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found; pass --config PATH")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = read_yaml(path.read_text(encoding="utf-8"), str(path))
     except UnicodeDecodeError as error:
         raise ConfigError(f"{path}: not UTF-8 text ({error.reason} at byte {error.start})") from None
     except yaml.YAMLError as error:
@@ -588,6 +626,62 @@ def load_config(path: str | Path, overrides: list[str] = ()) -> PipelineConfig:
     return validate(raw, source=str(path), base_dir=path.resolve().parent)
 
 
+def read_yaml(text: str, source: str) -> Any:
+    """yaml.safe_load (the same types: `5e-5` stays text until the schema converts it), but a key given twice in
+    one mapping is refused, and so is a document past MAX_CONFIG_VALUES or MAX_CONFIG_CHARS once its aliases are
+    expanded: measured on the parsed nodes, where an alias is one shared node, before anything is built."""
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _measure(node, source, "", {}, set())
+        return loader.construct_document(node)
+    except RecursionError:
+        raise ConfigError(f"{source}: values nested too deeply to read; a config nests a few levels") from None
+    finally:
+        loader.dispose()
+
+
+def _measure(node: yaml.Node, source: str, path: str, done: dict, active: set) -> tuple[int, int]:
+    """(values, characters) of `node` at key `path` with aliases expanded; a shared node is measured once."""
+    if id(node) in done:
+        return done[id(node)]
+    line = node.start_mark.line + 1
+    if id(node) in active:
+        raise ConfigError(f"{source}: line {line}: an alias (*name) refers to a value that contains it;"
+                          f" a config value cannot contain itself")
+    active.add(id(node))
+    children = []  # (node, its key path)
+    if isinstance(node, yaml.SequenceNode):
+        children = [(child, f"{path}[{i}]") for i, child in enumerate(node.value)]
+    elif isinstance(node, yaml.MappingNode):
+        seen: dict = {}  # (tag, text) -> the key node that gave it first
+        for key, value in node.value:
+            name = clip(key.value) if isinstance(key, yaml.ScalarNode) else "?"
+            at = f"{path}.{name}" if path else name
+            if isinstance(key, yaml.ScalarNode) and key.tag != "tag:yaml.org,2002:merge":
+                first = seen.setdefault((key.tag, key.value), key)
+                if first is not key:
+                    raise ConfigError(f"{source}: {at} is given twice (lines {first.start_mark.line + 1} and"
+                                      f" {key.start_mark.line + 1}); the second would replace the first, so merge"
+                                      f" them or remove one")
+            children += [(key, at), (value, at)]
+    values, chars = 1, len(node.value) if isinstance(node, yaml.ScalarNode) else 0
+    for child, at in children:
+        size = _measure(child, source, at, done, active)
+        values, chars = values + size[0], chars + size[1]
+    active.discard(id(node))
+    if values > MAX_CONFIG_VALUES or chars > MAX_CONFIG_CHARS:
+        what = f"{path} (line {line})" if path else f"the document (line {line})"
+        bound = (f"{MAX_CONFIG_VALUES:,} values (MAX_CONFIG_VALUES" if values > MAX_CONFIG_VALUES else
+                 f"{MAX_CONFIG_CHARS:,} characters (MAX_CONFIG_CHARS")
+        raise ConfigError(f"{source}: {what} holds more than {bound} in core/config.py) once its aliases (*name)"
+                          f" are expanded; write the value out, smaller")
+    done[id(node)] = values, chars
+    return values, chars
+
+
 def validate(raw: dict, source: str = "config", base_dir: Path = Path(".")) -> PipelineConfig:
     try:
         config = PipelineConfig.model_validate(raw)
@@ -602,11 +696,12 @@ def apply_override(raw: dict, override: str, base_dir: Path | None = None) -> No
     against it; the config file's own paths resolve against the file's folder later."""
     key, sep, value = override.partition("=")
     if not sep or not key or any(not part for part in key.split(".")):
-        raise ConfigError(f"override {override!r}: expected KEY=VALUE with a dotted key, e.g. dataset.max_train_samples=500")
+        raise ConfigError(f"override {shown(override)}: expected KEY=VALUE with a dotted key,"
+                          f" e.g. dataset.max_train_samples=500")
     try:
-        parsed = yaml.safe_load(value) if value else ""
+        parsed = read_yaml(value, f"override {shown(override)}") if value else ""
     except yaml.YAMLError:
-        raise ConfigError(f"override {override!r}: the value is not valid YAML") from None
+        raise ConfigError(f"override {shown(override)}: the value is not valid YAML") from None
     node = raw
     parts = key.split(".")
     for depth, part in enumerate(parts[:-1]):
@@ -614,7 +709,7 @@ def apply_override(raw: dict, override: str, base_dir: Path | None = None) -> No
         if child is None:
             child = node[part] = {}
         if not isinstance(child, dict):
-            raise ConfigError(f"override {override!r}: {'.'.join(parts[:depth + 1])} is not a mapping")
+            raise ConfigError(f"override {shown(override)}: {clip('.'.join(parts[:depth + 1]))} is not a mapping")
         node = child
     if base_dir is not None:
         fragment = parsed
@@ -670,31 +765,55 @@ def _resolve_raw(raw: dict, base_dir: Path) -> None:
 
 
 def did_you_mean(word: str, choices) -> str:
-    close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""
+    close = difflib.get_close_matches(clip(word), [str(c) for c in choices], n=1, cutoff=0.6)
+    return f" (did you mean {shown(close[0])}?)" if close else ""
 
 
-def bounded(text: str, limit: int = 40) -> str:
-    """`text` cut to `limit` characters for a message: a message never repeats a whole pasted file."""
-    text = str(text)
+class _Shown(reprlib.Repr):
+    """A message shows at most a few items, levels and characters of any value; a mapping in its own order."""
+
+    def repr_dict(self, x, level):
+        if not x:
+            return "{}"
+        if level <= 0:
+            return "{...}"
+        items = [f"{self.repr1(k, level - 1)}: {self.repr1(v, level - 1)}"
+                 for k, v in itertools.islice(x.items(), self.maxdict)]
+        return "{" + ", ".join(items) + (", ..." if len(x) > self.maxdict else "") + "}"
+
+
+_SHOWN = _Shown()
+_SHOWN.maxlevel, _SHOWN.maxstring, _SHOWN.maxother, _SHOWN.maxlong = 3, 60, 60, 40
+_SHOWN.maxlist = _SHOWN.maxtuple = _SHOWN.maxdict = _SHOWN.maxset = 6
+
+
+def shown(value: Any) -> str:
+    """repr(value) for a message, bounded: never the whole of a value a user (or an alias bomb) made large."""
+    text = _SHOWN.repr(value)
+    return text if len(text) <= 100 else text[:97] + "..."
+
+
+def clip(text: Any, limit: int = 100) -> str:
+    """str(text) for a message (a key, a name, another library's error), bounded like `shown`."""
+    text = str(text) if isinstance(text, (str, int, float)) else shown(text)
     return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def _explain(error: ValidationError) -> list[str]:
     lines = []
     for item in error.errors():
-        loc = [str(part) for part in item["loc"]]
+        loc = [clip(part) for part in item["loc"]]
         key = ".".join(loc) or "(top level)"
         kind = item["type"]
         if kind == "extra_forbidden":
             valid = _fields_at(PipelineConfig, item["loc"][:-1])
-            lines.append(f"unknown key {key!r}{did_you_mean(loc[-1], valid)}; valid keys here: {', '.join(valid)}")
+            lines.append(f"unknown key {shown(key)}{did_you_mean(loc[-1], valid)}; valid keys here: {', '.join(valid)}")
         elif kind == "missing":
             lines.append(f"{key}: required key is missing")
         elif kind == "value_error":
             lines.extend(str(item["ctx"]["error"]).splitlines())
         else:
-            lines.append(f"{key}: {item['input']!r} is invalid: {item['msg']}")
+            lines.append(f"{key}: {shown(item['input'])} is invalid: {item['msg']}")
     return lines
 
 

@@ -31,7 +31,7 @@ import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from core.config import METHODS, PipelineConfig
+from core.config import METHODS, PipelineConfig, shown
 from pipeline.plan import Run
 from pipeline.precision import resolve_all, typical_length
 
@@ -209,7 +209,8 @@ def _timing(run: Run, config: PipelineConfig, splits, training, timings: dict, b
     step = 0.0
     if METHODS[run.method]["trains"]:
         optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
-        inputs, labels = batch(training.batch_size), torch.randint(0, num_labels, (training.batch_size,), device=device)
+        size = min(training.batch_size, len(splits.train))  # a batch holds no more rows than there are
+        inputs, labels = batch(size), torch.randint(0, num_labels, (size,), device=device)
         model.train()
         for number in range(WARMUP_STEPS + TIMED_STEPS):
             if number == WARMUP_STEPS:
@@ -221,7 +222,7 @@ def _timing(run: Run, config: PipelineConfig, splits, training, timings: dict, b
             optimizer.zero_grad()
         step = (_now(device) - start) / TIMED_STEPS
     model.eval()
-    inputs = batch(training.eval_batch_size)
+    inputs = batch(min(training.eval_batch_size, max(len(splits.validation), len(splits.test))))
     with torch.inference_mode(), autocast():
         model(**inputs)  # warm-up
         start = _now(device)
@@ -250,7 +251,7 @@ def _model_problem(name: str) -> str | None:
 
     if Path(name).is_absolute() or in_hub_cache(name):
         return None
-    return f"model {name!r} is not in the Hugging Face cache (not downloaded in a dry run)"
+    return f"model {shown(name)} is not in the Hugging Face cache (not downloaded in a dry run)"
 
 
 def _model_config(name: str, num_labels: int, trust_remote_code: bool):

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-from core.config import (METHODS, ConfigError, LoraConfig, PipelineConfig, SearchConfig, TrainingConfig, bounded,
-                         did_you_mean)
+from core.config import (METHODS, ConfigError, LoraConfig, PipelineConfig, SearchConfig, TrainingConfig, clip,
+                         did_you_mean, shown)
 
 SEARCH_FOLDER = "search"  # output_dir/search/<BASE_RUN_ID>/: a base run's search, shared by its seeds
 
@@ -80,7 +80,7 @@ def build_plan(config: PipelineConfig, only: list[str] | None = None) -> list[Ru
     runs = _base_runs(config)
     bases = [r.run_id for r in runs]
     if config.reference_run is not None and config.reference_run not in bases:
-        raise ConfigError(f"reference_run: {config.reference_run!r} is not a run of this config"
+        raise ConfigError(f"reference_run: {shown(config.reference_run)} is not a run of this config"
                           f"{did_you_mean(config.reference_run, bases)}; name one of {', '.join(bases)}"
                           " (without the _s<seed> suffix)")
     if config.seeds is not None:
@@ -114,7 +114,7 @@ def _check_only(only: list[str], runs: list[Run]) -> None:
         if not chosen:
             known = dict.fromkeys(s for r in runs for s in sorted(_selectors(r), key=len))
             model = next((f", a task and model number ({r.task}{r.model_number})" for r in runs if r.model_number), "")
-            raise ConfigError(f"--only: {bounded(name)} is not a run of this config{did_you_mean(name, known)};"
+            raise ConfigError(f"--only: {clip(name, 40)} is not a run of this config{did_you_mean(name, known)};"
                               f" name a task ({', '.join(dict.fromkeys(r.task for r in runs))}){model}"
                               f" or a run ({', '.join(dict.fromkeys(r.base_run_id for r in runs))})")
         if len(tasks) > 1:

@@ -26,11 +26,16 @@ RESUME = "resume"  # same settings, interrupted: continue from the last complete
 SKIP = "skip"  # complete with the same settings
 
 
+# Dataset settings that never change a result (where the cache lives, bounds that only refuse data): a change
+# of them keeps complete runs.
+UNSCORED = {"cache_dir", "max_classes", "max_text_chars"}
+
+
 def fingerprint(run: Run, config: PipelineConfig, choice: Choice | None) -> str:
     """`choice`: the run's resolved precision (pipeline/precision.resolve_all); None for runs without a model."""
-    dataset = config.dataset.model_dump(exclude={"cache_dir"} | ({"class_descriptions"}  # added later: runs
-                                        if config.dataset.class_descriptions is None else set()))  # keep theirs
-    identity = {"run": run.resolved(), "dataset": dataset, "trust_remote_code": config.trust_remote_code}
+    unscored = UNSCORED | ({"class_descriptions"} if config.dataset.class_descriptions is None else set())
+    identity = {"run": run.resolved(), "dataset": config.dataset.model_dump(exclude=unscored),  # added later: runs
+                "trust_remote_code": config.trust_remote_code}  # made before a key existed keep their hash
     if choice is not None:
         identity["hardware"] = {"device_type": choice.device_type, "precision": choice.precision}
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import torch
 
-from core.config import did_you_mean
+from core.config import clip, did_you_mean, shown
 from tasks import hooks
 
 
@@ -33,7 +33,7 @@ class AdapterError(Exception):
 
     def where(self, block: str) -> str:
         """`adapter.target_modules: <message>`, for a config block named `block`."""
-        return f"{block}{'.' + self.key if self.key else ''}: {self}"
+        return f"{block}{'.' + clip(self.key) if self.key else ''}: {self}"
 
 
 @dataclass(frozen=True)
@@ -148,21 +148,22 @@ def check_adapter(adapter: dict) -> dict:
         raise AdapterError(f"required; one of {', '.join(sorted(classes))}", "peft_type")
     peft_type = str(adapter["peft_type"]).upper()
     if peft_type not in classes:
-        raise AdapterError(f"unknown PEFT type {adapter['peft_type']!r}{did_you_mean(peft_type, classes)};"
+        raise AdapterError(f"unknown PEFT type {shown(adapter['peft_type'])}{did_you_mean(peft_type, classes)};"
                            f" PEFT's types: {', '.join(sorted(classes))}", "peft_type")
     valid = adapter_fields(peft_type)
     for key in adapter:
         if key in RESERVED:
-            raise AdapterError(f"{key!r} is set by the pipeline (task_type SEQ_CLS); remove it", key)
+            raise AdapterError(f"{shown(key)} is set by the pipeline (task_type SEQ_CLS); remove it", key)
         if key not in valid:
-            raise AdapterError(f"unknown key {key!r} for {peft_type}{did_you_mean(key, valid)}; valid fields of"
+            raise AdapterError(f"unknown key {shown(key)} for {peft_type}{did_you_mean(key, valid)}; valid fields of"
                                f" {classes[peft_type].__name__}: {', '.join(valid)}", key)
     settings = {key: _typed(classes[peft_type], key, value) for key, value in adapter.items()}
     settings["peft_type"] = peft_type
     try:
         _build(peft_type, settings, total_steps=10 ** 9)  # targets as written; the model is checked later
     except Exception as error:  # PEFT's own checks (ValueError mostly) on the values as written
-        raise AdapterError(f"PEFT rejects it: {(str(error).strip() or type(error).__name__).splitlines()[0]}") from None
+        first = (str(error).strip() or type(error).__name__).splitlines()[0]
+        raise AdapterError(f"PEFT rejects it: {clip(first, 300)}") from None
     return settings
 
 
@@ -179,7 +180,7 @@ def _typed(cls, key: str, value):
     except ValidationError as error:
         if "Literal" in str(hints[key]) and isinstance(value, str):  # e.g. pissa_niter_16: PEFT checks those
             return value
-        raise AdapterError(f"{value!r} is invalid: {error.errors()[0]['msg']}", key) from None
+        raise AdapterError(f"{shown(value)} is invalid: {error.errors()[0]['msg']}", key) from None
 
 
 def peft_config(model, adapter: dict, total_steps: int | None = None):
@@ -219,8 +220,8 @@ def resolve_modules(model, names, key: str = "target_modules"):
     full_names = [name for name, _ in model.named_modules() if name]
     if isinstance(names, str):  # PEFT reads a string as a regex over full module names
         if not any(re.fullmatch(names, name) for name in full_names):
-            raise AdapterError(f"the pattern {names!r} matches no module of model type {model.config.model_type!r}",
-                               key)
+            raise AdapterError(f"the pattern {shown(names)} matches no module of model type"
+                               f" {model.config.model_type!r}", key)
         return names
     generic = ARCHITECTURES.get(model.config.model_type, Architecture({})).modules
     resolved, unknown = [], []
@@ -287,6 +288,7 @@ def check_runs(runs, train_rows: int | None = None) -> None:
         block = "lora" if run.method == "lora" else "adapter"
         with torch.device("meta"):
             skeleton = meta_skeleton(run.model)
+            size, model = sum(p.numel() for p in skeleton.parameters()), None
             try:
                 model = apply_method(skeleton, run.method, run_settings(run), total_steps)
                 model(input_ids=torch.zeros((1, 4), dtype=torch.long), attention_mask=torch.ones((1, 4)))
@@ -294,9 +296,13 @@ def check_runs(runs, train_rows: int | None = None) -> None:
                 raise ModelError(f"tasks.{run.task}.{error.where(block)}") from None
             except (TypeError, ValueError) as error:
                 raise ModelError(f"tasks.{run.task}.{block}: PEFT cannot apply it to {run.model}"
-                                 f" ({str(error).strip().splitlines()[0]})") from None
+                                 f" ({clip(str(error).strip().splitlines()[0], 300)})") from None
             except Exception:  # an operation the meta device lacks (e.g. BOFT's .item()): the run will tell
-                continue
+                pass
+        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad) if model is not None else 0
+        if trainable > size:  # e.g. lora.r in the billions: memory runs out only once the run starts
+            raise ModelError(f"tasks.{run.task}.{block}: the adapter trains {trainable:,} parameters, more than the"
+                             f" {size:,} of the whole model {run.model}; choose a smaller r (or size)")
 
 
 # ----------------------------------------------------------------------------------------------

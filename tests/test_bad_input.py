@@ -32,6 +32,18 @@ CONFIG_CASES = {
                        "'no-such-org/no-such-model' is not a local folder and not in the Hugging Face cache"),
     "missing data folder": (lambda r: r["dataset"].update(source="/nonexistent/data"),
                             "dataset.source: folder /nonexistent/data does not exist"),
+    "seed below numpy's range": (lambda r: r.update(seed=-1), "seed: -1 is invalid"),
+    "split seed past numpy's range": (lambda r: r["dataset"].update(split_seed=2**32),
+                                      "dataset.split_seed: 4294967296 is invalid"),
+    "infinite search bound": (lambda r: r["tasks"]["C"].update(search={"n_trials": 2, "space": {
+        "training.learning_rate": {"low": 1e-4, "high": float("inf")}}}),
+        "tasks.C.search.space.training.learning_rate.high: inf is invalid"),
+    "unknown scheduler": (lambda r: r["training"].update(lr_scheduler="cosin"), "training.lr_scheduler: 'cosin' is"),
+    # 2 layers x query (32 x r + r x 32) + the meta skeleton's 2-class head (32 x 2 + 2)
+    "LoRA rank past the model's size": (lambda r: r["lora"].update(r=100_000),
+                                        "tasks.C.lora: the adapter trains 12,800,066 parameters, more than the"),
+    "more class names than max_classes": (lambda r: r["dataset"].update(class_names=CLASSES, max_classes=3),
+                                          "dataset.class_names: 4 classes, more than dataset.max_classes (3)"),
 }
 
 DATA_CASES = {
@@ -42,6 +54,9 @@ DATA_CASES = {
     "not UTF-8": (b"text,label\nna\xefve,1\n", "line 2 is not UTF-8"),
     "only a header": ("text,label\n", "has a header but no rows"),
     "empty file": ("", "the file is empty"),
+    "label past int64": ("text,label\nhello,0\nworld,99999999999999999999\n",
+                         "row 3: label 99999999999999999999 is outside 0-3"),
+    "class only in test": ("text,label\nhello,0\nworld,1\n", "test.csv: row 3: label 'Business' has no row in"),
 }
 
 
@@ -90,6 +105,27 @@ def test_bad_data_file(case, mode, setup, capsys):
     path = write_config(tmp_path / "config.yaml", raw)
     err = assert_refused(tmp_path, ["--config", str(path), "--only", "A0", *mode], fragment, capsys)
     assert str(data / "train.csv") in err  # the message names the file
+
+
+HUGE = "z" * 200_000
+
+
+@pytest.mark.parametrize("change", [
+    lambda r: r["tasks"].update(P={"method": "peft", "variants": ["v1"], "adapter": {"peft_type": "LORA", "r": HUGE}}),
+    lambda r: r["tasks"].update(P={"method": "peft", "variants": ["v1"], "adapter": {"peft_type": HUGE}}),
+    lambda r: r["tasks"].update(P={"method": "peft", "variants": ["v1"], "adapter": {"peft_type": "LORA", HUGE: 1}}),
+    lambda r: r["tasks"].update(P={"method": "peft", "variants": ["v1"], "adapter": {
+        "peft_type": "LORA", "target_modules": HUGE}}),
+    lambda r: r.update(reference_run=HUGE),
+    lambda r: r["dataset"].update(label_column=HUGE),
+    lambda r: r["tasks"]["C"].update(search={"n_trials": 1, "space": {HUGE: [1]}}),
+], ids=["adapter value", "peft type", "adapter key", "target pattern", "reference run", "label column", "search key"])
+def test_a_message_shows_a_bounded_part_of_a_huge_value(setup, change, capsys):
+    tmp_path, raw = setup
+    change(raw)
+    path = write_config(tmp_path / "config.yaml", raw)
+    err = assert_refused(tmp_path, ["--config", str(path)], "zzz", capsys)
+    assert len(err) < 2000, err[:600]  # the value is 200,000 characters; the fixed text lists valid keys
 
 
 @DRY_RUN
@@ -144,6 +180,10 @@ def test_report_on_a_folder_without_runs(setup, capsys):
     ("models: [a\n", "malformed YAML"),
     ("- just\n- a list\n", "the top level must be a mapping"),
     ("models: [a]\ntasks: {A0: {method: tfidf_nb}}\n\tbad: tab\n", "malformed YAML"),
+    ("models: [a]\ntasks: {A0: {method: tfidf_nb}}\nmodels: [b]\n", "models is given twice (lines 1 and 3)"),
+    ("a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(f"{c}: &{c} [{', '.join([f'*{p}'] * 9)}]\n" for p, c in
+                                                    zip("abcdefgh", "bcdefghi")) + "models: *i\n",
+     "e (line 5) holds more than 10,000 values"),  # 9^5 values: the first anchor past the bound
 ])
 def test_malformed_yaml(tmp_path, text, fragment, capsys):
     path = tmp_path / "config.yaml"

@@ -10,9 +10,9 @@ import yaml
 from conftest import ROOT
 from pydantic import BaseModel, ValidationError
 
-from core.config import (ConfigError, DatasetConfig, LoraConfig, PipelineConfig, SearchConfig, TrainingConfig,
-                         _all_optional, _fields_at, _unwrap, apply_override, is_local_path, load_config,
-                         search_dimensions, searchable_blocks, validate)
+from core.config import (MAX_CONFIG_VALUES, ConfigError, DatasetConfig, LoraConfig, PipelineConfig, SearchConfig,
+                         TrainingConfig, _all_optional, _fields_at, _unwrap, apply_override, clip, is_local_path,
+                         load_config, read_yaml, search_dimensions, searchable_blocks, shown, validate)
 from pipeline.plan import build_plan
 
 MINIMAL = {"models": ["bert-base-uncased"], "tasks": {"B": {"method": "full", "variants": ["v1"]}}}
@@ -706,3 +706,127 @@ def test_a_grid_search_takes_lists_of_choices_within_its_number_of_combinations(
     # a key that is no setting is the only problem reported: the grid is not judged on what could not be read
     bad = problems(n_trials=9, sampler="grid", space={"training.lerning_rate": [1e-3, 2e-3]})
     assert len(bad) == 1 and "not a setting" in bad[0]
+
+
+# ----------------------------------------------------------------------------------------------
+# Reading YAML: duplicate keys, alias bombs, and messages that show a bounded part of any value
+
+
+@pytest.mark.parametrize("text, message", [
+    ("models: [m]\ntraining: {epochs: 1}\ntasks: {B: {method: full, variants: [v1]}}\ntraining: {batch_size: 8}\n",
+     "training is given twice (lines 2 and 4); the second would replace the first, so merge them or remove one"),
+    ("models: [m]\ntasks:\n  B: {method: full, variants: [v1]}\n  C: {method: head, variants: [v1]}\n"
+     "  B: {method: lora, variants: [v1]}\n", "tasks.B is given twice (lines 3 and 5)"),
+    ("models: [m]\ntasks: {B: {method: full, variants: [v1], enabled: true, enabled: false}}\n",
+     "tasks.B.enabled is given twice (lines 2 and 2)"),
+])
+def test_a_key_given_twice_is_refused_with_both_lines(tmp_path, text, message):
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as error:
+        load_config(path)
+    assert str(error.value).startswith(f"{path}: {message}") and len(str(error.value).splitlines()) == 1
+
+
+def test_yaml_otherwise_reads_as_safe_load_does(tmp_path):
+    text = ("models: [m]\nbase: &base {method: full, variants: [v1]}\n"
+            "tasks: {B: {<<: *base, enabled: false}, C: *base, D: {<<: *base, <<: {models: [1]}}}\n"
+            "training: {learning_rate: 5e-5}\n")
+    assert read_yaml(text, "c.yaml") == yaml.safe_load(text)  # merge keys (`<<`, even twice) are no repeated key
+    raw = read_yaml(text, "c.yaml")
+    del raw["base"]
+    config = validate(raw)
+    assert config.training.learning_rate == 5e-5 and config.tasks["B"].enabled is False and config.tasks["C"].enabled
+
+
+def _bomb(depth: int, width: int = 9) -> str:
+    lines = [f"l0: &l0 [{', '.join(['x'] * width)}]"]
+    lines += [f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * width)}]" for i in range(1, depth)]
+    return "\n".join(lines) + "\nmodels: [m]\ntasks: {B: {method: peft, variants: [v1], adapter: {peft_type: LORA," \
+                              f" rank_pattern: {{a: *l{depth - 1}}}}}}}}}\n"
+
+
+def test_an_alias_bomb_is_refused_before_it_is_built(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text(_bomb(7))  # 9^7 = 4.8 million values in under 1 KB
+    assert path.stat().st_size < 1024
+    with pytest.raises(ConfigError) as error:
+        load_config(path)
+    assert str(error.value) == (f"{path}: l4 (line 5) holds more than {MAX_CONFIG_VALUES:,} values (MAX_CONFIG_VALUES"
+                                f" in core/config.py) once its aliases (*name) are expanded; write the value out,"
+                                f" smaller")
+    assert read_yaml(_bomb(3), "c.yaml")["l2"][0][0] == ["x"] * 9  # 9^3: well inside the bound
+    long = "a: &s " + "y" * 2000 + "\nb: [" + ", ".join(["*s"] * 600) + "]\n"  # 1.2 million characters
+    with pytest.raises(ConfigError, match=r"^c\.yaml: b \(line 2\) holds more than 1,000,000 characters"):
+        read_yaml(long, "c.yaml")
+    with pytest.raises(ConfigError, match=r"^c\.yaml: line 1: an alias \(\*name\) refers to a value that contains"):
+        read_yaml("a: &a [1, *a]\n", "c.yaml")
+    with pytest.raises(ConfigError, match=r"^override 'tasks=\[\[\[.*\]\]\]': values nested too deeply to read"):
+        apply_override({}, "tasks=" + "[" * 3000 + "]" * 3000)
+    with pytest.raises(ConfigError, match=r"holds more than 10,000 values"):
+        apply_override({}, "lora.target_modules=" + _bomb(6).split("\nmodels")[0].replace("\n", ", ")
+                       .replace("l0: ", "{l0: ", 1) + "}")
+
+
+def test_messages_show_a_bounded_part_of_any_value():
+    huge = "z" * 100_000
+    fields = problems(config_with(training={"batch_size": huge, "lr_scheduler": [huge] * 1000},
+                                  dataset={"class_names": [huge, huge]}))
+    checks = problems(config_with(tasks={huge: {"method": huge}}, seeds=[1] * 5000, seed=3, variants={huge: {}}))
+    lines = fields + checks
+    assert len(lines) == 6 and all(len(line) < 400 for line in lines), [len(line) for line in lines]
+    assert "config: training.batch_size: 'zzzzzzzz" in fields[1] and "zzz' is invalid" in fields[1]
+    assert checks[1].startswith("config: seed: 3 is not in seeds [1, 1, 1, 1, 1, 1, ...]; `seeds` replaces")
+    search = SearchConfig(n_trials=1, space={"training.epochs": {"low": huge, "high": [huge] * 10_000},
+                                             huge: [1], "training.batch_size": [huge] * 10_000})
+    found = search_dimensions(search, "full")[1]
+    assert len(found) >= 3 and all(len(line) < 400 for line in found), [len(line) for line in found]
+    assert shown({"b": 2, "a": [1, 2, 3, 4, 5, 6, 7, 8]}) == "{'b': 2, 'a': [1, 2, 3, 4, 5, 6, ...]}"  # in order
+    assert shown(huge) == "'" + "z" * 27 + "..." + "z" * 28 + "'" and clip(huge) == "z" * 97 + "..."
+
+
+@pytest.mark.parametrize("change, line", [
+    ({"seed": -1}, "seed: -1 is invalid: Input should be greater than or equal to 0"),
+    ({"seeds": [42, 2**32]}, "seeds.1: 4294967296 is invalid: Input should be less than or equal to 4294967295"),
+    ({"dataset": {"split_seed": 2**32}}, "dataset.split_seed: 4294967296 is invalid: Input should be less than or"
+                                          " equal to 4294967295"),
+    ({"training": {"learning_rate": float("inf")}}, "training.learning_rate: inf is invalid: Input should be a"
+                                                    " finite number"),
+    ({"training": {"epochs": float("nan")}}, "training.epochs: nan is invalid: Input should be a finite number"),
+    ({"training": {"batch_size": 2**31}}, "training.batch_size: 2147483648 is invalid: Input should be less than"
+                                          " or equal to 2147483647"),
+    ({"training": {"pad_to_multiple_of": 2048}}, "training.pad_to_multiple_of: 2048 is invalid: Input should be"
+                                                 " less than or equal to 1024"),
+    ({"training": {"lr_scheduler": "cosin"}}, "training.lr_scheduler: 'cosin' is invalid: not a scheduler; use one"
+                                              " of linear, cosine, cosine_with_restarts, polynomial, constant,"
+                                              " constant_with_warmup, inverse_sqrt"),
+    ({"tasks": {"B": {"method": "full", "variants": ["v1"], "models": []}}},
+     "tasks.B.models: [] is invalid: List should have at least 1 item after validation, not 0"),
+    ({"ray": {"cpus_per_run": float("inf")}}, "ray.cpus_per_run: inf is invalid: Input should be a finite number"),
+    ({"training": {"dataloader_workers": 2**64}}, "training.dataloader_workers: 18446744073709551616 is invalid: Input"
+                                                  " should be less than or equal to 256"),
+    ({"dataset": {"class_names": ["a", "b", "c"], "max_classes": 2}},
+     "dataset.class_names: 3 classes, more than dataset.max_classes (2); raise dataset.max_classes if they are meant"),
+])
+def test_values_out_of_range_are_refused(change, line):
+    assert problems(config_with(**change)) == [f"config: {line}"]
+
+
+def test_range_values_that_are_in_range_pass():
+    config = validate(config_with(seeds=[0, 2**32 - 1], dataset={"split_seed": 2**32 - 1, "max_classes": 3,
+                                                                  "class_names": ["a", "b", "c"]},
+                                  training={"pad_to_multiple_of": 1024, "batch_size": 2**31 - 1,
+                                            "lr_scheduler": "cosine"}))
+    assert config.seeds == [0, 2**32 - 1] and config.training.pad_to_multiple_of == 1024
+
+
+@pytest.mark.parametrize("spec, line", [
+    ({"low": 1e-5, "high": float("inf")}, "s.space.training.learning_rate.high: inf is invalid for"
+                                          " training.learning_rate: Input should be a finite number"),
+    ({"low": float("-inf"), "high": 1e-3}, "s.space.training.learning_rate.low: -inf is invalid for"
+                                           " training.learning_rate: Input should be a finite number"),
+    ([1e-4, float("nan")], "s.space.training.learning_rate[1]: nan is invalid for training.learning_rate: Input"
+                           " should be a finite number"),
+])
+def test_search_bounds_must_be_finite(spec, line):
+    assert dims({"training.learning_rate": spec}, where="s")[1] == [line]

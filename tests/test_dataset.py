@@ -629,3 +629,104 @@ def test_a_label_outside_the_hubs_class_label_says_where_the_names_came_from(mon
         load_splits(DatasetConfig(source="someone/reviews", validation_size=4))
     assert str(raised.value) == ("someone/reviews[test]: row 3: label 2 is outside 0-1 (2 classes in the dataset's"
                                  " ClassLabel); fix column 'label' or dataset.class_names")
+
+
+# ----------------------------------------------------------------------------------------------
+# Inputs that used to slip through: TSV quotes, labels that do not line up, list cells, sizes
+
+
+def test_tsv_has_no_quoting_a_quote_is_text(tmp_path):
+    from dataset import read_table
+
+    path = tmp_path / "train.tsv"
+    path.write_text('text\tlabel\n"A quote opens here\t0\nthe next row" closes it\t1\nplain\t2\n', encoding="utf-8")
+    table = read_table(path)
+    assert table.frame["text"].tolist() == ['"A quote opens here', 'the next row" closes it', "plain"]
+    assert table.frame["label"].tolist() == ["0", "1", "2"] and table.positions == [2, 3, 4]
+
+
+def test_numeric_labels_written_differently_are_one_class(tmp_path):
+    folder = _folder(tmp_path, "data", _header(["text", "stars"], ["0.0", "1.0", "2.0", "3.0"]),
+                     _header(["text", "stars"], ["0", "1", "+2", "3e0"], rows=8))
+    splits = load_splits(DatasetConfig(source=str(folder), validation_size=8, label_column="stars"))
+    assert splits.class_names == ("0", "1", "2", "3")
+    assert splits.test["label"].tolist() == [0, 1, 2, 3] * 2
+    halves = _folder(tmp_path, "halves", _header(["text", "label"], ["0.5", "1", "1.0"]))  # names, and 1.0 is 1
+    assert load_splits(DatasetConfig(source=str(halves), validation_size=3)).class_names == ("0.5", "1")
+
+
+@pytest.mark.parametrize("train, test, settings, message", [
+    (["a", "b"], ["a", "b"], {"class_names": ["a", "b", "c"]},
+     "dataset.class_names: class 'c' has no row in {folder}/train.csv; remove it from dataset.class_names, or add"
+     " training rows"),
+    ([0, 1, 2], [0, 1, 2, 3], {"class_names": ["w", "x", "y", "z"]},  # the test's label 3 is z
+     "{folder}/test.csv: row 5: label 'z' has no row in {folder}/train.csv; a class needs training rows: add some,"
+     " or remove this class's rows"),
+    (["a", "b"], ["a", "b", "c"], {}, "{folder}/test.csv: row 4: label 'c' has no row in {folder}/train.csv; a class"
+                                      " needs training rows: add some, or remove this class's rows"),
+])
+def test_every_class_needs_a_training_row(tmp_path, train, test, settings, message):
+    folder = _folder(tmp_path, "data", _header(["text", "label"], train, rows=24), _header(["text", "label"], test, 8))
+    with pytest.raises(DataError) as raised:
+        load_splits(DatasetConfig(source=str(folder), validation_size=8, **settings))
+    assert str(raised.value) == message.format(folder=folder)
+
+
+def test_a_cap_that_leaves_a_class_out_is_refused(tiny_data):
+    with pytest.raises(DataError, match=r"^dataset\.max_train_samples: 3 rows leave class '(World|Sports|Business|"
+                                        r"Sci/Tech)' without a training row; raise it to at least 4$"):
+        load_splits(DatasetConfig(source=str(tiny_data), validation_size=20, max_train_samples=3))
+    assert load_splits(DatasetConfig(source=str(tiny_data), validation_size=20, max_train_samples=4)).sizes() == {
+        "train": 4, "validation": 20, "test": 40}
+
+
+def test_a_label_past_int64_is_one_line_not_an_overflow(tmp_path):
+    huge = "99999999999999999999"
+    folder = _folder(tmp_path, "data", f"text,label\na,0\nb,1\nc,{huge}\nd,0\ne,1\nf,{huge}\n")
+    with pytest.raises(DataError) as raised:
+        load_splits(DatasetConfig(source=str(folder), validation_size=3, class_names=["x", "y"]))
+    assert str(raised.value) == (f"{folder}/train.csv: row 4: label {huge} is outside 0-1 (2 classes in"
+                                 f" dataset.class_names); fix column 'label' or dataset.class_names")
+    splits = load_splits(DatasetConfig(source=str(folder), validation_size=3))  # found in the data: a class
+    assert splits.class_names == ("0", "1", huge) and splits.test["label"].tolist() == [0, 1, 2, 0, 1, 2]
+
+
+def test_list_and_object_cells_are_refused_naming_column_and_type(tmp_path):
+    import json
+
+    folder = tmp_path / "parquet"
+    folder.mkdir()
+    listed = pd.DataFrame({"text": [["a", "b"], ["c"], ["d"], ["e"]], "label": [0, 1, 0, 1]})
+    listed.to_parquet(folder / "train.parquet")
+    pd.DataFrame({"text": ["a", "b"], "label": [0, 1]}).to_parquet(folder / "test.parquet")
+    with pytest.raises(DataError) as raised:
+        load_splits(DatasetConfig(source=str(folder), validation_size=2))
+    assert str(raised.value) == (f"{folder}/train.parquet: row 1: column 'text' (dataset.text_column) holds a list"
+                                 f" (ndarray), not text or a number; give one value per cell, e.g. join the list"
+                                 f" into one text, or name another column in dataset.text_column")
+    lines = [json.dumps({"text": f"t{i}", "label": i % 2}) for i in range(6)]
+    _jsonl(tmp_path / "json", "train.jsonl", lines[:3] + [json.dumps({"text": {"title": "x"}, "label": 1})])
+    _jsonl(tmp_path / "json", "test.jsonl", lines)
+    with pytest.raises(DataError, match=r"train\.jsonl: line 4: column 'text' \(dataset\.text_column\) holds an"
+                                        r" object \(dict\), not text"):
+        load_splits(DatasetConfig(source=str(tmp_path / "json"), validation_size=2))
+    _jsonl(tmp_path / "json", "train.jsonl", lines + [json.dumps({"text": "x", "label": [1]})])
+    with pytest.raises(DataError, match=r"train\.jsonl: line 7: column 'label' \(dataset\.label_column\) holds a list"
+                                        r" \(list\)"):
+        load_splits(DatasetConfig(source=str(tmp_path / "json"), validation_size=2))
+
+
+def test_class_count_and_text_length_are_bounded(tmp_path):
+    folder = _folder(tmp_path, "data", _header(["text", "label"], ["a", "b", "c"], rows=9))
+    assert len(load_splits(DatasetConfig(source=str(folder), validation_size=3, max_classes=3)).class_names) == 3
+    with pytest.raises(DataError) as raised:
+        load_splits(DatasetConfig(source=str(folder), validation_size=3, max_classes=2))
+    assert str(raised.value) == (f"{folder}: 3 classes, more than dataset.max_classes (2); check"
+                                 f" dataset.label_column ('label'), or raise dataset.max_classes")
+    longest = "x" * 50
+    folder = _folder(tmp_path, "long", f"text,label\n{longest},0\nb,1\nc,0\nd,1\n" + "y" * 51 + ",0\n")
+    with pytest.raises(DataError) as raised:
+        load_splits(DatasetConfig(source=str(folder), validation_size=2, max_text_chars=50))
+    assert str(raised.value) == (f"{folder}/train.csv: row 6: the text has 51 characters, more than"
+                                 f" dataset.max_text_chars (50); shorten it, or raise dataset.max_text_chars")
+    assert load_splits(DatasetConfig(source=str(folder), validation_size=2, max_text_chars=51)).sizes()["test"] == 5

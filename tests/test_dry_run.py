@@ -214,3 +214,23 @@ def test_a_reachable_hub_dataset_is_not_downloaded_by_the_dry_run(tiny_models, t
                                                    r" 'someone/reviews' is a Hub dataset \(not loaded in a dry run\)\)",
                                                    line)
     assert _files(tmp_path) == ["config.yaml"]
+
+
+def test_timing_never_builds_a_batch_larger_than_the_data(tiny_data, tiny_models, tmp_path, monkeypatch, one_thread):
+    import torch
+
+    from core.config import validate
+    from dataset import load_splits
+    from pipeline.estimate import _timing
+    from pipeline.plan import build_plan
+
+    raw = tiny_config(tiny_data, [tiny_models["bert"]], tmp_path / "out", tasks={"B": {"method": "full",
+                                                                                     "variants": ["v1"]}})
+    raw["training"].update(batch_size=1000, eval_batch_size=1000)  # a real run's batches hold what there is
+    config = validate(raw)
+    (run,) = build_plan(config)
+    sizes, randint = [], torch.randint
+    monkeypatch.setattr(torch, "randint", lambda low, high, size, **kw: sizes.append(size[0]) or randint(low, high,
+                                                                                                         size, **kw))
+    _timing(run, config, load_splits(config.dataset), run.training, {}, False)
+    assert sizes == [100, 100, 40]  # training texts and their labels (120 - 20 validation); the 40 test texts

@@ -110,9 +110,14 @@ def test_integer_labels_class_names_and_value_names(tmp_path):
     by_value = load_splits(DatasetConfig(source=str(folder), label_column="stars", validation_size=8))
     assert by_value.class_names == ("1", "2", "3", "4")  # the labels as written
     assert [int(by_value.class_names[i]) for i in by_value.test["label"]] == [r["stars"] for r in rows[:8]]
-    named = load_splits(DatasetConfig(source=str(folder), label_column="stars", validation_size=8,
-                                      class_names=["zero", "one", "two", "three", "four"]))
-    assert named.test["label"].tolist() == [r["stars"] for r in rows[:8]]  # integers index class_names from 0
+    with pytest.raises(DataError, match=r"^dataset\.class_names: class 'zero' has no row in .*train\.jsonl"):
+        load_splits(DatasetConfig(source=str(folder), label_column="stars", validation_size=8,  # a phantom class
+                                  class_names=["zero", "one", "two", "three", "four"]))
+    from_zero = [{"text": r["text"], "stars": r["stars"] - 1} for r in rows]
+    named = load_splits(DatasetConfig(source=str(folder_of(tmp_path, ".parquet", from_zero, from_zero[:8])),
+                                      label_column="stars", validation_size=8, class_names=["one", "two", "three",
+                                                                                             "four"]))
+    assert named.test["label"].tolist() == [r["stars"] for r in from_zero[:8]]  # integers index class_names from 0
     strings = [{"text": r["text"], "label": SENTIMENT[i % 3]} for i, r in enumerate(rows)]
     ordered = load_splits(DatasetConfig(source=str(folder_of(tmp_path, ".csv", strings, strings[:6])),
                                         validation_size=6, class_names=["neutral", "negative", "positive"]))

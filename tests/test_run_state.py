@@ -94,6 +94,9 @@ def test_fingerprint_follows_settings_that_change_results(tmp_path):
     assert fingerprint(run, split, None) != fingerprint(run, config, None)  # other validation rows, other results
     cache = config.model_copy(update={"dataset": config.dataset.model_copy(update={"cache_dir": str(tmp_path / "c")})})
     assert fingerprint(run, cache, None) == fingerprint(run, config, None)  # where tokens are cached changes nothing
+    bounds = config.model_copy(update={"dataset": config.dataset.model_copy(update={"max_classes": 7,
+                                                                                   "max_text_chars": 9})})
+    assert fingerprint(run, bounds, None) == fingerprint(run, config, None)  # bounds only refuse data: runs are kept
 
 
 def test_decide(tmp_path):
@@ -153,7 +156,8 @@ def test_fingerprint_is_the_documented_hash_of_run_data_and_hardware(tmp_path):
 
     config, run = _setup(tmp_path)
     dataset = config.dataset.model_dump()
-    del dataset["cache_dir"], dataset["class_descriptions"]  # unset: left out, as in runs from before that key
+    for unscored in ("cache_dir", "max_classes", "max_text_chars", "class_descriptions"):  # the same hash as
+        del dataset[unscored]  # before these keys existed (class_descriptions: while unset)
     identity = {"trust_remote_code": config.trust_remote_code, "dataset": dataset, "run": run.resolved()}
     # Recomputed here from the recipe: sha256 of the key-sorted JSON, first 16 hex digits.
     expected = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
