@@ -71,3 +71,18 @@ def test_every_relative_link_names_a_committed_file(path):
     missing = [t for t in targets if t and not t.startswith(("http://", "https://", "mailto:"))
                and not (path.parent / t).exists()]
     assert missing == []
+
+
+def test_the_readme_example_config_is_valid_and_gives_every_method_one_budget():
+    import yaml
+
+    from core.config import validate
+    from pipeline.plan import build_plan
+
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    block = text.split("## Compare methods on your own CSV in 3 steps", 1)[1].split("```yaml\n", 1)[1].split("```", 1)[0]
+    config = validate(yaml.safe_load(block))
+    runs = build_plan(config)
+    assert [r.base_run_id for r in runs if r.seed == 42] == ["baseline", "probe1", "full1_v1", "lora1_v1", "ia31_v1"]
+    trained = [r.training for r in runs if r.training is not None]
+    assert {(t.epochs, t.batch_size) for t in trained} == {(3, 16)}
