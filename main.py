@@ -241,7 +241,7 @@ def _check_command(words: list[str]) -> None:
 
     for word in words:
         if "=" not in word and "." not in word:
-            raise UsageError(f"unknown command {clip(repr(word), 40)}{did_you_mean(word, COMMANDS)};"
+            raise UsageError(f"unknown command {clip(word, 40)!r}{did_you_mean(word, COMMANDS)};"
                              f" commands: {', '.join(COMMANDS)} (a config override is KEY=VALUE)")
 
 
