@@ -8,7 +8,8 @@
 
 Options may come before or after the positional arguments.
 
-Exit codes: 0 every run complete (or held by another process), 1 a run failed, 2 a config, data or usage error.
+Exit codes: 0 every run complete (or held by another process), 1 a run failed, 2 a config, data or usage error,
+or a run whose folder holds complete results of other settings (kept; --force replaces them).
 """
 from __future__ import annotations
 
@@ -39,7 +40,8 @@ def run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dry-run", action="store_true",
                         help="print the plan: per run its trainable parameters, an estimated time and whether it"
                              " will run, resume or be skipped; train nothing")
-    parser.add_argument("--force", action="store_true", help="rerun runs that are complete with the same settings")
+    parser.add_argument("--force", action="store_true", help="rerun complete runs: those of the same settings, and those of other settings"
+                                                             " (which are otherwise kept, and stop the plan)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars or training logs (for logs and CI)")
     parser.add_argument("--executor", choices=["sequential", "ray"],
                         help="sequential (default): one run after another in this process; ray: each run a Ray task"
@@ -108,17 +110,20 @@ def run(args) -> int:
         from pipeline.search import finished
 
         runs = [finished(run, config) for run in runs]  # a finished search's settings; nothing is written
-        print_dry_run(config, runs, force=args.force)
-        return 0
+        blocked = print_dry_run(config, runs, force=args.force)
+        for line in blocked:  # the real run would stop on these
+            print(f"error: {line}", file=sys.stderr)
+        return 2 if blocked else 0
 
     from pipeline.runner import PlanError, run_all
 
     try:
         outcomes = run_all(config, runs, force=args.force, show_progress=not args.quiet)
     except PlanError as error:
-        print(f"error: {error}", file=sys.stderr)
+        for line in str(error).splitlines():  # one per problem (runs blocked by complete results)
+            print(f"error: {line}", file=sys.stderr)
         return 2
-    return 1 if any(o.status == "failed" for o in outcomes) else 0  # runs held by another process are its to finish
+    return 1 if any(o.status in ("failed", "blocked") for o in outcomes) else 0  # runs held by another process are its to finish
 
 
 def predict(args) -> int:

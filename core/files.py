@@ -1,6 +1,7 @@
 """Atomic writes: a reader never sees half a file; a killed writer leaves the old file or none."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import tempfile
@@ -62,4 +63,6 @@ def jsonable(value):
         return value.tolist()
     if isinstance(value, Path):
         return str(value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):  # e.g. PEFT's LoraRuntimeConfig
+        return dataclasses.asdict(value)
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")

@@ -21,7 +21,7 @@ from pipeline.plan import Run
 from pipeline.precision import resolve_all
 from pipeline.run_state import RESUME
 from core.quiet import quiet_libraries
-from pipeline.runner import Outcome, PlanError, finished_files, run_one
+from pipeline.runner import Outcome, PlanError, check_blocked, finished_files, run_one
 
 ROOT = Path(__file__).resolve().parents[1]
 PASSED_ON = ("HF_HUB_OFFLINE", "HF_HOME", "HF_ENDPOINT", "TRANSFORMERS_OFFLINE")  # from the driver to its tasks
@@ -73,7 +73,9 @@ def run_with_ray(config: PipelineConfig, runs: list[Run], splits: Splits, force:
     environment["TOKENIZERS_PARALLELISM"] = "false"
     task = ray.remote(num_cpus=config.ray.cpus_per_run, num_gpus=gpus, max_retries=0,
                       runtime_env={"env_vars": environment})(in_worker)
-    before = finished_files(config, runs, resolve_all(config, runs, pick_device(), splits))
+    choices = resolve_all(config, runs, pick_device(), splits)
+    check_blocked(config, runs, choices, force)  # before any run starts
+    before = finished_files(config, runs)
     shared_config, shared_splits = ray.put(config), ray.put(splits)
     pending = {task.remote(run, shared_config, shared_splits, force, before, show_progress): run for run in runs}
     log(f"ray: {len(runs)} runs as tasks of {config.ray.cpus_per_run:g} CPU and {gpus:g} GPU each, on"

@@ -36,7 +36,7 @@ from core.record import RunRecord
 from core.models import ModelError, check_available, check_max_length
 from pipeline.plan import Run
 from pipeline.precision import resolve_all
-from pipeline.run_state import RESUME, SKIP, begin, decide, fingerprint
+from pipeline.run_state import BLOCKED, RESUME, SKIP, begin, blocked_message, decide, fingerprint, identity
 from pipeline.search import Searches, copy_trials
 from tasks import runner_for
 from tasks.base import RunContext, TaskResult
@@ -49,13 +49,14 @@ class PlanError(Exception):
 
 
 HELD = "held"  # another process holds the run
+KEPT = "kept"  # claim: the old folder could not be moved aside; the run fails, its folder untouched
 UNRESOLVED = object()  # run_one: the run's precision is not resolved yet
 
 
 @dataclass
 class Outcome:
     run_id: str
-    status: str  # complete | failed | held (by another process, which runs it)
+    status: str  # complete | failed | held (by another process, which runs it) | blocked (see claim)
     seconds: float
     error: str | None = None
     skipped: bool = False
@@ -69,11 +70,12 @@ def run_all(config: PipelineConfig, runs: list[Run], force: bool = False, show_p
         from pipeline.ray_executor import connect
 
         connect(config)  # before anything is written: ray missing, or no cluster at ray.address, is a PlanError
+    before = finished_files(config, runs)  # first: --force must not rerun what another process finishes meanwhile
     created_group = distributed.start(config.training.ddp_timeout)
     try:
         splits = prepare(config, runs)
         if not is_main_process():
-            return run_plan(config, runs, splits, force, show_progress, log)
+            return run_plan(config, runs, splits, force, show_progress, log, before=before)
         presence = active_lock(Path(config.output_dir))  # shared: says "a process is working on this folder"
         try:
             presence.acquire(blocking=True)
@@ -85,7 +87,7 @@ def run_all(config: PipelineConfig, runs: list[Run], force: bool = False, show_p
 
                 outcomes = run_with_ray(config, runs, splits, force, show_progress, log)
             else:
-                outcomes = run_plan(config, runs, splits, force, show_progress, log, rebuild=False)
+                outcomes = run_plan(config, runs, splits, force, show_progress, log, rebuild=False, before=before)
         finally:
             presence.release()
         rebuild_if_last(config, log)
@@ -126,9 +128,11 @@ def prepare(config: PipelineConfig, runs: list[Run]) -> Splits:
 
 
 def run_plan(config: PipelineConfig, runs: list[Run], splits: Splits, force: bool = False,
-             show_progress: bool = True, log=print, rebuild: bool = True) -> list[Outcome]:
+             show_progress: bool = True, log=print, rebuild: bool = True, before: dict | None = None) -> list[Outcome]:
     """Every run in turn, in this process (skipping complete ones and those another process holds), then
-    summary.csv, plots/ and report.md rebuilt from all run folders in output_dir."""
+    summary.csv, plots/ and report.md rebuilt from all run folders in output_dir. PlanError before any search or
+    training: a run is blocked by complete results of other settings (without --force). `before`: finished_files
+    when the invocation started (default: now)."""
     if not show_progress:
         quiet_libraries()
     if not is_main_process():  # under torchrun every rank runs the plan; rank 0 alone reports and writes
@@ -138,7 +142,8 @@ def run_plan(config: PipelineConfig, runs: list[Run], splits: Splits, force: boo
     outcomes: list[Outcome] = []
     started = time.perf_counter()
     choices = resolve_all(config, runs, device, splits)  # auto: measured once per machine, then cached
-    before = finished_files(config, runs, choices)
+    check_blocked(config, runs, choices, force)
+    before = finished_files(config, runs) if before is None else before
     actions = {run.run_id: decide(run, config, choices[run.run_id], force) for run in runs}  # for the ETA
     durations: dict[str, list[float]] = {}  # seconds per finished run, by method; earlier invocations count
     for record in read_records(output):
@@ -185,48 +190,69 @@ def run_one(run: Run, config: PipelineConfig, splits: Splits, device, force: boo
         choice = resolve_all(config, [run], device, splits)[run.run_id]
     lock = run_lock(Path(config.output_dir), run.run_id)
     try:
-        action, note = claim(lock, run, config, choice, force or failure is not None, before) \
-            if is_main_process() else (None, None)
+        action, note = claim(lock, run, config, choice, force, before) if is_main_process() else (None, None)
         action, note = distributed.broadcast((action, note))
-        if action in (SKIP, HELD):
-            return Outcome(run.run_id, "complete" if action == SKIP else HELD, 0.0, skipped=True, note=note)
+        if failure is not None and action in (SKIP, BLOCKED):  # complete results stay; the failure is reported
+            action, note = KEPT, f"{type(failure).__name__}: {failure}".splitlines()[0]
+        if action == KEPT:
+            return Outcome(run.run_id, "failed", 0.0, note)
+        if action in (SKIP, HELD, BLOCKED):
+            return Outcome(run.run_id, {SKIP: "complete", HELD: HELD, BLOCKED: BLOCKED}[action], 0.0, skipped=True,
+                           note=note)
         if announce is not None:
             announce(action)
         context = RunContext(config, splits, Path(config.output_dir) / run.run_id, device, show_progress, choice)
-        return execute(run, context, fingerprint(run, config, choice), task=_raising(failure) if failure else None)
+        return execute(run, context, fingerprint(run, config, choice), task=_raising(failure) if failure else None,
+                       run_identity=identity(run, config, choice))
     finally:
         lock.release()
 
 
 def claim(lock, run: Run, config: PipelineConfig, choice, force: bool, before: dict | None) -> tuple[str, str | None]:
-    """(action, why skipped). Taking the lock comes first, the decision after it."""
+    """(action, why skipped). Taking the lock comes first, the decision after it, with --force too. BLOCKED: complete
+    results of other settings appeared since the plan was checked (another process made them); they are kept."""
     if not lock.acquire():
         return HELD, f"held by {lock.holder()}"
     action = decide(run, config, choice, force)
     if action == SKIP:
         return SKIP, "complete with the same settings (--force reruns it)"
-    if force and before is not None and \
-            finished_files(config, [run], {run.run_id: choice})[run.run_id] not in (None, before.get(run.run_id)):
+    if action == BLOCKED:
+        return BLOCKED, blocked_message(run, config, choice).split(": ", 1)[1]
+    if force and before is not None and finished_files(config, [run])[run.run_id] not in (None, before.get(run.run_id)):
         return SKIP, "finished by another process since this one started"
-    begin(run, config, action, choice)
+    try:
+        begin(run, config, action, choice)
+    except OSError as error:  # the old folder could not be moved aside: it stays as it was
+        return KEPT, (f"{Path(config.output_dir) / run.run_id} could not be replaced ({error.strerror});"
+                      " the old folder is kept")
     if run.search_result:
         copy_trials(config, run, Path(config.output_dir) / run.run_id)
     return action, None
 
 
-def finished_files(config: PipelineConfig, runs: list[Run], choices: dict) -> dict[str, tuple | None]:
-    """Per run, (modification time, size) of a complete metrics.json, else None: with --force, a run whose
-    metrics.json changed since this process started was rerun by another process, not to be rerun again."""
+def finished_files(config: PipelineConfig, runs: list[Run]) -> dict[str, tuple | None]:
+    """Per run, (modification time, size) of a complete metrics.json (whatever its settings), else None: with
+    --force, a run whose metrics.json changed since this process started was rerun by another process, not to be
+    rerun again. Taken first thing, before data and models are loaded, so that a slower start does not count."""
     stamps = {}
     for run in runs:
         path = Path(config.output_dir) / run.run_id / "metrics.json"
         try:
             stat = path.stat()
-            complete = decide(run, config, choices[run.run_id]) == SKIP
-            stamps[run.run_id] = (stat.st_mtime_ns, stat.st_size) if complete else None
+            record = RunRecord.read(path)
+            stamps[run.run_id] = (stat.st_mtime_ns, stat.st_size) if record is not None and record.complete else None
         except OSError:
             stamps[run.run_id] = None
     return stamps
+
+
+def check_blocked(config: PipelineConfig, runs: list[Run], choices: dict, force: bool) -> None:
+    """PlanError, one line per run whose folder holds complete results of other settings (unless --force)."""
+    if force:
+        return
+    lines = [line for run in runs if (line := blocked_message(run, config, choices[run.run_id])) is not None]
+    if lines:
+        raise PlanError("\n".join(lines))
 
 
 def rebuild_if_last(config: PipelineConfig, log=print) -> None:
@@ -243,7 +269,8 @@ def rebuild_if_last(config: PipelineConfig, log=print) -> None:
     log(f"report: {output / 'report.md'}")
 
 
-def execute(run: Run, context: RunContext, run_fingerprint: str | None = None, task=None) -> Outcome:
+def execute(run: Run, context: RunContext, run_fingerprint: str | None = None, task=None,
+            run_identity: dict | None = None) -> Outcome:
     """One run: its task (`task`, else its method's), then metrics.json, predictions.csv and epochs.csv
     under results/<RUN_ID>/."""
     context.run_dir.mkdir(parents=True, exist_ok=True)
@@ -266,6 +293,7 @@ def execute(run: Run, context: RunContext, run_fingerprint: str | None = None, t
         "run_id": run.run_id, "base_run_id": run.base_run_id, "task": run.task, "method": run.method,
         "model": run.model, "model_number": run.model_number, "variant": run.variant,
         "status": "failed" if error else "complete", "error": error, "fingerprint": run_fingerprint,
+        **({"identity": run_identity} if run_identity is not None else {}),  # what changed, should settings change
         "started_at": started_at.isoformat(timespec="milliseconds"),
         "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds"),
         "total_seconds": round(seconds, 3),

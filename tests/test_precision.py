@@ -14,7 +14,7 @@ from core.config import validate
 from core.precision import Choice, Shapes, choose
 from pipeline.plan import build_plan
 from pipeline.precision import resolve_all
-from pipeline.run_state import decide, fingerprint
+from pipeline.run_state import blocked_message, decide, fingerprint, identity
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: threads only contend
 
@@ -191,9 +191,12 @@ def test_the_fingerprint_follows_precision_and_device_not_the_invocation(tiny_da
     folder = tmp_path / "out" / run.run_id  # a complete run, finished under the first invocation's choice
     folder.mkdir(parents=True)
     (folder / "metrics.json").write_text(json.dumps({"run_id": run.run_id, "status": "complete",
-                                                     "fingerprint": fingerprint(run, config, first[run.run_id])}))
+                                                     "fingerprint": fingerprint(run, config, first[run.run_id]),
+                                                     "identity": identity(run, config, first[run.run_id])}))
     assert decide(run, config, second[run.run_id]) == "skip"
-    assert decide(run, config, as_fp32) == decide(run, config, on_gpu) == "run"
+    assert decide(run, config, as_fp32) == decide(run, config, on_gpu) == "blocked"  # kept, not silently redone
+    assert blocked_message(run, config, as_fp32) == ("B1_v1: hardware.precision changed (bf16 -> fp32); pass --force"
+                                                     " to replace, or use another output_dir")
 
 
 def _metrics(folder):
