@@ -122,7 +122,7 @@ def test_an_interrupted_search_resumes_and_runs_only_the_missing_trials(tiny_dat
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("B1_v1")]
     best = second.loc[second["validation_accuracy"].idxmax()]
     assert len(lines) == 2 and all(f"search=done: best trial {int(best['trial'])} of 3" in line
-                                   and line.endswith("[skip]") for line in lines)
+                                   and line.endswith("[skip: complete]") for line in lines)
 
 
 def test_a_grid_search_tries_every_combination_once_and_keeps_tpe_identities(tiny_data, tiny_models, tmp_path):
