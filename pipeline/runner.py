@@ -217,7 +217,7 @@ def claim(lock, run: Run, config: PipelineConfig, choice, force: bool, before: d
     if action == SKIP:
         return SKIP, "complete with the same settings (--force reruns it)"
     if action == BLOCKED:
-        return BLOCKED, blocked_message(run, config, choice).split(": ", 1)[1]
+        return BLOCKED, (blocked_message(run, config, choice) or ": complete with other settings").split(": ", 1)[1]
     if force and before is not None and finished_files(config, [run])[run.run_id] not in (None, before.get(run.run_id)):
         return SKIP, "finished by another process since this one started"
     try:
