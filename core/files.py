@@ -54,6 +54,15 @@ def read_json(path: Path) -> dict:
     return data if isinstance(data, dict) else {}
 
 
+def file_stamp(path: Path) -> tuple[int, int] | None:
+    """(modification time in ns, size) of a file, None where there is none: whether it was rewritten since."""
+    try:
+        stat = Path(path).stat()
+    except OSError:
+        return None
+    return stat.st_mtime_ns, stat.st_size
+
+
 def write_csv_atomic(path: Path, frame: pd.DataFrame) -> None:
     write_text_atomic(path, frame.to_csv(index=False))
 

@@ -26,7 +26,7 @@ from evaluation.report import rebuild_outputs
 from evaluation.summary import format_table, read_records
 from core.config import METHODS, PipelineConfig
 from pipeline.estimate import clock
-from core.files import write_csv_atomic, write_json_atomic, write_text_atomic
+from core.files import file_stamp, write_csv_atomic, write_json_atomic, write_text_atomic
 from core import distributed
 from core.hardware import cpu_model, describe, device_model, is_main_process, pick_device, threads
 from core.lock import LockError, active_lock, others_active, run_lock, summary_lock
@@ -37,7 +37,7 @@ from core.models import ModelError, check_available, check_max_length
 from pipeline.plan import Run
 from pipeline.precision import resolve_all
 from pipeline.run_state import BLOCKED, RESUME, SKIP, begin, blocked_message, decide, fingerprint, identity
-from pipeline.search import Searches, copy_trials
+from pipeline.search import Searches, copy_trials, search_folder, search_folder_name
 from tasks import runner_for
 from tasks.base import RunContext, TaskResult
 
@@ -149,7 +149,7 @@ def run_plan(config: PipelineConfig, runs: list[Run], splits: Splits, force: boo
     for record in read_records(output):
         if record.complete and record.total_seconds:
             durations.setdefault(record.method, []).append(record.total_seconds)
-    searches = _searches(config, runs, splits, force, show_progress, log)
+    searches = _searches(config, runs, splits, force, show_progress, log, before)
     for number, run in enumerate(runs, start=1):
         prefix = f"[{number}/{len(runs)}] {run.run_id}"
 
@@ -231,18 +231,18 @@ def claim(lock, run: Run, config: PipelineConfig, choice, force: bool, before: d
 
 
 def finished_files(config: PipelineConfig, runs: list[Run]) -> dict[str, tuple | None]:
-    """Per run, (modification time, size) of a complete metrics.json (whatever its settings), else None: with
-    --force, a run whose metrics.json changed since this process started was rerun by another process, not to be
-    rerun again. Taken first thing, before data and models are loaded, so that a slower start does not count."""
+    """Per run, (modification time, size) of a complete metrics.json (whatever its settings), else None; per base
+    run with a search, under `search/<BASE_RUN_ID>`, that of its search.json. With --force, a run whose
+    metrics.json (a search whose search.json) changed since this process started was rerun (searched) by another
+    process, not to be redone. Taken first thing, before data and models are loaded, so a slower start does not
+    count."""
     stamps = {}
     for run in runs:
         path = Path(config.output_dir) / run.run_id / "metrics.json"
-        try:
-            stat = path.stat()
-            record = RunRecord.read(path)
-            stamps[run.run_id] = (stat.st_mtime_ns, stat.st_size) if record is not None and record.complete else None
-        except OSError:
-            stamps[run.run_id] = None
+        record = RunRecord.read(path)
+        stamps[run.run_id] = file_stamp(path) if record is not None and record.complete else None
+        if run.search is not None:
+            stamps[search_folder_name(run)] = file_stamp(search_folder(config, run) / "search.json")
     return stamps
 
 
@@ -378,11 +378,12 @@ def _discard(line: str) -> None:
     pass
 
 
-def _searches(config: PipelineConfig, runs: list[Run], splits: Splits, force: bool, show_progress: bool, log):
+def _searches(config: PipelineConfig, runs: list[Run], splits: Splits, force: bool, show_progress: bool, log,
+              before: dict | None = None):
     """The plan's searches, handed the splits without test: a search cannot read test labels."""
     if not any(run.search is not None for run in runs):
         return None
-    return Searches(config, replace(splits, test=None), force, show_progress, log)
+    return Searches(config, replace(splits, test=None), force, show_progress, log, before)
 
 
 def _raising(error: Exception):

@@ -376,3 +376,29 @@ def test_the_search_config_searches_config_yamls_tasks_and_config_yaml_holds_wha
         for key, value in result.params.items():
             block, _, field = key.partition(".")
             assert getattr(getattr(run, block), field) == pytest.approx(value, rel=5e-3), (run_id, key)
+
+
+def test_force_does_not_start_over_a_search_another_process_redid_meanwhile(tiny_data, tiny_models, tmp_path, capsys,
+                                                                             monkeypatch):
+    import pipeline.runner as runner
+
+    output = tmp_path / "out"
+    raw = _searched_config(tiny_data, tiny_models["bert"], output)
+    assert _main(tmp_path, raw) == 0
+    trials = [(t.number, t.datetime_start) for t in _study(output).trials]
+    original = runner.prepare
+
+    def another_process_redoes_the_search(config, runs):  # after this process took its snapshot, before its search
+        path = output / "search" / "B1_v1" / "search.json"
+        path.write_text(path.read_text() + "\n")  # rewritten, as a process that started it over rewrites it
+        return original(config, runs)
+    monkeypatch.setattr(runner, "prepare", another_process_redoes_the_search)
+    capsys.readouterr()
+    assert _main(tmp_path, raw, "--force") == 0
+    assert "searching" not in capsys.readouterr().out  # the other process's study is used, not started over
+    assert [(t.number, t.datetime_start) for t in _study(output).trials] == trials
+
+    monkeypatch.setattr(runner, "prepare", original)  # no other process: --force starts the search over
+    assert _main(tmp_path, raw, "--force") == 0
+    assert "searching 2 of 2 trials" in capsys.readouterr().out
+    assert [(t.number, t.datetime_start) for t in _study(output).trials] != trials
