@@ -39,9 +39,10 @@ def run_arguments(parser: argparse.ArgumentParser) -> None:
                         help="run only these run ids (e.g. A0 B1_v1; with seeds, B1_v1 means every seed of it)")
     parser.add_argument("--dry-run", action="store_true",
                         help="print the plan: per run its trainable parameters, an estimated time and whether it"
-                             " will run, resume or be skipped; train nothing")
-    parser.add_argument("--force", action="store_true", help="rerun complete runs: those of the same settings, and those of other settings"
-                                                             " (which are otherwise kept, and stop the plan)")
+                             " will run, resume, be skipped or be blocked; train nothing")
+    parser.add_argument("--force", action="store_true",
+                        help="rerun complete runs: those of the same settings, and replace those of other settings"
+                             " (kept otherwise: they stop the plan)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars or training logs (for logs and CI)")
     parser.add_argument("--executor", choices=["sequential", "ray"],
                         help="sequential (default): one run after another in this process; ray: each run a Ray task"
@@ -123,7 +124,8 @@ def run(args) -> int:
         for line in str(error).splitlines():  # one per problem (runs blocked by complete results)
             print(f"error: {line}", file=sys.stderr)
         return 2
-    return 1 if any(o.status in ("failed", "blocked") for o in outcomes) else 0  # runs held by another process are its to finish
+    # runs held by another process are its to finish; "blocked": another process made results of other settings
+    return 1 if any(o.status in ("failed", "blocked") for o in outcomes) else 0
 
 
 def predict(args) -> int:
