@@ -49,7 +49,7 @@ class PlanError(Exception):
 
 
 HELD = "held"  # another process holds the run
-KEPT = "kept"  # claim: the old folder could not be moved aside; the run fails, its folder untouched
+KEPT = "kept"  # claim: the run fails, its folder untouched (not movable aside, or complete and its search failed)
 UNRESOLVED = object()  # run_one: the run's precision is not resolved yet
 
 
@@ -190,12 +190,11 @@ def run_one(run: Run, config: PipelineConfig, splits: Splits, device, force: boo
         choice = resolve_all(config, [run], device, splits)[run.run_id]
     lock = run_lock(Path(config.output_dir), run.run_id)
     try:
-        action, note = claim(lock, run, config, choice, force, before) if is_main_process() else (None, None)
+        action, note = claim(lock, run, config, choice, force, before, failure is not None) \
+            if is_main_process() else (None, None)
         action, note = distributed.broadcast((action, note))
-        if failure is not None and action in (SKIP, BLOCKED):  # complete results stay; the failure is reported
-            action, note = KEPT, f"{type(failure).__name__}: {failure}".splitlines()[0]
         if action == KEPT:
-            return Outcome(run.run_id, "failed", 0.0, note)
+            return Outcome(run.run_id, "failed", 0.0, note or f"{type(failure).__name__}: {failure}".splitlines()[0])
         if action in (SKIP, HELD, BLOCKED):
             return Outcome(run.run_id, {SKIP: "complete", HELD: HELD, BLOCKED: BLOCKED}[action], 0.0, skipped=True,
                            note=note)
@@ -208,11 +207,19 @@ def run_one(run: Run, config: PipelineConfig, splits: Splits, device, force: boo
         lock.release()
 
 
-def claim(lock, run: Run, config: PipelineConfig, choice, force: bool, before: dict | None) -> tuple[str, str | None]:
+def claim(lock, run: Run, config: PipelineConfig, choice, force: bool, before: dict | None,
+          failed: bool = False) -> tuple[str, str | None]:
     """(action, why skipped). Taking the lock comes first, the decision after it, with --force too. BLOCKED: complete
-    results of other settings appeared since the plan was checked (another process made them); they are kept."""
+    results of other settings appeared since the plan was checked (another process made them); they are kept.
+    `failed`: the run's search failed, so it is to be recorded as failed, unless its folder holds complete results
+    (KEPT: they stay, --force or not: there is nothing to replace them with)."""
     if not lock.acquire():
         return HELD, f"held by {lock.holder()}"
+    if failed:
+        record = RunRecord.read(Path(config.output_dir) / run.run_id / "metrics.json")
+        if record is not None and record.complete:
+            return KEPT, None
+        force = True  # whatever is there (failed, interrupted) is replaced by the failure's record
     action = decide(run, config, choice, force)
     if action == SKIP:
         return SKIP, "complete with the same settings (--force reruns it)"

@@ -3,6 +3,7 @@ the dry run and the report."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 import shutil
 
 import numpy as np
@@ -234,6 +235,22 @@ def test_pruned_trials_stop_training_and_a_search_with_no_complete_trial_fails_t
     record = json.loads((output / "B1_v1" / "metrics.json").read_text())
     assert record["status"] == "failed" and "no trial of B1_v1 completed (2 pruned, 0 failed)" in record["error"]
     assert json.loads((output / "A0" / "metrics.json").read_text())["status"] == "complete"  # the rest went on
+
+
+def test_a_changed_search_that_fails_keeps_the_complete_run_it_would_have_replaced(tiny_data, tiny_models, tmp_path,
+                                                                                   monkeypatch, capsys):
+    output = tmp_path / "out"
+    raw = _searched_config(tiny_data, tiny_models["bert"], output, epochs=2)
+    assert _main(tmp_path, raw) == 0
+    kept = {p.relative_to(output / "B1_v1"): p.read_bytes() for p in (output / "B1_v1").rglob("*") if p.is_file()}
+    assert json.loads(kept[Path("metrics.json")])["status"] == "complete"
+    monkeypatch.setattr("pipeline.search.make_pruner", lambda search: AlwaysPrune())
+    raw["tasks"]["B"]["search"]["pruner"] = "none"  # a new search (not blocked: the search's own block changed)
+    capsys.readouterr()
+    assert _main(tmp_path, raw) == 1  # ... which fails: the run fails, and its complete folder stays as it was
+    assert "B1_v1 failed in 0m00s: SearchError: search: no trial of B1_v1 completed" in capsys.readouterr().out
+    assert {p.relative_to(output / "B1_v1"): p.read_bytes()
+            for p in (output / "B1_v1").rglob("*") if p.is_file()} == kept
 
 
 @pytest.mark.parametrize("task, message", [
