@@ -1,7 +1,11 @@
-"""Runs main.py in this process, with the plan's preparation (data and models loaded) held back until another
-process has rewritten a run's metrics.json: two processes started together, one of them slower to load.
+"""Runs main.py in this process with its plan's preparation (data and models loaded) held back, so that two
+processes started together reach their runs in a known order:
 
-    python tests/late_start_harness.py WATCHED_METRICS_JSON main.py-arguments...
+    python tests/late_start_harness.py first READY main.py-arguments...
+        prepares once the late process has written READY (it has started: its snapshot of the runs is taken)
+    python tests/late_start_harness.py late READY WATCHED MTIME_NS main.py-arguments...
+        writes READY, then prepares once WATCHED (a metrics.json, modified at MTIME_NS before) is rewritten,
+        complete, by the first process: a process slower to load than the other
 """
 import sys
 import time
@@ -9,32 +13,48 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+LIMIT = 600.0  # seconds a held-back process waits before it gives up
 
-def stamp(path: Path):
+
+def wait_for(condition, what: str) -> None:
+    deadline = time.monotonic() + LIMIT
+    while not condition():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"{what} did not happen within {LIMIT:g} s")
+        time.sleep(0.2)
+
+
+def rewritten(path: Path, before: int) -> bool:
     try:
-        return path.stat().st_mtime_ns, path.stat().st_size, '"status": "complete"' in path.read_text()
+        return path.stat().st_mtime_ns != before and '"status": "complete"' in path.read_text()
     except OSError:
-        return None
+        return False
 
 
-def hold_back(watched: Path, limit: float = 240.0) -> None:
+def hold_back(role: str, ready: Path, watched: Path | None = None, before: int | None = None) -> None:
     import pipeline.runner
 
-    original, first = pipeline.runner.prepare, stamp(watched)
+    original = pipeline.runner.prepare
 
-    def prepare(*args, **kwargs):
-        deadline = time.monotonic() + limit
-        while not ((now := stamp(watched)) is not None and now != first and now[2]):  # rewritten, complete
-            if time.monotonic() > deadline:
-                raise SystemExit(f"{watched} was not rewritten within {limit:g} s")
-            time.sleep(0.2)
-        print(f"prepare: {watched.parent.name} rewritten by the other process", flush=True)
+    def prepare(*args, **kwargs):  # run_all has taken its snapshot of the runs when it calls this
+        if role == "first":
+            wait_for(ready.exists, f"{ready} written")
+        else:
+            ready.write_text("started")
+            wait_for(lambda: rewritten(watched, before), f"{watched} rewritten")
+            print(f"prepare: {watched.parent.name} rewritten by the other process", flush=True)
         return original(*args, **kwargs)
     pipeline.runner.prepare = prepare
 
 
 if __name__ == "__main__":
-    hold_back(Path(sys.argv[1]))
+    role, ready = sys.argv[1], Path(sys.argv[2])
+    if role == "first":
+        hold_back(role, ready)
+        rest = sys.argv[3:]
+    else:
+        hold_back(role, ready, Path(sys.argv[3]), int(sys.argv[4]))
+        rest = sys.argv[5:]
     import main
 
-    sys.exit(main.main(sys.argv[2:]))
+    sys.exit(main.main(rest))

@@ -73,13 +73,15 @@ def test_two_processes_with_force_rerun_each_run_once(tiny_data, tiny_models, tm
     first = {run_id: (results / run_id / "metrics.json").read_bytes() for run_id in ("A0", "B1_v1")}
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
     arguments = ["--config", str(config), "--quiet", "--force"]
-    commands = [[sys.executable, str(ROOT / "main.py"), *arguments],  # starts at once
-                [sys.executable, str(ROOT / "tests" / "late_start_harness.py"), str(results / "A0" / "metrics.json"),
+    harness = str(ROOT / "tests" / "late_start_harness.py")
+    ready, watched = tmp_path / "ready", results / "A0" / "metrics.json"
+    commands = [[sys.executable, harness, "first", str(ready), *arguments],  # starts once the other has started
+                [sys.executable, harness, "late", str(ready), str(watched), str(watched.stat().st_mtime_ns),
                  *arguments]]  # loads its data only once the first has rerun A0
     processes = [subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                   text=True) for command in commands]
-    outputs = [process.communicate(timeout=300) for process in processes]
-    assert [process.returncode for process in processes] == [0, 0], [err[-2000:] for _, err in outputs]
+    outputs = [process.communicate(timeout=900) for process in processes]
+    assert [process.returncode for process in processes] == [0, 0], [(out[-2000:], err[-2000:]) for out, err in outputs]
     assert "prepare: A0 rewritten by the other process" in outputs[1][0]
     for run_id in ("A0", "B1_v1"):
         started = [out.count(f"] {run_id}  running") for out, _ in outputs]
