@@ -10,7 +10,8 @@
 Installed (`pip install -e .`), the command `ftcompare` is the same as `python main.py`.
 Options may come before or after the positional arguments.
 
-Exit codes: 0 every run complete (or held by another process), 1 a run failed, 2 a config, data or usage error.
+Exit codes: 0 every run complete (or held by another process), 1 a run failed, 2 a config, data or usage error,
+or a run whose folder holds complete results of other settings (kept; --force replaces them).
 """
 from __future__ import annotations
 
@@ -59,9 +60,11 @@ def run_arguments(parser: argparse.ArgumentParser) -> None:
                              " ...) or a run id (B1_v1; with seeds, every seed of it; B1_v1_s43: one seed)")
     parser.add_argument("--dry-run", action="store_true",
                         help="check everything the real run checks first (exit 2 on a problem), then print the plan:"
-                             " per run its trainable parameters, an estimated time and whether it will run, resume or"
-                             " be skipped; train nothing, write nothing")
-    parser.add_argument("--force", action="store_true", help="rerun runs that are complete with the same settings")
+                             " per run its trainable parameters, an estimated time and whether it will run, resume,"
+                             " be skipped or be blocked; train nothing, write nothing")
+    parser.add_argument("--force", action="store_true",
+                        help="rerun complete runs: those of the same settings, and replace those of other settings"
+                             " (kept otherwise: they stop the plan)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars or training logs (for logs and CI)")
     parser.add_argument("--executor", choices=["sequential", "ray"],
                         help="sequential (default): one run after another in this process; ray: each run a Ray task"
@@ -133,17 +136,21 @@ def run(args) -> int:
 
         splits = preflight(config, runs, dry_run=True)  # the real run's checks (a PlanError: exit 2); writes nothing
         runs = [finished(run, config) for run in runs]  # a finished search's settings; nothing is written
-        print_dry_run(config, runs, force=args.force, splits=splits)
-        return 0
+        blocked = print_dry_run(config, runs, force=args.force, splits=splits)
+        for line in blocked:  # the real run would stop on these
+            print(f"error: {line}", file=sys.stderr)
+        return 2 if blocked else 0
 
     from pipeline.runner import PlanError, run_all
 
     try:
         outcomes = run_all(config, runs, force=args.force, show_progress=not args.quiet)
     except PlanError as error:
-        print(f"error: {error}", file=sys.stderr)
+        for line in str(error).splitlines():  # one per problem (runs blocked by complete results)
+            print(f"error: {line}", file=sys.stderr)
         return 2
-    return 1 if any(o.status == "failed" for o in outcomes) else 0  # runs held by another process are its to finish
+    # runs held by another process are its to finish; "blocked": another process made results of other settings
+    return 1 if any(o.status in ("failed", "blocked") for o in outcomes) else 0
 
 
 def predict(args) -> int:

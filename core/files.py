@@ -1,6 +1,7 @@
 """Atomic writes: a reader never sees half a file; a killed writer leaves the old file or none."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import tempfile
@@ -53,6 +54,15 @@ def read_json(path: Path) -> dict:
     return data if isinstance(data, dict) else {}
 
 
+def file_stamp(path: Path) -> tuple[int, int] | None:
+    """(modification time in ns, size) of a file, None where there is none: whether it was rewritten since."""
+    try:
+        stat = Path(path).stat()
+    except OSError:
+        return None
+    return stat.st_mtime_ns, stat.st_size
+
+
 def write_csv_atomic(path: Path, frame: pd.DataFrame) -> None:
     write_text_atomic(path, frame.to_csv(index=False))
 
@@ -62,4 +72,6 @@ def jsonable(value):
         return value.tolist()
     if isinstance(value, Path):
         return str(value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):  # e.g. PEFT's LoraRuntimeConfig
+        return dataclasses.asdict(value)
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")

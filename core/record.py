@@ -94,6 +94,7 @@ class RunRecord(BaseModel):
     status: RunStatus
     error: str | None = None
     fingerprint: str | None = None  # pipeline/run_state.py: settings, data and hardware it ran under
+    identity: dict | None = None  # what the fingerprint hashes; absent from records before it was recorded
     started_at: str | None = None
     finished_at: str | None = None
     total_seconds: float | None = None

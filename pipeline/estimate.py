@@ -48,39 +48,44 @@ class Estimate:
 
 
 def print_dry_run(config: PipelineConfig, runs: list[Run], log=print, note=None, force: bool = False,
-                  splits=None) -> None:
+                  splits=None) -> list[str]:
     """One line per run on stdout (`log`): its settings, parameters, estimated time, precision (and why) and
-    state (run, resume or skip); the total and how it was estimated on stderr (`note`). `splits`: the data as
-    the preflight loaded it (pipeline/runner.preflight), None for a Hub dataset (not loaded in a dry run)."""
+    fate ([run], [skip: complete], [resume: step N] or [blocked: settings changed: ...]); the total and how it was
+    estimated on stderr (`note`). `splits`: the data as the preflight loaded it (pipeline/runner.preflight), None
+    for a Hub dataset (not loaded in a dry run). Returns the lines that stop the real run
+    (pipeline/run_state.blocked_message): one per blocked run; none with --force."""
     note = note or (lambda line: print(line, file=sys.stderr))
     with warnings.catch_warnings():  # library deprecation notices would break the one-line-per-run listing
         warnings.simplefilter("ignore", FutureWarning)
         warnings.filterwarnings("ignore", category=UserWarning, module=r"peft\.")  # e.g. BOFT's CUDA extension
-        _print_dry_run(config, runs, splits, log, note, force)
+        return _print_dry_run(config, runs, splits, log, note, force)
 
 
-def _print_dry_run(config: PipelineConfig, runs: list[Run], splits, log, note, force: bool) -> None:
+def _print_dry_run(config: PipelineConfig, runs: list[Run], splits, log, note, force: bool) -> list[str]:
     from core.hardware import pick_device
-    from pipeline.run_state import decide
+    from pipeline.run_state import blocked_message, fate
 
     data_problem = None if splits is not None else \
-        f"dataset {config.dataset.source!r} is a Hub dataset (not loaded in a dry run)"
+        f"dataset {shown(config.dataset.source)} is a Hub dataset (not loaded in a dry run)"
     device = pick_device()
     available = [run for run in runs if not run.model or not _model_problem(run.model)]
     choices = resolve_all(config, available, device, splits)
     timings: dict[tuple, tuple[float, float]] = {}
-    total, unknown, searched = 0.0, False, set()
+    total, unknown, searched, blocked = 0.0, False, set(), []
     for run in runs:
         choice = choices.get(run.run_id)
         estimate = estimate_run(run, config, splits, data_problem, timings, choice, searched)
         total += estimate.seconds or 0.0  # TF-IDF runs take seconds and are not timed
         unknown |= METHODS[run.method]["uses_models"] and estimate.seconds is None
         precision = f"  precision={choice.describe()}" if choice else ""
-        state = decide(run, config, choice, force)
+        state = fate(run, config, choice, force)
+        if state.startswith("blocked"):
+            blocked.append(blocked_message(run, config, choice))
         log(f"{run.describe()}  {_parameters(run, estimate)}  {_time(run, estimate)}{precision}  [{state}]")
     note(f"{len(runs)} runs; estimated time {'unknown (see above)' if unknown else clock(total)}."
         " Estimates time a few training steps and one inference batch per distinct setup (pipeline/estimate.py);"
         " expect the real time within about a factor of 1.5.")
+    return blocked
 
 
 def estimate_run(run: Run, config: PipelineConfig, splits, data_problem: str | None,

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 from core.config import (METHODS, ConfigError, LoraConfig, PipelineConfig, SearchConfig, TrainingConfig, clip,
                          did_you_mean, shown)
@@ -160,3 +161,12 @@ def _adapter(config: PipelineConfig, task: str, variant: str) -> dict:
 
 def _short(value) -> str:
     return ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
+
+
+def search_folder(config: PipelineConfig, run: Run) -> Path:
+    """output_dir/search/<BASE_RUN_ID>/: where a base run's search lives."""
+    return Path(config.output_dir) / SEARCH_FOLDER / run.base_run_id
+
+
+def search_folder_name(run: Run) -> str:
+    return f"{SEARCH_FOLDER}/{run.base_run_id}"

@@ -20,7 +20,7 @@ from pipeline.estimate import clock
 from pipeline.plan import Run
 from pipeline.precision import resolve_all
 from pipeline.outcome import Outcome, PlanError
-from pipeline.run_state import RESUME, finished_files
+from pipeline.run_state import RESUME, check_blocked, finished_files
 from core.quiet import quiet_libraries
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -74,7 +74,9 @@ def run_with_ray(config: PipelineConfig, runs: list[Run], splits: Splits, run_on
     environment["TOKENIZERS_PARALLELISM"] = "false"
     task = ray.remote(num_cpus=config.ray.cpus_per_run, num_gpus=gpus, max_retries=0,
                       runtime_env={"env_vars": environment})(in_worker)
-    before = finished_files(config, runs, resolve_all(config, runs, pick_device(), splits))
+    choices = resolve_all(config, runs, pick_device(), splits)
+    check_blocked(config, runs, choices, force)  # before any run starts
+    before = finished_files(config, runs)
     shared_config, shared_splits = ray.put(config), ray.put(splits)
     pending = {task.remote(run_one, run, shared_config, shared_splits, force, before, show_progress): run for run in runs}
     log(f"ray: {len(runs)} runs as tasks of {config.ray.cpus_per_run:g} CPU and {gpus:g} GPU each, on"

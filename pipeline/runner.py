@@ -26,7 +26,7 @@ from evaluation.report import rebuild_outputs
 from evaluation.summary import format_table, read_records
 from core.config import METHODS, ConfigError, PipelineConfig
 from pipeline.estimate import clock
-from core.files import write_csv_atomic, write_json_atomic, write_text_atomic
+from core.files import file_stamp, write_csv_atomic, write_json_atomic, write_text_atomic
 from core import distributed
 from core.hardware import cpu_model, describe, device_model, is_main_process, pick_device, threads
 from core.lock import LockError, active_lock, others_active, run_lock, summary_lock
@@ -37,7 +37,8 @@ from core.models import ModelError, check_available, check_max_length
 from pipeline.outcome import HELD, Outcome, PlanError
 from pipeline.plan import Run
 from pipeline.precision import resolve_all
-from pipeline.run_state import RESUME, SKIP, begin, decide, finished_files, fingerprint
+from pipeline.run_state import (BLOCKED, RESUME, SKIP, begin, blocked_message, check_blocked, decide,
+                                finished_files, fingerprint, identity)
 from pipeline.search import Searches, copy_trials
 from tasks import runner_for
 from tasks.base import RunContext, TaskResult
@@ -45,6 +46,7 @@ from tasks.base import RunContext, TaskResult
 PACKAGES = ["torch", "transformers", "peft", "datasets", "scikit-learn", "pandas", "numpy", "pyyaml", "pydantic"]
 
 
+KEPT = "kept"  # claim: the run fails, its folder untouched (not movable aside, or complete and its search failed)
 UNRESOLVED = object()  # run_one: the run's precision is not resolved yet
 
 
@@ -55,11 +57,12 @@ def run_all(config: PipelineConfig, runs: list[Run], force: bool = False, show_p
         from pipeline.ray_executor import connect
 
         connect(config)  # before anything is written: ray missing, or no cluster at ray.address, is a PlanError
+    before = finished_files(config, runs)  # first: --force must not rerun what another process finishes meanwhile
     created_group = distributed.start(config.training.ddp_timeout)
     try:
         splits = prepare(config, runs)
         if not is_main_process():
-            return run_plan(config, runs, splits, force, show_progress, log)
+            return run_plan(config, runs, splits, force, show_progress, log, before=before)
         presence = active_lock(Path(config.output_dir))  # shared: says "a process is working on this folder"
         try:
             presence.acquire(blocking=True)
@@ -71,7 +74,7 @@ def run_all(config: PipelineConfig, runs: list[Run], force: bool = False, show_p
 
                 outcomes = run_with_ray(config, runs, splits, run_one, force, show_progress, log)
             else:
-                outcomes = run_plan(config, runs, splits, force, show_progress, log, rebuild=False)
+                outcomes = run_plan(config, runs, splits, force, show_progress, log, rebuild=False, before=before)
         finally:
             presence.release()
         rebuild_if_last(config, log)
@@ -135,9 +138,11 @@ def preflight(config: PipelineConfig, runs: list[Run], dry_run: bool = False) ->
 
 
 def run_plan(config: PipelineConfig, runs: list[Run], splits: Splits, force: bool = False,
-             show_progress: bool = True, log=print, rebuild: bool = True) -> list[Outcome]:
+             show_progress: bool = True, log=print, rebuild: bool = True, before: dict | None = None) -> list[Outcome]:
     """Every run in turn, in this process (skipping complete ones and those another process holds), then
-    summary.csv, plots/ and report.md rebuilt from all run folders in output_dir."""
+    summary.csv, plots/ and report.md rebuilt from all run folders in output_dir. PlanError before any search or
+    training: a run is blocked by complete results of other settings (without --force). `before`: finished_files
+    when the invocation started (default: now)."""
     if not show_progress:
         quiet_libraries()
     if not is_main_process():  # under torchrun every rank runs the plan; rank 0 alone reports and writes
@@ -147,13 +152,14 @@ def run_plan(config: PipelineConfig, runs: list[Run], splits: Splits, force: boo
     outcomes: list[Outcome] = []
     started = time.perf_counter()
     choices = resolve_all(config, runs, device, splits)  # auto: measured once per machine, then cached
-    before = finished_files(config, runs, choices)
+    check_blocked(config, runs, choices, force)
+    before = finished_files(config, runs) if before is None else before
     actions = {run.run_id: decide(run, config, choices[run.run_id], force) for run in runs}  # for the ETA
     durations: dict[str, list[float]] = {}  # seconds per finished run, by method; earlier invocations count
     for record in read_records(output):
         if record.complete and record.total_seconds:
             durations.setdefault(record.method, []).append(record.total_seconds)
-    searches = _searches(config, runs, splits, force, show_progress, log)
+    searches = _searches(config, runs, splits, force, show_progress, log, before)
     for number, run in enumerate(runs, start=1):
         prefix = f"[{number}/{len(runs)}] {run.run_id}"
 
@@ -194,30 +200,48 @@ def run_one(run: Run, config: PipelineConfig, splits: Splits, device, force: boo
         choice = resolve_all(config, [run], device, splits)[run.run_id]
     lock = run_lock(Path(config.output_dir), run.run_id)
     try:
-        action, note = claim(lock, run, config, choice, force or failure is not None, before) \
+        action, note = claim(lock, run, config, choice, force, before, failure is not None) \
             if is_main_process() else (None, None)
         action, note = distributed.broadcast((action, note))
-        if action in (SKIP, HELD):
-            return Outcome(run.run_id, "complete" if action == SKIP else HELD, 0.0, skipped=True, note=note)
+        if action == KEPT:
+            return Outcome(run.run_id, "failed", 0.0, note or f"{type(failure).__name__}: {failure}".splitlines()[0])
+        if action in (SKIP, HELD, BLOCKED):
+            return Outcome(run.run_id, {SKIP: "complete", HELD: HELD, BLOCKED: BLOCKED}[action], 0.0, skipped=True,
+                           note=note)
         if announce is not None:
             announce(action)
         context = RunContext(config, splits, Path(config.output_dir) / run.run_id, device, show_progress, choice)
-        return execute(run, context, fingerprint(run, config, choice), task=_raising(failure) if failure else None)
+        return execute(run, context, fingerprint(run, config, choice), task=_raising(failure) if failure else None,
+                       run_identity=identity(run, config, choice))
     finally:
         lock.release()
 
 
-def claim(lock, run: Run, config: PipelineConfig, choice, force: bool, before: dict | None) -> tuple[str, str | None]:
-    """(action, why skipped). Taking the lock comes first, the decision after it."""
+def claim(lock, run: Run, config: PipelineConfig, choice, force: bool, before: dict | None,
+          failed: bool = False) -> tuple[str, str | None]:
+    """(action, why skipped). Taking the lock comes first, the decision after it, with --force too. BLOCKED: complete
+    results of other settings appeared since the plan was checked (another process made them); they are kept.
+    `failed`: the run's search failed, so it is to be recorded as failed, unless its folder holds complete results
+    (KEPT: they stay, --force or not: there is nothing to replace them with)."""
     if not lock.acquire():
         return HELD, f"held by {lock.holder()}"
+    if failed:
+        record = RunRecord.read(Path(config.output_dir) / run.run_id / "metrics.json")
+        if record is not None and record.complete:
+            return KEPT, None
+        force = True  # whatever is there (failed, interrupted) is replaced by the failure's record
     action = decide(run, config, choice, force)
     if action == SKIP:
         return SKIP, "complete with the same settings (--force reruns it)"
-    if force and before is not None and \
-            finished_files(config, [run], {run.run_id: choice})[run.run_id] not in (None, before.get(run.run_id)):
+    if action == BLOCKED:
+        return BLOCKED, (blocked_message(run, config, choice) or ": complete with other settings").split(": ", 1)[1]
+    if force and before is not None and finished_files(config, [run])[run.run_id] not in (None, before.get(run.run_id)):
         return SKIP, "finished by another process since this one started"
-    begin(run, config, action, choice)
+    try:
+        begin(run, config, action, choice)
+    except OSError as error:  # the old folder could not be moved aside: it stays as it was
+        return KEPT, (f"{Path(config.output_dir) / run.run_id} could not be replaced ({error.strerror});"
+                      " the old folder is kept")
     if run.search_result:
         copy_trials(config, run, Path(config.output_dir) / run.run_id)
     return action, None
@@ -237,7 +261,8 @@ def rebuild_if_last(config: PipelineConfig, log=print) -> None:
     log(f"report: {output / 'report.md'}")
 
 
-def execute(run: Run, context: RunContext, run_fingerprint: str | None = None, task=None) -> Outcome:
+def execute(run: Run, context: RunContext, run_fingerprint: str | None = None, task=None,
+            run_identity: dict | None = None) -> Outcome:
     """One run: its task (`task`, else its method's), then metrics.json, predictions.csv and epochs.csv
     under results/<RUN_ID>/."""
     context.run_dir.mkdir(parents=True, exist_ok=True)
@@ -260,6 +285,7 @@ def execute(run: Run, context: RunContext, run_fingerprint: str | None = None, t
         "run_id": run.run_id, "base_run_id": run.base_run_id, "task": run.task, "method": run.method,
         "model": run.model, "model_number": run.model_number, "variant": run.variant, "label": run.label,
         "status": "failed" if error else "complete", "error": error, "fingerprint": run_fingerprint,
+        **({"identity": run_identity} if run_identity is not None else {}),  # what changed, should settings change
         "started_at": started_at.isoformat(timespec="milliseconds"),
         "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds"),
         "total_seconds": round(seconds, 3),
@@ -344,11 +370,12 @@ def _discard(line: str) -> None:
     pass
 
 
-def _searches(config: PipelineConfig, runs: list[Run], splits: Splits, force: bool, show_progress: bool, log):
+def _searches(config: PipelineConfig, runs: list[Run], splits: Splits, force: bool, show_progress: bool, log,
+              before: dict | None = None):
     """The plan's searches, handed the splits without test: a search cannot read test labels."""
     if not any(run.search is not None for run in runs):
         return None
-    return Searches(config, replace(splits, test=None), force, show_progress, log)
+    return Searches(config, replace(splits, test=None), force, show_progress, log, before)
 
 
 def _raising(error: Exception):

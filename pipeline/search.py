@@ -39,10 +39,10 @@ from transformers import TrainerCallback
 
 from core import distributed
 from core.config import PipelineConfig, SearchConfig, search_dimensions
-from core.files import write_csv_atomic, write_json_atomic, write_text_atomic
+from core.files import file_stamp, write_csv_atomic, write_json_atomic, write_text_atomic
 from core.hardware import is_main_process, pick_device
 from dataset import Splits
-from pipeline.plan import SEARCH_FOLDER, Run
+from pipeline.plan import Run, search_folder, search_folder_name
 from core.files import read_json
 from pipeline.run_state import fingerprint
 from core.lock import run_lock
@@ -62,10 +62,13 @@ class Searches:
     """Runs or resumes each base run's search at most once per invocation; its seeds share the result."""
 
     def __init__(self, config: PipelineConfig, splits: Splits, force: bool = False, show_progress: bool = True,
-                 log=print):
+                 log=print, before: dict | None = None):
+        """`before`: runner.finished_files when the invocation started: with --force, a search another process
+        started over since then is not started over again."""
         if splits.test is not None:
             raise ValueError("the search takes the splits without test (test=None): it must not see test labels")
         self.config, self.splits, self.force, self.show_progress, self.log = config, splits, force, show_progress, log
+        self.before = before
         self._results: dict[str, dict | Exception] = {}
 
     def best(self, run: Run) -> Run:
@@ -97,8 +100,10 @@ class Searches:
             raise SearchError(f"search: {run.base_run_id}'s search has not run with these settings; run it in one"
                               f" process first (python main.py --only {run.base_run_id}), then under torchrun")
         if not sharded:
-            if self.force or not started:  # a new search: settings, data or space changed, or --force
-                shutil.rmtree(folder, ignore_errors=True)
+            redone = self.before is not None and \
+                file_stamp(folder / "search.json") not in (None, self.before.get(search_folder_name(run)))
+            if self.force and not redone or not started:  # a new search: settings, data or space changed, or --force
+                shutil.rmtree(folder, ignore_errors=True)  # (unless another process redid it since this one started)
             write_json_atomic(folder / "search.json", {
                 "base_run_id": run.base_run_id, "identity": identity, "search": search.model_dump(),
                 "seed": config.seed, "settings": base_run(run, config).resolved()})
@@ -186,9 +191,6 @@ class ReportToTrial(TrainerCallback):
 # ----------------------------------------------------------------------------------------------
 # The study and its files
 
-
-def search_folder(config: PipelineConfig, run: Run) -> Path:
-    return Path(config.output_dir) / SEARCH_FOLDER / run.base_run_id
 
 
 def open_study(folder: Path, search: SearchConfig, seed: int, dimensions: dict[str, dict]):
@@ -326,9 +328,6 @@ def _result(run: Run, study, search: SearchConfig, dimensions: dict[str, dict]) 
             "params": {key: trial_params(best)[key] for key in search.space},
             "seconds": round(seconds, 1), "folder": search_folder_name(run)}
 
-
-def search_folder_name(run: Run) -> str:
-    return f"{SEARCH_FOLDER}/{run.base_run_id}"
 
 
 # ----------------------------------------------------------------------------------------------

@@ -234,3 +234,35 @@ def test_timing_never_builds_a_batch_larger_than_the_data(tiny_data, tiny_models
                                                                                                          size, **kw))
     _timing(run, config, load_splits(config.dataset), run.training, {}, False)
     assert sizes == [100, 100, 40]  # training texts and their labels (120 - 20 validation); the 40 test texts
+
+
+def test_an_adapter_with_a_runtime_config_dataclass_plans_runs_and_is_recognised(tiny_data, tiny_models, tmp_path,
+                                                                                capsys):
+    """PEFT types `runtime_config` as a dataclass (LoraRuntimeConfig): the fingerprint and the recorded identity hold
+    its fields as JSON, so the dry run plans it, the run records it and a rerun finds it complete (issue 20)."""
+    import json
+
+    from core.config import validate
+    from pipeline.plan import build_plan
+    from pipeline.run_state import fingerprint, identity
+
+    raw = tiny_config(tiny_data, [tiny_models["bert"]], tmp_path / "results",
+                      tasks={"P": {"method": "peft", "variants": ["v1"],
+                                   "adapter": {"peft_type": "LORA", "r": 2, "target_modules": ["query"],
+                                               "runtime_config": {"ephemeral_gpu_offload": False}}}})
+    raw["dataset"]["max_train_samples"] = 16
+    raw["training"].update(epochs=1, batch_size=8)
+    lines, _ = _dry_run(tmp_path, capsys, raw)
+    assert len(lines) == 1 and lines[0].startswith("P1_v1 ") and lines[0].endswith("[run]")
+    (run,) = build_plan(validate(raw))
+    config = validate(raw)
+    assert identity(run, config, None)["run"]["adapter"]["runtime_config"] == {"ephemeral_gpu_offload": False}
+    assert len(fingerprint(run, config, None)) == 16
+
+    assert main(["--config", str(tmp_path / "config.yaml"), "--quiet"]) == 0
+    record = json.loads((tmp_path / "results" / "P1_v1" / "metrics.json").read_text())
+    assert record["status"] == "complete", record.get("error")
+    assert record["identity"]["run"]["adapter"]["runtime_config"] == {"ephemeral_gpu_offload": False}
+    capsys.readouterr()
+    assert main(["--config", str(tmp_path / "config.yaml"), "--dry-run"]) == 0
+    assert capsys.readouterr().out.strip().endswith("[skip: complete]")

@@ -58,3 +58,35 @@ def test_a_run_held_by_another_process_is_skipped_and_a_dead_holders_lock_taken_
     assert (out / ".locks" / "A0.lock").is_file()  # left behind by the killed holder: stale
     assert main.main(["--config", str(path), "--only", "A0", "--quiet"]) == 0
     assert json.loads((out / "A0" / "metrics.json").read_text())["status"] == "complete"
+
+
+def test_two_processes_with_force_rerun_each_run_once(tiny_data, tiny_models, tmp_path):
+    """--force takes each run's lock like any run, and a run another process reran since this one started (even
+    while this one was still loading its data) is not rerun."""
+    raw = tiny_config(tiny_data, [tiny_models["bert"]], tmp_path / "results")
+    raw["dataset"]["max_train_samples"] = 16
+    raw["training"].update(epochs=1, batch_size=8)
+    raw["tasks"] = {key: raw["tasks"][key] for key in ("A0", "B")}
+    config = write_config(tmp_path / "config.yaml", raw)
+    assert main.main(["--config", str(config), "--quiet"]) == 0  # complete: what --force asks to redo
+    results = tmp_path / "results"
+    first = {run_id: (results / run_id / "metrics.json").read_bytes() for run_id in ("A0", "B1_v1")}
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    arguments = ["--config", str(config), "--quiet", "--force"]
+    harness = str(ROOT / "tests" / "late_start_harness.py")
+    ready, watched = tmp_path / "ready", results / "A0" / "metrics.json"
+    commands = [[sys.executable, harness, "first", str(ready), *arguments],  # starts once the other has started
+                [sys.executable, harness, "late", str(ready), str(watched), str(watched.stat().st_mtime_ns),
+                 *arguments]]  # loads its data only once the first has rerun A0
+    processes = [subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  text=True) for command in commands]
+    outputs = [process.communicate(timeout=900) for process in processes]
+    assert [process.returncode for process in processes] == [0, 0], [(out[-2000:], err[-2000:]) for out, err in outputs]
+    assert "prepare: A0 rewritten by the other process" in outputs[1][0]
+    for run_id in ("A0", "B1_v1"):
+        started = [out.count(f"] {run_id}  running") for out, _ in outputs]
+        assert started == [1, 0], outputs  # the first reran it; the late one skipped it
+        assert f"] {run_id}  skipped: " in outputs[1][0]
+        record = json.loads((results / run_id / "metrics.json").read_text())
+        assert record["status"] == "complete" and (results / run_id / "metrics.json").read_bytes() != first[run_id]
+    assert "A0  skipped: finished by another process since this one started" in outputs[1][0]

@@ -136,7 +136,7 @@ def test_dry_run_counts_what_each_run_trained_and_skips_them(methods, capsys):
         counted = re.search(r"trainable=([\d,]+) of ([\d,]+)", lines[run_id])
         assert counted, lines[run_id]
         assert int(counted.group(1).replace(",", "")) == record["parameters"]["trainable"], run_id
-        assert lines[run_id].endswith("[skip]"), lines[run_id]
+        assert lines[run_id].endswith("[skip: complete]"), lines[run_id]
 
 
 def test_predict_takes_options_between_and_after_the_texts(methods, capsys):

@@ -14,7 +14,7 @@ from core.config import validate
 from core.precision import Choice, Shapes, choose
 from pipeline.plan import build_plan
 from pipeline.precision import resolve_all
-from pipeline.run_state import decide, fingerprint
+from pipeline.run_state import blocked_message, decide, fingerprint, identity
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: threads only contend
 
@@ -191,19 +191,23 @@ def test_the_fingerprint_follows_precision_and_device_not_the_invocation(tiny_da
     folder = tmp_path / "out" / run.run_id  # a complete run, finished under the first invocation's choice
     folder.mkdir(parents=True)
     (folder / "metrics.json").write_text(json.dumps({"run_id": run.run_id, "status": "complete",
-                                                     "fingerprint": fingerprint(run, config, first[run.run_id])}))
+                                                     "fingerprint": fingerprint(run, config, first[run.run_id]),
+                                                     "identity": identity(run, config, first[run.run_id])}))
     assert decide(run, config, second[run.run_id]) == "skip"
-    assert decide(run, config, as_fp32) == decide(run, config, on_gpu) == "run"
+    assert decide(run, config, as_fp32) == decide(run, config, on_gpu) == "blocked"  # kept, not silently redone
+    assert blocked_message(run, config, as_fp32) == ("B1_v1: hardware.precision changed (bf16 -> fp32); pass --force"
+                                                     " to replace, or use another output_dir")
 
 
 def _metrics(folder):
     return json.loads((folder / "metrics.json").read_text())
 
 
-def test_metrics_record_the_choice_and_a_changed_choice_reruns(tiny_data, tiny_models, tmp_path, monkeypatch,
-                                                                 capsys):
+def test_metrics_record_the_choice_and_a_changed_choice_blocks_until_forced(tiny_data, tiny_models, tmp_path,
+                                                                            monkeypatch, capsys):
     """A1 (inference only: seconds) through main.py: probed once, recorded, skipped on the second invocation
-    (cache hit, same fingerprint); when the cached decision changes, the run is no longer 'the same'."""
+    (cache hit, same fingerprint); when the cached decision changes, the run is no longer 'the same': its complete
+    results are kept and reported (exit 2) until --force replaces them."""
     raw = tiny_config(tiny_data, [tiny_models["bert"]], tmp_path / "out", tasks={"A": {"method": "pretrained"}})
     raw["training"]["precision"] = "auto"
     path = write_config(tmp_path / "config.yaml", raw)
@@ -236,7 +240,11 @@ def test_metrics_record_the_choice_and_a_changed_choice_reruns(tiny_data, tiny_m
     for entry in stored.values():
         entry["gflops"]["bf16"] = 100.0  # the same machine, measured slower this time
     cache.write_text(json.dumps(stored))
-    assert main.main(["--config", str(path), "--quiet"]) == 0
+    assert main.main(["--config", str(path), "--quiet"]) == 2
+    assert capsys.readouterr().err.strip() == ("error: A1: hardware.precision changed (bf16 -> fp32); pass --force to"
+                                               " replace, or use another output_dir")
+    assert _metrics(tmp_path / "out" / "A1")["precision"] == "bf16"  # kept
+    assert main.main(["--config", str(path), "--quiet", "--force"]) == 0
     assert "A1  running" in capsys.readouterr().out
     record = _metrics(tmp_path / "out" / "A1")
     assert record["precision"] == "fp32" and record["precision_choice"]["bf16_speedup"] == 0.5

@@ -4,6 +4,7 @@ a run that the next invocation resumes."""
 import datetime as dt
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -89,6 +90,6 @@ def test_a_worker_killed_mid_run_leaves_a_run_the_next_invocation_resumes(local_
     assert code == 1 and "B1_v1  failed" in capsys.readouterr().out
     assert not (run / "metrics.json").exists()
     assert main.main(["--config", str(path), "--dry-run"]) == 0
-    assert capsys.readouterr().out.split()[-1] == "[resume]"
+    assert re.search(r"\[resume: step \d+\]$", capsys.readouterr().out.strip())
     assert main.main(["--config", str(path), "--quiet"]) == 0
     assert json.loads((run / "metrics.json").read_text())["status"] == "complete"

@@ -63,8 +63,8 @@ def test_killed_run_resumes_to_the_uninterrupted_result(point, reference, tmp_pa
         assert min(on_disk) < start, on_disk
 
     assert main.main(["--config", str(path), "--dry-run"]) == 0
-    plan = {line.split()[0]: line.split()[-1] for line in capsys.readouterr().out.splitlines()}
-    assert plan == {"A0": "[skip]", run_id: "[resume]"}  # every kill point is past the first checkpoint
+    plan = {line.split()[0]: line[line.rindex("["):] for line in capsys.readouterr().out.splitlines()}
+    assert plan == {"A0": "[skip: complete]", run_id: f"[resume: step {start}]"}  # every kill point is past the first
 
     assert main.main(["--config", str(path), "--quiet"]) == 0
     assert digest(results / "A0") == baseline  # no other run's files change

@@ -3,6 +3,7 @@ the dry run and the report."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 import shutil
 
 import numpy as np
@@ -122,7 +123,7 @@ def test_an_interrupted_search_resumes_and_runs_only_the_missing_trials(tiny_dat
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("B1_v1")]
     best = second.loc[second["validation_accuracy"].idxmax()]
     assert len(lines) == 2 and all(f"search=done: best trial {int(best['trial'])} of 3" in line
-                                   and line.endswith("[skip]") for line in lines)
+                                   and line.endswith("[skip: complete]") for line in lines)
 
 
 def test_a_grid_search_tries_every_combination_once_and_keeps_tpe_identities(tiny_data, tiny_models, tmp_path):
@@ -234,6 +235,22 @@ def test_pruned_trials_stop_training_and_a_search_with_no_complete_trial_fails_t
     record = json.loads((output / "B1_v1" / "metrics.json").read_text())
     assert record["status"] == "failed" and "no trial of B1_v1 completed (2 pruned, 0 failed)" in record["error"]
     assert json.loads((output / "A0" / "metrics.json").read_text())["status"] == "complete"  # the rest went on
+
+
+def test_a_changed_search_that_fails_keeps_the_complete_run_it_would_have_replaced(tiny_data, tiny_models, tmp_path,
+                                                                                   monkeypatch, capsys):
+    output = tmp_path / "out"
+    raw = _searched_config(tiny_data, tiny_models["bert"], output, epochs=2)
+    assert _main(tmp_path, raw) == 0
+    kept = {p.relative_to(output / "B1_v1"): p.read_bytes() for p in (output / "B1_v1").rglob("*") if p.is_file()}
+    assert json.loads(kept[Path("metrics.json")])["status"] == "complete"
+    monkeypatch.setattr("pipeline.search.make_pruner", lambda search: AlwaysPrune())
+    raw["tasks"]["B"]["search"]["pruner"] = "none"  # a new search (not blocked: the search's own block changed)
+    capsys.readouterr()
+    assert _main(tmp_path, raw) == 1  # ... which fails: the run fails, and its complete folder stays as it was
+    assert "B1_v1 failed in 0m00s: SearchError: search: no trial of B1_v1 completed" in capsys.readouterr().out
+    assert {p.relative_to(output / "B1_v1"): p.read_bytes()
+            for p in (output / "B1_v1").rglob("*") if p.is_file()} == kept
 
 
 @pytest.mark.parametrize("task, message", [
@@ -376,3 +393,29 @@ def test_the_search_config_searches_config_yamls_tasks_and_config_yaml_holds_wha
         for key, value in result.params.items():
             block, _, field = key.partition(".")
             assert getattr(getattr(run, block), field) == pytest.approx(value, rel=5e-3), (run_id, key)
+
+
+def test_force_does_not_start_over_a_search_another_process_redid_meanwhile(tiny_data, tiny_models, tmp_path, capsys,
+                                                                             monkeypatch):
+    import pipeline.runner as runner
+
+    output = tmp_path / "out"
+    raw = _searched_config(tiny_data, tiny_models["bert"], output)
+    assert _main(tmp_path, raw) == 0
+    trials = [(t.number, t.datetime_start) for t in _study(output).trials]
+    original = runner.prepare
+
+    def another_process_redoes_the_search(config, runs):  # after this process took its snapshot, before its search
+        path = output / "search" / "B1_v1" / "search.json"
+        path.write_text(path.read_text() + "\n")  # rewritten, as a process that started it over rewrites it
+        return original(config, runs)
+    monkeypatch.setattr(runner, "prepare", another_process_redoes_the_search)
+    capsys.readouterr()
+    assert _main(tmp_path, raw, "--force") == 0
+    assert "searching" not in capsys.readouterr().out  # the other process's study is used, not started over
+    assert [(t.number, t.datetime_start) for t in _study(output).trials] == trials
+
+    monkeypatch.setattr(runner, "prepare", original)  # no other process: --force starts the search over
+    assert _main(tmp_path, raw, "--force") == 0
+    assert "searching 2 of 2 trials" in capsys.readouterr().out
+    assert [(t.number, t.datetime_start) for t in _study(output).trials] != trials
