@@ -318,7 +318,8 @@ def no_model_loaded(monkeypatch):
     (["predict", "B1_v1", "--file", "{root}/texts.csv", "--out", "{root}/a-file/p.csv"],
      "predict: --out {root}/a-file/p.csv cannot be written: {root}/a-file is a file, not a folder"),
     (["predict", "B1_v1", "--file", "{root}/texts.csv", "--out", ""], "predict: --out . cannot be written"),
-    (["export", "B1_v1", "{root}/a-file/model"], "export: {root}/a-file/model cannot be written: {root}/a-file is a file"),
+    (["export", "B1_v1", "{root}/a-file/model"],
+     "export: {root}/a-file/model cannot be written: {root}/a-file is a file"),
     (["export", "B1_v1", "{root}/a-file"], "export: {root}/a-file already exists and is not an empty folder"),
     (["predict", "B1_v1", "stocks fell", ""], "predict: TEXT 2 is empty"),
 ])
@@ -355,11 +356,13 @@ READ_ONLY = {
     "cache folder": ("out/.cache", 0o555, ["--only", "B1_v1", "--force"],
                      "dataset.cache_dir: tokenised-text cache {root}/out/.cache cannot be written"),
     "report": ("out", 0o555, ["report"], "output_dir: {root}/out cannot be rewritten ({root}/out is not writable)"),
-    "predict --out": ("a-folder", 0o555, ["predict", "B1_v1", "--file", "{root}/texts.csv", "--out", "{root}/a-folder/p.csv"],
+    "predict --out": ("a-folder", 0o555,
+                      ["predict", "B1_v1", "--file", "{root}/texts.csv", "--out", "{root}/a-folder/p.csv"],
                       "predict: --out {root}/a-folder/p.csv cannot be written: {root}/a-folder is not writable"),
     "predict --file": ("texts.csv", 0o000, ["predict", "B1_v1", "--file", "{root}/texts.csv", "--out", "{root}/p.csv"],
                        "--file: {root}/texts.csv cannot be read (Permission denied)"),
-    "config": ("config.yaml", 0o000, ["--dry-run"], "{root}/config.yaml: config file cannot be read (Permission denied)"),
+    "config": ("config.yaml", 0o000, ["--dry-run"],
+               "{root}/config.yaml: config file cannot be read (Permission denied)"),
 }
 
 

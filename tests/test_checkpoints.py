@@ -1,5 +1,7 @@
 """Checkpoints on hand-made folders: the newest complete one is found by step number, and folders the Trainer
-did not finish (no readable trainer_state.json, which it writes last) are removed, the complete ones kept."""
+did not finish (no readable trainer_state.json, which it writes last) are removed, the complete ones kept; a
+complete one with damaged or missing files is not resumed from. Then a tiny model that really trains: a damaged
+checkpoint is passed over, and the rerun ends with an uninterrupted run's results."""
 import json
 
 import pytest
@@ -158,7 +160,8 @@ def test_adapter_and_sharded_weights_are_checked(tmp_path):
         {"weight_map": {"weight": "model-00002-of-00002.safetensors", "bias": "model-00001-of-00002.safetensors"}}))
     resume, passed_over = resumable_checkpoint(root)
     assert resume == adapter
-    assert [(f.name, reason) for f, reason in passed_over] == [("checkpoint-26", "model-00001-of-00002.safetensors is missing")]
+    assert [(f.name, reason) for f, reason in passed_over] == [
+        ("checkpoint-26", "model-00001-of-00002.safetensors is missing")]
     cut(adapter / "adapter_model.safetensors")
     assert resumable_checkpoint(root)[0] is None
 
@@ -176,7 +179,8 @@ def test_damaged_checkpoints_are_removed_with_one_line_each(tmp_path):
     cut(root / "checkpoint-13" / "scheduler.pt")
     lines.clear()
     assert prepare_resume(root, note=lines.append) is None
-    assert lines == ["      B1_v1: passing over checkpoint-13 (scheduler.pt is truncated or not a torch file) and removing it; starting over"]
+    assert lines == ["      B1_v1: passing over checkpoint-13 (scheduler.pt is truncated or not a torch file) and removing it;"
+                     " starting over"]
     assert list(root.iterdir()) == []
 
 
@@ -226,7 +230,8 @@ RERUNS = {  # damage: (checkpoint resumed from, the lines that say what was pass
                                 ["passing over checkpoint-26 (optimizer.pt is missing)"]),
     "both damaged": (lambda c: ((c / "checkpoint-26" / "model.safetensors").unlink(),
                                 (c / "checkpoint-13" / "scheduler.pt").unlink()), None,
-                     ["passing over checkpoint-26 (no model weights", "passing over checkpoint-13 (scheduler.pt is missing)"]),
+                     ["passing over checkpoint-26 (no model weights",
+                      "passing over checkpoint-13 (scheduler.pt is missing)"]),
 }
 
 
