@@ -128,6 +128,11 @@ def run(args) -> int:
     options = [f"{key}={getattr(args, option)}" for option, key in EXECUTOR_OPTIONS.items()
                if getattr(args, option) is not None]
     config = load_config(args.config, args.overrides + options)
+    ray_only = [option for option in EXECUTOR_OPTIONS if option != "executor" and getattr(args, option) is not None]
+    if ray_only and config.executor != "ray":
+        flag = "--" + ray_only[0].replace("_", "-")
+        raise UsageError(f"{flag} applies to --executor ray only, and the executor is {config.executor};"
+                         f" add --executor ray, or leave {flag} out")
     runs = build_plan(config, args.only)
     if args.dry_run:
         from pipeline.estimate import print_dry_run
@@ -172,7 +177,9 @@ def _check_texts(texts: list[str]) -> None:
     """`predict B1_v1 output_dir=/tmp/x "text"`: a text that is a config override was meant as one."""
     from core.config import PipelineConfig
 
-    for text in texts:
+    for number, text in enumerate(texts, start=1):
+        if not text.strip():
+            raise UsageError(f"predict: TEXT {number} is empty; give texts to classify, each in quotes")
         key, sep, value = text.partition("=")
         if sep and value and key.split(".")[0] in PipelineConfig.model_fields and " " not in key:
             raise UsageError(f"{text!r} looks like a config override, not a text to classify;"
@@ -188,12 +195,16 @@ def report(args) -> int:
     if not Path(config.output_dir).is_dir():
         raise ConfigError(f"output_dir: {config.output_dir} does not exist; nothing to report on")
     from core.lock import summary_lock
-    from evaluation.report import rebuild_outputs
+    from evaluation.report import rebuild_outputs, unwritable_outputs
     from evaluation.summary import read_records
 
     if not read_records(Path(config.output_dir)):
         raise ConfigError(f"output_dir: {config.output_dir} holds no runs (no <RUN_ID>/metrics.json); run"
                           f" python main.py first, or name the folder that holds them with --set output_dir=DIR")
+    problem = unwritable_outputs(Path(config.output_dir))
+    if problem:
+        raise ConfigError(f"output_dir: {config.output_dir} cannot be rewritten ({problem}); report writes"
+                          f" summary.csv, plots/ and report.md there: fix that, or pass output_dir=DIR")
 
     with summary_lock(Path(config.output_dir)):  # never two rebuilds at once, nor one beside a finishing plan's
         rebuild_outputs(Path(config.output_dir), config.reference_run)

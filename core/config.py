@@ -320,8 +320,8 @@ class RayConfig(Strict):
     """`executor: ray`: each run is a Ray task with these resources."""
 
     address: str | None = None  # none: a local Ray instance on this machine; `auto`: the cluster `ray start` joined
-    cpus_per_run: PositiveFloat = 1
-    gpus_per_run: Annotated[float, Field(ge=0)] | None = None  # none: 1 where the cluster has GPUs, else 0
+    cpus_per_run: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 1
+    gpus_per_run: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None  # none: 1 where it has GPUs, else 0
 
 
 class PipelineConfig(Strict):
@@ -612,6 +612,8 @@ def load_config(path: str | Path, overrides: list[str] = ()) -> PipelineConfig:
         raw = read_yaml(path.read_text(encoding="utf-8"), str(path))
     except UnicodeDecodeError as error:
         raise ConfigError(f"{path}: not UTF-8 text ({error.reason} at byte {error.start})") from None
+    except OSError as error:
+        raise ConfigError(f"{path}: config file cannot be read ({error.strerror}); pass --config PATH") from None
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" line {mark.line + 1}, column {mark.column + 1}:" if mark else ""

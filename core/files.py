@@ -67,6 +67,22 @@ def write_csv_atomic(path: Path, frame: pd.DataFrame) -> None:
     write_text_atomic(path, frame.to_csv(index=False))
 
 
+def unwritable(path: Path, folder: bool = True) -> str | None:
+    """Why `path` (a folder; with `folder=False` a file, written atomically beside itself) cannot be created or
+    written, found without writing anything; None when it can."""
+    path = Path(path)
+    if path.exists() and folder != path.is_dir():
+        return f"{path} is {'a file, not a folder' if folder else 'a folder, not a file'}"
+    existing = path if folder and path.exists() else path.parent
+    while not existing.exists():  # the nearest folder that exists: the rest is made in it
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"{existing} is a file, not a folder"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"{existing} is not writable"
+    return None
+
+
 def jsonable(value):
     if hasattr(value, "tolist"):  # numpy scalars and arrays
         return value.tolist()

@@ -24,6 +24,7 @@ def check_available(name: str, key: str = "models") -> None:
             what = "does not exist" if not Path(name).exists() else "has no config.json"
             raise ModelError(f"{key}: local folder {name} {what}; name a folder holding a Hugging Face model,"
                              f" or a hub id")
+        _check_safetensors(Path(name))
         return
     if in_hub_cache(name):
         return
@@ -31,6 +32,18 @@ def check_available(name: str, key: str = "models") -> None:
     if reason:
         raise ModelError(f"{key}: model {name!r} is not a local folder and not in the Hugging Face cache, and the Hub"
                          f" cannot be used ({reason}); download it where the Hub is reachable or name a local folder")
+
+
+def _check_safetensors(folder: Path) -> None:
+    """Weights load from safetensors only (a pickle can run code): a folder holding only pickled weights
+    (pytorch_model.bin, *.pt, ...) is refused before any run, not when its first run loads it."""
+    if any(folder.glob("*.safetensors")) or (folder / "model.safetensors.index.json").is_file():
+        return
+    pickles = sorted(p.name for p in folder.iterdir() if p.suffix in (".bin", ".pt", ".pth", ".ckpt", ".pkl"))
+    found = f"only pickled weights ({', '.join(pickles[:3])}{', ...' if len(pickles) > 3 else ''})" if pickles \
+        else "no weights"
+    raise ModelError(f"model {folder}: the folder holds {found}, and models load from safetensors only (a pickle"
+                     f" can run code); convert it with save_pretrained(..., safe_serialization=True), or name another")
 
 
 def max_input_tokens(name: str, trust_remote_code: bool = False) -> int | None:

@@ -20,6 +20,7 @@ from evaluation.statistics import CONFIDENCE, SIGNIFICANCE  # noqa: E402
 from evaluation.means import pairwise_p_values  # noqa: E402
 from evaluation.summary import seed_means  # noqa: E402
 
+FOLDER = "plots"  # inside output_dir
 DPI = 110
 ROW_INCHES = 0.32  # height per run in the comparison charts, so run ids never overlap
 FOCUS = 0.15  # accuracy / F1 charts span the runs within this of the highest; runs further below sit at the edge
@@ -37,7 +38,7 @@ def draw_all(output_dir: Path, summary: pd.DataFrame, records: list[RunRecord],
 
     Returns {"comparison": [...], "<run_id>": [...]} with the paths written.
     """
-    folder = Path(output_dir) / "plots"
+    folder = Path(output_dir) / FOLDER
     folder.mkdir(parents=True, exist_ok=True)
     for old in folder.glob("*.png"):
         old.unlink()

@@ -18,7 +18,8 @@ from evaluation import fairness, plots
 from evaluation.means import rebuild_means
 from evaluation.statistics import CONFIDENCE, EXACT_BELOW, POOLED_RESAMPLES, RESAMPLES, SIGNIFICANCE, choose_reference
 from evaluation.summary import read_records, rebuild_summaries, seed_means, with_interval
-from core.files import write_text_atomic
+from core.files import unwritable, write_text_atomic
+from core.lock import summary_lock
 from core.record import RunRecord
 
 
@@ -34,6 +35,14 @@ def rebuild_outputs(output_dir: Path, reference_run: str | None = None) -> pd.Da
     figures = plots.draw_all(output_dir, summary, records, means)
     write_text_atomic(output_dir / "report.md", render(summary, records, figures, output_dir, reference_run, means))
     return summary
+
+
+def unwritable_outputs(output_dir: Path) -> str | None:
+    """Why rebuild_outputs, under the summary lock, could not write its files in output_dir (checked without
+    writing); None when it can."""
+    output_dir = Path(output_dir)
+    targets = [(output_dir, True), (output_dir / plots.FOLDER, True), (summary_lock(output_dir).path, False)]
+    return next(filter(None, (unwritable(path, folder) for path, folder in targets)), None)
 
 
 def render(summary: pd.DataFrame, records: list[RunRecord], figures: dict[str, list[Path]], output_dir: Path,

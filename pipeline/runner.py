@@ -26,7 +26,7 @@ from evaluation.report import rebuild_outputs
 from evaluation.summary import format_table, read_records
 from core.config import METHODS, ConfigError, PipelineConfig
 from pipeline.estimate import clock
-from core.files import file_stamp, write_csv_atomic, write_json_atomic, write_text_atomic
+from core.files import unwritable, write_csv_atomic, write_json_atomic, write_text_atomic
 from core import distributed
 from core.hardware import cpu_model, describe, device_model, is_main_process, pick_device, threads
 from core.lock import LockError, active_lock, others_active, run_lock, summary_lock
@@ -36,7 +36,7 @@ from core.record import RunRecord
 from core.models import ModelError, check_available, check_max_length
 from pipeline.outcome import HELD, Outcome, PlanError
 from pipeline.plan import Run
-from pipeline.precision import resolve_all
+from pipeline.precision import cache_file, resolve_all
 from pipeline.run_state import (BLOCKED, RESUME, SKIP, begin, blocked_message, check_blocked, decide,
                                 finished_files, fingerprint, identity)
 from pipeline.search import Searches, copy_trials
@@ -96,6 +96,7 @@ def prepare(config: PipelineConfig, runs: list[Run]) -> Splits:
         probe.unlink()
     except OSError as error:
         raise PlanError(f"output_dir: {output} cannot be written ({error.strerror}); choose another folder") from None
+    check_writable(config, runs)
     return splits
 
 
@@ -135,6 +136,23 @@ def preflight(config: PipelineConfig, runs: list[Run], dry_run: bool = False) ->
     except (DataError, ModelError) as error:
         raise PlanError(str(error)) from None
     return splits
+
+
+def check_writable(config: PipelineConfig, runs: list[Run]) -> None:
+    """The lock files, run folders and caches the plan writes, checked without writing: a PlanError names the
+    first one that cannot be written (a read-only folder, or a file where a folder belongs)."""
+    output = Path(config.output_dir)
+    locks = [active_lock(output), summary_lock(output), *(run_lock(output, run.run_id) for run in runs)]
+    targets = [(lock.path, False, "output_dir", "lock file") for lock in locks]
+    targets += [(output / run.run_id, True, "output_dir", "run folder") for run in runs]
+    targets.append((Path(config.dataset.cache_dir), True, "dataset.cache_dir", "tokenised-text cache"))
+    if any(METHODS[run.method]["uses_models"] and (run.training or config.training).precision == "auto"
+           for run in runs):
+        targets.append((cache_file(config), False, "dataset.cache_dir", "precision cache"))
+    for path, folder, key, what in targets:
+        problem = unwritable(path, folder)
+        if problem:
+            raise PlanError(f"{key}: {what} {path} cannot be written: {problem}; fix that, or choose another {key}")
 
 
 def run_plan(config: PipelineConfig, runs: list[Run], splits: Splits, force: bool = False,

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from core.config import METHODS, ConfigError, PipelineConfig, did_you_mean
-from core.files import write_csv_atomic
+from core.files import unwritable, write_csv_atomic
 from core.quiet import quiet_transformers
 from core.record import RunRecord
 from evaluation.inference import probability_columns
@@ -108,8 +108,7 @@ def export(trained: TrainedRun, folder: Path) -> Path:
     adapter with the trained head, loaded with PeftModel.from_pretrained(base, DIR/adapter).
     """
     folder = Path(folder)
-    if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
-        raise ConfigError(f"export: {folder} already exists and is not an empty folder; name a new folder")
+    check_export_folder(folder)
     with quiet_transformers():
         if trained.is_adapter and not can_merge(trained.model):
             trained.model.save_pretrained(str(folder / ADAPTER_FOLDER))
@@ -131,6 +130,15 @@ def export(trained: TrainedRun, folder: Path) -> Path:
     return folder
 
 
+def check_export_folder(folder: Path) -> None:
+    """Before any work: DIR must be new (or an empty folder) and writable."""
+    if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
+        raise ConfigError(f"export: {folder} already exists and is not an empty folder; name a new folder")
+    problem = unwritable(folder)
+    if problem:
+        raise ConfigError(f"export: {folder} cannot be written: {problem}; name a new folder in a writable place")
+
+
 def _set_module(model, name: str, module) -> None:
     parent, _, child = name.rpartition(".")
     setattr(model.get_submodule(parent), child, module)
@@ -149,6 +157,12 @@ def file_texts(path: Path, config: PipelineConfig) -> list[str]:
         return read_texts(path, config.dataset)
     except DataError as error:
         raise ConfigError(f"--file: {error}") from None
+    except OSError as error:
+        raise _unreadable(path, error) from None
+
+
+def _unreadable(path: Path, error: OSError) -> ConfigError:
+    return ConfigError(f"--file: {path} cannot be read ({error.strerror}); make it readable or name another file")
 
 
 def default_output_path(input_path: Path, run_id: str) -> Path:
@@ -173,14 +187,20 @@ def predict_command(config: PipelineConfig, run_id: str, texts: list[str], file:
     if out is not None and file is None:
         raise ConfigError("predict: --out names where --file's predictions go; give --file too")
     from_file = file_texts(Path(file), config) if file is not None else []
+    if file is not None:  # checked before the model is loaded
+        target = Path(out) if out is not None else default_output_path(Path(file), run_id)
+        if target.resolve() == Path(file).resolve():
+            raise ConfigError(f"predict: --out {target} would overwrite the input; name another file")
+        problem = unwritable(target, folder=False)
+        if problem:
+            where = f"--out {target}" if out is not None else f"{target} (the default beside --file)"
+            raise ConfigError(f"predict: {where} cannot be written: {problem}; pass --out with a file in a writable"
+                              f" folder")
     trained = load(config, run_id)
     if texts:
         for text, row in zip(texts, predict(trained, texts)):
             print(format_prediction(trained, text, row))
     if file is not None:
-        target = Path(out) if out is not None else default_output_path(Path(file), run_id)
-        if target.resolve() == Path(file).resolve():
-            raise ConfigError(f"predict: --out {target} would overwrite the input; name another file")
         write_csv_atomic(target, prediction_frame(trained, from_file, predict(trained, from_file)))
         print(f"{len(from_file)} predictions by {run_id} written to {target}")
     return 0
@@ -193,6 +213,7 @@ def export_command(config: PipelineConfig, run_id: str, folder: str) -> int:
         raise RunUnusable(f"export: run {run_id} (method {method}) classifies pooled embeddings with its own head,"
                           f" which no AutoModelForSequenceClassification folder computes; use python main.py predict"
                           f" {run_id}, or its model/ folder ({HEAD_FILE}, head.safetensors)")
+    check_export_folder(Path(folder))
     trained = load(config, run_id)
     export(trained, Path(folder))
     if trained.is_adapter and not can_merge(trained.model):

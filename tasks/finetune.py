@@ -12,8 +12,8 @@ from transformers import (DataCollatorWithPadding, PrinterCallback, Trainer, Tra
 
 from dataset import tokenize
 from core import distributed
-from core.checkpoints import latest_checkpoint, remove_incomplete_checkpoints
 from core.config import steps_per_epoch
+from core.checkpoints import prepare_resume
 from evaluation.epoch_logs import epoch_rows, step_rows
 from evaluation.flops import parameter_groups, training_flops
 from evaluation.inference import predict_probabilities
@@ -114,8 +114,8 @@ def fit(run, context: RunContext, checkpoints: Path, callbacks=(), **arguments) 
     )
     if not context.show_progress:
         trainer.remove_callback(PrinterCallback)  # the per-epoch log dicts; epochs.csv has them
-    remove_incomplete_checkpoints(checkpoints)  # a checkpoint cut off mid-write is never resumed from
-    resume = latest_checkpoint(checkpoints)
+    # A checkpoint cut off mid-write, or one with damaged or missing files, is never resumed from
+    resume = prepare_resume(checkpoints, note=lambda line: print(line, flush=True) if is_main_process() else None)
     for hook in active if is_main_process() else []:
         hook.before_training(model, context.run_dir)
     trainer.train(resume_from_checkpoint=str(resume) if resume else None)

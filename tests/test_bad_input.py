@@ -279,3 +279,196 @@ def subprocess_free_main(argv):
         code = main.main(argv)
     assert "Traceback" not in err.getvalue()
     return code
+
+
+# ----------------------------------------------------------------------------------------------
+# Folders and files the command writes or reads, found unusable before any work (issue 19 part 5): a file where
+# a folder belongs, a folder where a file belongs, read-only folders, unreadable files.
+
+def snapshot(root):
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+
+
+def assert_one_line(code, err, fragment):
+    assert code == 2, err
+    assert fragment in err, err
+    assert "Traceback" not in err
+    assert err.startswith("error: ") and len(err.strip().splitlines()) == 1, err
+
+
+FOLDERS_IN_THE_WAY = {
+    # case: (what to make under output_dir `out`, override, expected fragment)
+    "lock folder is a file": (lambda out: (out / ".locks").write_text(""), [],
+                              "output_dir: lock file {out}/.locks/active.lock cannot be written: {out}/.locks is a file,"
+                              " not a folder"),
+    "run lock is a folder": (lambda out: (out / ".locks" / "B1_v1.lock").mkdir(parents=True), [],
+                             "output_dir: lock file {out}/.locks/B1_v1.lock cannot be written: {out}/.locks/B1_v1.lock"
+                             " is a folder, not a file"),
+    "run folder is a file": (lambda out: (out / "B1_v1").write_text(""), [],
+                             "output_dir: run folder {out}/B1_v1 cannot be written: {out}/B1_v1 is a file"),
+    "cache under a file": (lambda out: (out / "notes.txt").write_text(""), ["dataset.cache_dir={out}/notes.txt/tok"],
+                           "dataset.cache_dir: tokenised-text cache {out}/notes.txt/tok cannot be written:"
+                           " {out}/notes.txt is a file"),
+}
+
+
+@pytest.mark.parametrize("case", FOLDERS_IN_THE_WAY)
+def test_a_file_in_the_way_is_refused_before_any_work(case, setup, capsys):
+    tmp_path, raw = setup
+    out = tmp_path / "out"
+    out.mkdir()
+    make, overrides, fragment = FOLDERS_IN_THE_WAY[case]
+    make(out)
+    path = write_config(tmp_path / "config.yaml", raw)
+    before = snapshot(tmp_path)
+    code = main.main(["--config", str(path), "--only", "B1_v1", "--quiet"] + [o.format(out=out) for o in overrides])
+    assert_one_line(code, capsys.readouterr().err, fragment.format(out=out))
+    assert snapshot(tmp_path) == before, "something was written"
+
+
+def test_a_model_folder_with_only_pickled_weights_is_refused_before_any_work(setup, tiny_models, capsys):
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file
+
+    tmp_path, raw = setup
+    pickled = tmp_path / "pickled"
+    shutil.copytree(tiny_models["bert"], pickled)
+    torch.save(load_file(pickled / "model.safetensors"), pickled / "pytorch_model.bin")
+    (pickled / "model.safetensors").unlink()
+    raw["models"] = [str(pickled)]
+    path = write_config(tmp_path / "config.yaml", raw)
+    err = assert_refused(tmp_path, ["--config", str(path), "--only", "A0", "B1_v1"],
+                         f"model {pickled}: the folder holds only pickled weights (pytorch_model.bin), and models"
+                         " load from safetensors only", capsys)
+    assert "safe_serialization=True" in err  # the fix
+
+
+@pytest.mark.parametrize("option, value", [("--cpus-per-run", "2"), ("--gpus-per-run", "0.5"),
+                                           ("--ray-address", "auto")])
+def test_ray_options_without_the_ray_executor_are_refused(option, value, setup, capsys):
+    tmp_path, raw = setup
+    path = write_config(tmp_path / "config.yaml", raw)
+    for executor in ([], ["--executor", "sequential"]):
+        assert_refused(tmp_path, ["--config", str(path), option, value, *executor],
+                       f"{option} applies to --executor ray only, and the executor is sequential;"
+                       f" add --executor ray, or leave {option} out", capsys)
+    raw["executor"] = "ray"  # the config chose Ray: the option applies (the dry run needs no cluster)
+    path = write_config(tmp_path / "config.yaml", raw)
+    assert main.main(["--config", str(path), option, value, "--dry-run"]) == 0
+
+
+@pytest.mark.parametrize("option, value, key", [("--cpus-per-run", "inf", "ray.cpus_per_run"),
+                                                ("--cpus-per-run", "nan", "ray.cpus_per_run"),
+                                                ("--gpus-per-run", "1e400", "ray.gpus_per_run")])
+def test_ray_resources_must_be_finite(option, value, key, setup, capsys):
+    tmp_path, raw = setup
+    path = write_config(tmp_path / "config.yaml", raw)
+    assert_refused(tmp_path, ["--config", str(path), "--executor", "ray", option, value],
+                   f"{key}: '{value}' is invalid: Input should be a finite number", capsys)
+
+
+# predict and export: the target is checked before the run's model is loaded.
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory, tiny_data, tiny_models):
+    root = tmp_path_factory.mktemp("trained")
+    raw = tiny_config(tiny_data, [tiny_models["bert"]], root / "out")
+    raw["training"]["epochs"] = 1
+    raw["tasks"] = {"B": raw["tasks"]["B"]}
+    path = write_config(root / "config.yaml", raw)
+    assert main.main(["--config", str(path), "--quiet"]) == 0
+    (root / "texts.csv").write_text("text\nstocks fell\nthe team won\n")
+    (root / "a-file").write_text("")
+    (root / "a-folder").mkdir()
+    return root
+
+
+@pytest.fixture
+def no_model_loaded(monkeypatch):
+    """Fails the test if the run's model is loaded: the check must come first."""
+    import pipeline.trained
+
+    def load(*args, **kwargs):
+        raise AssertionError("the model was loaded before the target was checked")
+
+    monkeypatch.setattr(pipeline.trained, "load", load)
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["predict", "B1_v1", "--file", "{root}/texts.csv", "--out", "{root}/a-folder"],
+     "predict: --out {root}/a-folder cannot be written: {root}/a-folder is a folder, not a file"),
+    (["predict", "B1_v1", "--file", "{root}/texts.csv", "--out", "{root}/a-file/p.csv"],
+     "predict: --out {root}/a-file/p.csv cannot be written: {root}/a-file is a file, not a folder"),
+    (["predict", "B1_v1", "--file", "{root}/texts.csv", "--out", ""], "predict: --out . cannot be written"),
+    (["export", "B1_v1", "{root}/a-file/model"],
+     "export: {root}/a-file/model cannot be written: {root}/a-file is a file"),
+    (["export", "B1_v1", "{root}/a-file"], "export: {root}/a-file already exists and is not an empty folder"),
+    (["predict", "B1_v1", "stocks fell", ""], "predict: TEXT 2 is empty"),
+])
+def test_predict_and_export_targets_are_checked_before_the_model_loads(argv, fragment, trained_run, no_model_loaded,
+                                                                       capsys):
+    root = trained_run
+    before = snapshot(root)
+    code = main.main([a.format(root=root) for a in argv] + ["--config", str(root / "config.yaml")])
+    assert_one_line(code, capsys.readouterr().err, fragment.format(root=root))
+    assert snapshot(root) == before
+
+
+# Permissions: root ignores them, so as root the command runs under setpriv without the capabilities that override
+# them; any other user gets them as they are.
+
+def unprivileged() -> list[str]:
+    import os
+    import shutil
+
+    if os.geteuid() != 0:
+        return []
+    if shutil.which("setpriv") is None:
+        pytest.skip("running as root without setpriv: file permissions cannot be made to bind")
+    return ["setpriv", "--bounding-set", "-dac_override,-dac_read_search"]
+
+
+READ_ONLY = {
+    # case: (path made read-only (or unreadable: mode), command, expected fragment)
+    "lock folder": ("out/.locks", 0o555, ["--only", "B1_v1"],
+                    "output_dir: lock file {root}/out/.locks/active.lock cannot be written: {root}/out/.locks is not"
+                    " writable"),
+    "run folder": ("out/B1_v1", 0o555, ["--only", "B1_v1", "--force"],
+                   "output_dir: run folder {root}/out/B1_v1 cannot be written: {root}/out/B1_v1 is not writable"),
+    "cache folder": ("out/.cache", 0o555, ["--only", "B1_v1", "--force"],
+                     "dataset.cache_dir: tokenised-text cache {root}/out/.cache cannot be written"),
+    "report": ("out", 0o555, ["report"], "output_dir: {root}/out cannot be rewritten ({root}/out is not writable)"),
+    "predict --out": ("a-folder", 0o555,
+                      ["predict", "B1_v1", "--file", "{root}/texts.csv", "--out", "{root}/a-folder/p.csv"],
+                      "predict: --out {root}/a-folder/p.csv cannot be written: {root}/a-folder is not writable"),
+    "predict --file": ("texts.csv", 0o000, ["predict", "B1_v1", "--file", "{root}/texts.csv", "--out", "{root}/p.csv"],
+                       "--file: {root}/texts.csv cannot be read (Permission denied)"),
+    "config": ("config.yaml", 0o000, ["--dry-run"],
+               "{root}/config.yaml: config file cannot be read (Permission denied)"),
+}
+
+
+@pytest.mark.parametrize("case", READ_ONLY)
+def test_unwritable_folders_and_unreadable_files_are_refused_before_any_work(case, trained_run, tmp_path):
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    root = tmp_path / "copy"
+    shutil.copytree(trained_run, root)
+    (root / "config.yaml").write_text((root / "config.yaml").read_text().replace(str(trained_run), str(root)))
+    (root / "out" / ".locks").mkdir(exist_ok=True)
+    target, mode, argv, fragment = READ_ONLY[case]
+    before = snapshot(root)
+    os.chmod(root / target, mode)
+    try:
+        result = subprocess.run([*unprivileged(), sys.executable, str(ROOT / "main.py"),
+                                 *(a.format(root=root) for a in argv), "--config", str(root / "config.yaml")],
+                                capture_output=True, text=True, timeout=300, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    finally:
+        os.chmod(root / target, 0o755)
+    assert_one_line(result.returncode, result.stderr, fragment.format(root=root))
+    assert snapshot(root) == before
