@@ -1,6 +1,7 @@
 """Fine-tune and evaluate transformer text classifiers, as planned in config.yaml.
 
     python main.py [--config PATH] [--only RUN_ID ...] [--dry-run] [--force] [--quiet] [--set KEY=VALUE ...] [KEY=VALUE ...]
+                   [--reprobe] [--threads N]
                    [--executor sequential|ray] [--cpus-per-run N] [--gpus-per-run N] [--ray-address ADDRESS]
     python main.py predict RUN_ID [TEXT ...] [--file PATH [--out PATH]] [--config PATH] [--set KEY=VALUE ...]
     python main.py export RUN_ID DIR [--config PATH] [--set KEY=VALUE ...]
@@ -41,6 +42,12 @@ def run_arguments(parser: argparse.ArgumentParser) -> None:
                              " will run, resume or be skipped; train nothing")
     parser.add_argument("--force", action="store_true", help="rerun runs that are complete with the same settings")
     parser.add_argument("--quiet", action="store_true", help="no progress bars or training logs (for logs and CI)")
+    parser.add_argument("--reprobe", action="store_true",
+                        help="precision: auto measures bf16 against fp32 again and replaces the cached decision"
+                             " (a dry run measures but caches nothing)")
+    parser.add_argument("--threads", metavar="N",
+                        help="torch threads per process (config key threads; default: the machine's cores divided"
+                             " among its processes working on output_dir)")
     parser.add_argument("--executor", choices=["sequential", "ray"],
                         help="sequential (default): one run after another in this process; ray: each run a Ray task"
                              " (config key executor)")
@@ -63,7 +70,7 @@ def set_argument(parser: argparse.ArgumentParser) -> None:
 
 
 EXECUTOR_OPTIONS = {"executor": "executor", "cpus_per_run": "ray.cpus_per_run", "gpus_per_run": "ray.gpus_per_run",
-                    "ray_address": "ray.address"}  # option -> the config key it sets
+                    "ray_address": "ray.address", "threads": "threads"}  # option -> the config key it sets
 
 
 def predict_arguments(parser: argparse.ArgumentParser) -> None:
@@ -108,13 +115,13 @@ def run(args) -> int:
         from pipeline.search import finished
 
         runs = [finished(run, config) for run in runs]  # a finished search's settings; nothing is written
-        print_dry_run(config, runs, force=args.force)
+        print_dry_run(config, runs, force=args.force, reprobe=args.reprobe)
         return 0
 
     from pipeline.runner import PlanError, run_all
 
     try:
-        outcomes = run_all(config, runs, force=args.force, show_progress=not args.quiet)
+        outcomes = run_all(config, runs, force=args.force, show_progress=not args.quiet, reprobe=args.reprobe)
     except PlanError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -214,6 +214,7 @@ class PipelineConfig(Strict):
     tasks: dict[str, TaskConfig] = Field(min_length=1)
     executor: Literal["sequential", "ray"] = "sequential"  # sequential: one run after another, in this process
     ray: RayConfig = Field(default_factory=RayConfig)
+    threads: PositiveInt | None = None  # torch threads per run; none: a share of the cores (pipeline/runner.py)
 
     @model_validator(mode="after")
     def _cross_check(self) -> "PipelineConfig":

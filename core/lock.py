@@ -4,6 +4,8 @@ through one plan on one output folder.
 - `run_lock(output_dir, run_id)`: whoever holds it runs that run; the others skip it.
 - `active_lock(output_dir)`: shared, held by every process for as long as it works through a plan.
 - `summary_lock(output_dir)`: exclusive, held while summary.csv, plots/ and report.md are rebuilt.
+- `worker_lock(output_dir)`: one per process working through a plan, named by host and process id, so that
+  `local_workers` can count the processes on this machine that share output_dir (and its cores).
 
 They are OS file locks (flock): the OS releases them when their holder dies, so a lock file left behind by a
 killed process is stale by construction and simply taken over. Over NFS, Linux carries flock to the server as a
@@ -19,6 +21,7 @@ import socket
 from pathlib import Path
 
 LOCKS = ".locks"  # the lock files' folder inside output_dir
+WORKERS = "workers"  # worker_lock's folder inside LOCKS
 
 
 class LockError(Exception):
@@ -85,6 +88,29 @@ def active_lock(output_dir: Path) -> FileLock:
 
 def summary_lock(output_dir: Path) -> FileLock:
     return FileLock(Path(output_dir) / LOCKS / "summary.lock")
+
+
+def worker_lock(output_dir: Path) -> FileLock:
+    return FileLock(Path(output_dir) / LOCKS / WORKERS / f"{socket.gethostname()}-{os.getpid()}.lock")
+
+
+def local_workers(output_dir: Path) -> int:
+    """How many processes on this machine hold their `worker_lock` in output_dir (the caller's own included).
+    A file whose process is gone is removed."""
+    prefix = f"{socket.gethostname()}-"
+    count = 0
+    try:
+        paths = [path for path in (Path(output_dir) / LOCKS / WORKERS).iterdir() if path.name.startswith(prefix)]
+    except OSError:  # no folder yet
+        return 0
+    for path in paths:
+        probe = FileLock(path)
+        if probe.acquire():  # nobody holds it: a dead process's
+            path.unlink(missing_ok=True)
+            probe.release()
+        else:
+            count += 1
+    return count
 
 
 def others_active(output_dir: Path) -> bool:

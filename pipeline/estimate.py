@@ -46,24 +46,26 @@ class Estimate:
     unknown_because: str | None = None  # why parameters or time are unknown
 
 
-def print_dry_run(config: PipelineConfig, runs: list[Run], log=print, note=None, force: bool = False) -> None:
+def print_dry_run(config: PipelineConfig, runs: list[Run], log=print, note=None, force: bool = False,
+                  reprobe: bool = False) -> None:
     """One line per run on stdout (`log`): its settings, parameters, estimated time, precision (and why) and
-    state (run, resume or skip); the total and how it was estimated on stderr (`note`)."""
+    state (run, resume or skip); the total and how it was estimated on stderr (`note`). The precision probe's
+    cache is read (or, with `reprobe`, measured afresh) but never written."""
     note = note or (lambda line: print(line, file=sys.stderr))
     with warnings.catch_warnings():  # library deprecation notices would break the one-line-per-run listing
         warnings.simplefilter("ignore", FutureWarning)
         warnings.filterwarnings("ignore", category=UserWarning, module=r"peft\.")  # e.g. BOFT's CUDA extension
-        _print_dry_run(config, runs, log, note, force)
+        _print_dry_run(config, runs, log, note, force, reprobe)
 
 
-def _print_dry_run(config: PipelineConfig, runs: list[Run], log, note, force: bool) -> None:
+def _print_dry_run(config: PipelineConfig, runs: list[Run], log, note, force: bool, reprobe: bool) -> None:
     from core.hardware import pick_device
     from pipeline.run_state import decide
 
     splits, data_problem = _splits(config)
     device = pick_device()
     available = [run for run in runs if not run.model or not _model_problem(run.model)]
-    choices = resolve_all(config, available, device, splits)
+    choices = resolve_all(config, available, device, reprobe=reprobe, store=False)  # a dry run writes nothing
     timings: dict[tuple, tuple[float, float]] = {}
     total, unknown, searched = 0.0, False, set()
     for run in runs:

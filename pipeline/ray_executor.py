@@ -14,7 +14,7 @@ from pathlib import Path
 
 from core import distributed
 from core.config import PipelineConfig
-from core.hardware import pick_device
+from core.hardware import pick_device, set_threads
 from dataset import Splits
 from pipeline.estimate import clock
 from pipeline.plan import Run
@@ -54,7 +54,7 @@ def connect(config: PipelineConfig) -> None:
 
 
 def run_with_ray(config: PipelineConfig, runs: list[Run], splits: Splits, force: bool = False,
-                 show_progress: bool = True, log=print) -> list[Outcome]:
+                 show_progress: bool = True, log=print, reprobe: bool = False) -> list[Outcome]:
     import ray
 
     from pipeline.search import finished
@@ -73,7 +73,7 @@ def run_with_ray(config: PipelineConfig, runs: list[Run], splits: Splits, force:
     environment["TOKENIZERS_PARALLELISM"] = "false"
     task = ray.remote(num_cpus=config.ray.cpus_per_run, num_gpus=gpus, max_retries=0,
                       runtime_env={"env_vars": environment})(in_worker)
-    before = finished_files(config, runs, resolve_all(config, runs, pick_device(), splits))
+    before = finished_files(config, runs, resolve_all(config, runs, pick_device(), reprobe=reprobe))
     shared_config, shared_splits = ray.put(config), ray.put(splits)
     pending = {task.remote(run, shared_config, shared_splits, force, before, show_progress): run for run in runs}
     log(f"ray: {len(runs)} runs as tasks of {config.ray.cpus_per_run:g} CPU and {gpus:g} GPU each, on"
@@ -101,7 +101,11 @@ def run_with_ray(config: PipelineConfig, runs: list[Run], splits: Splits, force:
 
 def in_worker(run: Run, config: PipelineConfig, splits: Splits, force: bool, before: dict,
               show_progress: bool) -> Outcome:
-    """The Ray task: one run, as the sequential executor runs it."""
+    """The Ray task: one run, as the sequential executor runs it, on `threads` or its `ray.cpus_per_run` threads."""
+    if config.threads:
+        set_threads(config.threads, "threads (--threads)")
+    else:
+        set_threads(max(1, int(config.ray.cpus_per_run)), "ray.cpus_per_run (--cpus-per-run)")
     if not show_progress:
         quiet_libraries()
 

@@ -2,6 +2,11 @@
 
 Any number of processes (this one, others on the same output_dir, Ray tasks) may work through one plan: a
 run is claimed by taking its lock (core/lock.py), and whoever finishes last rebuilds the summaries.
+
+Torch's intra-op threads are chosen before each run (`share_cores`) so that processes sharing a machine do not
+oversubscribe its cores: `threads` (`--threads`) when set, else the machine's cores divided by the processes on
+this machine working on output_dir (each holds a `worker_lock`), never more than the process had to begin with
+(OMP_NUM_THREADS, or torch's default: one per core). A Ray task runs on `ray.cpus_per_run` threads.
 """
 from __future__ import annotations
 
@@ -28,8 +33,8 @@ from core.config import METHODS, PipelineConfig
 from pipeline.estimate import clock
 from core.files import write_csv_atomic, write_json_atomic, write_text_atomic
 from core import distributed
-from core.hardware import cpu_model, describe, device_model, is_main_process, pick_device, threads
-from core.lock import LockError, active_lock, others_active, run_lock, summary_lock
+from core.hardware import cores, cpu_model, describe, device_model, is_main_process, pick_device, set_threads, threads
+from core.lock import LockError, active_lock, local_workers, others_active, run_lock, summary_lock, worker_lock
 from core.memory import PeakMemory
 from core.quiet import quiet_libraries
 from core.record import RunRecord
@@ -63,8 +68,9 @@ class Outcome:
 
 
 def run_all(config: PipelineConfig, runs: list[Run], force: bool = False, show_progress: bool = True,
-            log=print) -> list[Outcome]:
-    """Check everything, then run the plan with the configured executor. PlanError: nothing was run."""
+            log=print, reprobe: bool = False) -> list[Outcome]:
+    """Check everything, then run the plan with the configured executor. PlanError: nothing was run.
+    `reprobe`: measure `precision: auto` again rather than read its cache (core/precision.py)."""
     if config.executor == "ray":
         from pipeline.ray_executor import connect
 
@@ -73,7 +79,7 @@ def run_all(config: PipelineConfig, runs: list[Run], force: bool = False, show_p
     try:
         splits = prepare(config, runs)
         if not is_main_process():
-            return run_plan(config, runs, splits, force, show_progress, log)
+            return run_plan(config, runs, splits, force, show_progress, log, reprobe=reprobe)
         presence = active_lock(Path(config.output_dir))  # shared: says "a process is working on this folder"
         try:
             presence.acquire(blocking=True)
@@ -83,9 +89,9 @@ def run_all(config: PipelineConfig, runs: list[Run], force: bool = False, show_p
             if config.executor == "ray":
                 from pipeline.ray_executor import run_with_ray
 
-                outcomes = run_with_ray(config, runs, splits, force, show_progress, log)
+                outcomes = run_with_ray(config, runs, splits, force, show_progress, log, reprobe)
             else:
-                outcomes = run_plan(config, runs, splits, force, show_progress, log, rebuild=False)
+                outcomes = run_plan(config, runs, splits, force, show_progress, log, rebuild=False, reprobe=reprobe)
         finally:
             presence.release()
         rebuild_if_last(config, log)
@@ -126,9 +132,23 @@ def prepare(config: PipelineConfig, runs: list[Run]) -> Splits:
 
 
 def run_plan(config: PipelineConfig, runs: list[Run], splits: Splits, force: bool = False,
-             show_progress: bool = True, log=print, rebuild: bool = True) -> list[Outcome]:
+             show_progress: bool = True, log=print, rebuild: bool = True, reprobe: bool = False) -> list[Outcome]:
     """Every run in turn, in this process (skipping complete ones and those another process holds), then
-    summary.csv, plots/ and report.md rebuilt from all run folders in output_dir."""
+    summary.csv, plots/ and report.md rebuilt from all run folders in output_dir. Torch's thread count is
+    chosen before each run (`share_cores`) and restored at the end."""
+    worker, ceiling = worker_lock(Path(config.output_dir)), threads()["threads"]
+    try:
+        worker.acquire(blocking=True)
+        share_cores(config, ceiling)
+        return _run_plan(config, runs, splits, force, show_progress, log, rebuild, reprobe, ceiling)
+    finally:
+        worker.release()
+        worker.path.unlink(missing_ok=True)
+        set_threads(ceiling, None)
+
+
+def _run_plan(config: PipelineConfig, runs: list[Run], splits: Splits, force: bool, show_progress: bool, log,
+              rebuild: bool, reprobe: bool, ceiling: int) -> list[Outcome]:
     if not show_progress:
         quiet_libraries()
     if not is_main_process():  # under torchrun every rank runs the plan; rank 0 alone reports and writes
@@ -137,7 +157,7 @@ def run_plan(config: PipelineConfig, runs: list[Run], splits: Splits, force: boo
     output = Path(config.output_dir)
     outcomes: list[Outcome] = []
     started = time.perf_counter()
-    choices = resolve_all(config, runs, device, splits)  # auto: measured once per machine, then cached
+    choices = resolve_all(config, runs, device, reprobe=reprobe)  # auto: once per model, then cached
     before = finished_files(config, runs, choices)
     actions = {run.run_id: decide(run, config, choices[run.run_id], force) for run in runs}  # for the ETA
     durations: dict[str, list[float]] = {}  # seconds per finished run, by method; earlier invocations count
@@ -157,9 +177,10 @@ def run_plan(config: PipelineConfig, runs: list[Run], splits: Splits, force: boo
         if run.search is not None:  # search first (once per base run), then decide with the chosen settings
             try:
                 run = searches.best(run)
-                choices[run.run_id] = resolve_all(config, [run], device, splits)[run.run_id]  # its own batch size
+                choices[run.run_id] = resolve_all(config, [run], device)[run.run_id]  # the searched settings
             except Exception as error:  # recorded as this run's failure; the next run goes on
                 failure = error
+        share_cores(config, ceiling)  # other processes may have started or finished meanwhile
         outcome = run_one(run, config, splits, device, force, before, show_progress, announce, choices[run.run_id],
                           failure)
         outcomes.append(outcome)
@@ -182,7 +203,7 @@ def run_one(run: Run, config: PipelineConfig, splits: Splits, device, force: boo
     other ranks follow. `choice`: the run's precision; resolved here, on this process's device, when not given
     (a Ray task). `failure`: the run's search failed; the run is recorded as failed with that error."""
     if choice is UNRESOLVED:
-        choice = resolve_all(config, [run], device, splits)[run.run_id]
+        choice = resolve_all(config, [run], device)[run.run_id]
     lock = run_lock(Path(config.output_dir), run.run_id)
     try:
         action, note = claim(lock, run, config, choice, force or failure is not None, before) \
@@ -212,6 +233,18 @@ def claim(lock, run: Run, config: PipelineConfig, choice, force: bool, before: d
     if run.search_result:
         copy_trials(config, run, Path(config.output_dir) / run.run_id)
     return action, None
+
+
+def share_cores(config: PipelineConfig, ceiling: int) -> None:
+    """Torch's intra-op threads for the next run: `threads` (--threads) when set, else this machine's cores
+    divided among its processes working on output_dir (at least 1, at most `ceiling`: what the process had)."""
+    if config.threads:
+        set_threads(config.threads, "threads (--threads)")
+        return
+    workers = max(1, local_workers(Path(config.output_dir)))
+    count = max(1, min(ceiling, cores() // workers))
+    set_threads(count, f"{cores()} cores / {workers} process{'es' if workers > 1 else ''} on this machine working"
+                       f" on output_dir, at most {ceiling}")
 
 
 def finished_files(config: PipelineConfig, runs: list[Run], choices: dict) -> dict[str, tuple | None]:
