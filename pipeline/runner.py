@@ -5,8 +5,9 @@ run is claimed by taking its lock (core/lock.py), and whoever finishes last rebu
 
 Torch's intra-op threads are chosen before each run (`share_cores`) so that processes sharing a machine do not
 oversubscribe its cores: `threads` (`--threads`) when set, else the machine's cores divided by the processes on
-this machine working on output_dir (each holds a `worker_lock`), never more than the process had to begin with
-(OMP_NUM_THREADS, or torch's default: one per core). A Ray task runs on `ray.cpus_per_run` threads.
+this machine working on output_dir (each holds a `worker_lock` from the start of `run_all`), never more than the
+process had to begin with (OMP_NUM_THREADS, or torch's default: one per core). A Ray task runs on
+`ray.cpus_per_run` threads.
 """
 from __future__ import annotations
 
@@ -76,7 +77,10 @@ def run_all(config: PipelineConfig, runs: list[Run], force: bool = False, show_p
 
         connect(config)  # before anything is written: ray missing, or no cluster at ray.address, is a PlanError
     created_group = distributed.start(config.training.ddp_timeout)
+    worker = worker_lock(Path(config.output_dir))  # counted by this machine's other processes from now on
     try:
+        if config.executor != "ray":  # the driver trains nothing; its tasks have ray.cpus_per_run each
+            worker.acquire(blocking=True)
         splits = prepare(config, runs)
         if not is_main_process():
             return run_plan(config, runs, splits, force, show_progress, log, reprobe=reprobe)
@@ -97,6 +101,8 @@ def run_all(config: PipelineConfig, runs: list[Run], force: bool = False, show_p
         rebuild_if_last(config, log)
         return outcomes
     finally:
+        worker.release()
+        worker.path.unlink(missing_ok=True)
         if created_group:
             distributed.stop()
 
@@ -136,14 +142,10 @@ def run_plan(config: PipelineConfig, runs: list[Run], splits: Splits, force: boo
     """Every run in turn, in this process (skipping complete ones and those another process holds), then
     summary.csv, plots/ and report.md rebuilt from all run folders in output_dir. Torch's thread count is
     chosen before each run (`share_cores`) and restored at the end."""
-    worker, ceiling = worker_lock(Path(config.output_dir)), threads()["threads"]
+    ceiling = threads()["threads"]
     try:
-        worker.acquire(blocking=True)
-        share_cores(config, ceiling)
         return _run_plan(config, runs, splits, force, show_progress, log, rebuild, reprobe, ceiling)
     finally:
-        worker.release()
-        worker.path.unlink(missing_ok=True)
         set_threads(ceiling, None)
 
 
@@ -157,7 +159,7 @@ def _run_plan(config: PipelineConfig, runs: list[Run], splits: Splits, force: bo
     output = Path(config.output_dir)
     outcomes: list[Outcome] = []
     started = time.perf_counter()
-    choices = resolve_all(config, runs, device, reprobe=reprobe)  # auto: once per model, then cached
+    choices = resolve_all(config, runs, device, reprobe=reprobe)  # auto: once per model (at `ceiling` threads)
     before = finished_files(config, runs, choices)
     actions = {run.run_id: decide(run, config, choices[run.run_id], force) for run in runs}  # for the ETA
     durations: dict[str, list[float]] = {}  # seconds per finished run, by method; earlier invocations count

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 
@@ -14,7 +13,7 @@ import torch
 
 import main
 from conftest import ROOT, tiny_config, write_config
-from core.lock import FileLock, local_workers, worker_lock
+from core.lock import local_workers, worker_lock
 
 CORES = len(os.sched_getaffinity(0))
 HOLD = ("import sys, time; sys.path.insert(0, sys.argv[2]); from core.lock import worker_lock;"
@@ -49,15 +48,14 @@ def all_cores():
 
 
 def test_local_workers_counts_the_live_processes_of_this_machine(tmp_path, other_process):
-    folder = tmp_path / ".locks" / "workers"
-    assert local_workers(tmp_path) == 0  # no folder yet
+    assert local_workers(tmp_path) == 0  # nobody yet
     mine = worker_lock(tmp_path)
     assert mine.acquire()
+    assert not (tmp_path / ".locks").exists()  # kept outside output_dir: taken before output_dir is checked
     first, second = other_process(tmp_path), other_process(tmp_path)
-    stale = folder / f"{socket.gethostname()}-999999999.lock"  # a killed process's file: no holder
+    other_process(tmp_path / "elsewhere")  # working on another output_dir: not counted
+    stale = mine.path.parent / "999999999.lock"  # a killed process's file: no holder
     stale.write_text("")
-    elsewhere = FileLock(folder / "another-host-1.lock")  # a live process on another machine: not our cores
-    assert elsewhere.acquire()
     assert local_workers(tmp_path) == 3
     assert not stale.exists()  # removed on the way
     first.kill()
@@ -66,7 +64,6 @@ def test_local_workers_counts_the_live_processes_of_this_machine(tmp_path, other
     mine.release()
     assert local_workers(tmp_path) == 1
     assert second.poll() is None
-    elsewhere.release()
 
 
 def _config(tiny_data, tiny_models, tmp_path, **extra) -> str:
