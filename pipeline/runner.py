@@ -176,13 +176,13 @@ def _run_plan(config: PipelineConfig, runs: list[Run], splits: Splits, force: bo
                 f"  elapsed {clock(time.perf_counter() - started)}  ETA {eta}")
 
         failure = None
+        share_cores(config, ceiling)  # other processes may have started or finished meanwhile
         if run.search is not None:  # search first (once per base run), then decide with the chosen settings
             try:
                 run = searches.best(run)
                 choices[run.run_id] = resolve_all(config, [run], device)[run.run_id]  # the searched settings
             except Exception as error:  # recorded as this run's failure; the next run goes on
                 failure = error
-        share_cores(config, ceiling)  # other processes may have started or finished meanwhile
         outcome = run_one(run, config, splits, device, force, before, show_progress, announce, choices[run.run_id],
                           failure)
         outcomes.append(outcome)
