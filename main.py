@@ -1,7 +1,8 @@
 """Fine-tune and evaluate transformer text classifiers, as planned in config.yaml.
 
     python main.py [run] [--config PATH] [--only NAME ...] [--dry-run] [--force] [--quiet] [--set KEY=VALUE ...]
-                   [KEY=VALUE ...] [--executor sequential|ray] [--cpus-per-run N] [--gpus-per-run N] [--ray-address ADDRESS]
+                   [KEY=VALUE ...] [--reprobe] [--threads N]
+                   [--executor sequential|ray] [--cpus-per-run N] [--gpus-per-run N] [--ray-address ADDRESS]
     python main.py predict RUN_ID [TEXT ...] [--file PATH [--out PATH]] [--config PATH] [--set KEY=VALUE ...]
     python main.py export RUN_ID DIR [--config PATH] [--set KEY=VALUE ...]
     python main.py report [--config PATH] [--set KEY=VALUE ...] [KEY=VALUE ...]
@@ -66,6 +67,12 @@ def run_arguments(parser: argparse.ArgumentParser) -> None:
                         help="rerun complete runs: those of the same settings, and replace those of other settings"
                              " (kept otherwise: they stop the plan)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars or training logs (for logs and CI)")
+    parser.add_argument("--reprobe", action="store_true",
+                        help="precision: auto measures bf16 against fp32 again and replaces the cached decision"
+                             " (a dry run measures but caches nothing)")
+    parser.add_argument("--threads", metavar="N",
+                        help="torch threads per process (config key threads; default: the machine's cores divided"
+                             " among its processes working on output_dir)")
     parser.add_argument("--executor", choices=["sequential", "ray"],
                         help="sequential (default): one run after another in this process; ray: each run a Ray task"
                              " (config key executor)")
@@ -88,7 +95,7 @@ def set_argument(parser: argparse.ArgumentParser) -> None:
 
 
 EXECUTOR_OPTIONS = {"executor": "executor", "cpus_per_run": "ray.cpus_per_run", "gpus_per_run": "ray.gpus_per_run",
-                    "ray_address": "ray.address"}  # option -> the config key it sets
+                    "ray_address": "ray.address", "threads": "threads"}  # option -> the config key it sets
 
 
 def predict_arguments(parser: argparse.ArgumentParser) -> None:
@@ -141,7 +148,7 @@ def run(args) -> int:
 
         splits = preflight(config, runs, dry_run=True)  # the real run's checks (a PlanError: exit 2); writes nothing
         runs = [finished(run, config) for run in runs]  # a finished search's settings; nothing is written
-        blocked = print_dry_run(config, runs, force=args.force, splits=splits)
+        blocked = print_dry_run(config, runs, force=args.force, splits=splits, reprobe=args.reprobe)
         for line in blocked:  # the real run would stop on these
             print(f"error: {line}", file=sys.stderr)
         return 2 if blocked else 0
@@ -149,7 +156,7 @@ def run(args) -> int:
     from pipeline.runner import PlanError, run_all
 
     try:
-        outcomes = run_all(config, runs, force=args.force, show_progress=not args.quiet)
+        outcomes = run_all(config, runs, force=args.force, show_progress=not args.quiet, reprobe=args.reprobe)
     except PlanError as error:
         for line in str(error).splitlines():  # one per problem (runs blocked by complete results)
             print(f"error: {line}", file=sys.stderr)

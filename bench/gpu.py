@@ -97,8 +97,8 @@ def settings_of(config, task: str, device: torch.device):
 
 
 def precision_choice(config, training, device: torch.device):
-    """`auto` decided as the pipeline decides it (core/precision.py): the probe at the first model's shapes,
-    one batch of typical padded length (64 tokens), cached beside the data cache."""
+    """`auto` decided as the pipeline decides it (core/precision.py): the probe at the first model's shapes
+    (PROBE_TOKENS rows), cached beside the data cache."""
     from transformers import AutoConfig
 
     from core.models import hub_options
@@ -106,7 +106,7 @@ def precision_choice(config, training, device: torch.device):
     from pipeline.precision import cache_file
 
     name = config.models[0]
-    shapes = Shapes.of(AutoConfig.from_pretrained(name, **hub_options(name)), training.batch_size * 64)
+    shapes = Shapes.of(AutoConfig.from_pretrained(name, **hub_options(name)))
     return choose(training.precision, device, shapes, cache_file(config))
 
 

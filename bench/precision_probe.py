@@ -1,9 +1,9 @@
-"""What `precision: auto` measures on this machine: the probe (core/precision.py) at every distinct shape of
-the config's runs, measured afresh (the project's cache is neither read nor written), written to a JSON.
+"""What `precision: auto` measures on this machine: the probe (core/precision.py) once per model of the
+config's runs, measured afresh (the project's cache is neither read nor written), written to a JSON.
 
     python -m bench.precision_probe [--config config.yaml] [--out docs/results/bench/precision-probe.json] [--note TEXT]
 
-Seconds on a CPU (about 1 s per distinct shape); the machine should be quiet for the rates to mean much.
+Seconds on a CPU (about 1-2 s per model); the machine should be quiet for the rates to mean much.
 """
 from __future__ import annotations
 
@@ -37,7 +37,6 @@ def main(argv=None) -> int:
     from core.config import load_config
     from core.files import write_json_atomic
     from core.hardware import cpu_flags, cpu_has_amx, device_model, pick_device, threads
-    from dataset import load_splits
     from pipeline.plan import build_plan
     from pipeline.precision import resolve_all
 
@@ -45,13 +44,13 @@ def main(argv=None) -> int:
         config = load_config(args.config, [f"dataset.cache_dir={scratch}/tokenized"])
         runs = build_plan(config)
         device = pick_device()
-        choices = resolve_all(config, runs, device, load_splits(config.dataset))
+        choices = resolve_all(config, runs, device)
     probes = {}
     for run in runs:
         choice = choices[run.run_id]
         if choice is None or choice.source == "explicit":
             continue
-        key = f"{run.model} | {choice.shapes['tokens']} tokens"
+        key = f"{run.model} | {choice.shapes['tokens']} tokens"  # one probe per model: PROBE_TOKENS rows
         probes.setdefault(key, {"runs": [], **{k: v for k, v in choice.as_dict().items()
                                               if k not in ("setting", "source")}})["runs"].append(run.run_id)
         print(f"{run.run_id}: {choice.describe()}")

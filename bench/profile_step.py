@@ -46,7 +46,7 @@ def main(argv=None) -> int:
     bench = BenchContext(config, device, "auto", splits, Path("."), seed=config.seed)
     pool = splits.train.iloc[: 4 * args.samples]
     probe_model, tokenizer = load_model("bert_base", bench, splits.class_names)
-    bf16 = choose(training.precision, device, Shapes.of(probe_model.config, training.batch_size * 64),
+    bf16 = choose(training.precision, device, Shapes.of(probe_model.config),
                   cache_file(config)).bf16  # as the pipeline decides `auto`: measured at the model's shapes
     del probe_model
     ids = tokenize(pool["text"].tolist(), tokenizer, config.dataset.max_length, config.dataset.cache_dir)

@@ -97,10 +97,10 @@ def peak_tokens(config: PipelineConfig, task: str = "B") -> int:
     return config.task_training(task, "v1").eval_batch_size * 64
 
 
-def bench_precision(config: PipelineConfig, setting: str, device: torch.device, model_config, task: str = "B"):
+def bench_precision(config: PipelineConfig, setting: str, device: torch.device, model_config):
     """The bench's precision (a core.precision.Choice): `auto` decided as the pipeline decides it, by the probe
-    at the model's shapes for `peak_tokens` rows, cached beside the data cache."""
-    return choose(setting, device, Shapes.of(model_config, peak_tokens(config, task)), cache_file(config))
+    at the model's shapes (PROBE_TOKENS rows), cached beside the data cache."""
+    return choose(setting, device, Shapes.of(model_config), cache_file(config))
 
 
 def bench_model(name: str, sizes: Sizes, bench: BenchContext) -> dict:
@@ -114,7 +114,7 @@ def bench_model(name: str, sizes: Sizes, bench: BenchContext) -> dict:
     max_length = config.dataset.max_length
     full_training = config.task_training(bench.full_task, "v1")
     peak_rows = peak_tokens(config, bench.full_task)
-    choice = bench_precision(config, bench.precision, device, model.config, bench.full_task)
+    choice = bench_precision(config, bench.precision, device, model.config)
     bf16 = choice.bf16
     precision = choice.precision
     log(f"[{name}] precision {choice.describe()}")

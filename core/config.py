@@ -342,6 +342,7 @@ class PipelineConfig(Strict):
     # One search for every training task: the same trials over the same space (equal tuning effort). A task's or
     # variant's own search block then only adds settings to its space (e.g. lora.r); without it, they stand alone
     search: SearchConfig | None = None
+    threads: PositiveInt | None = None  # torch threads per run; none: a share of the cores (pipeline/runner.py)
 
     @model_validator(mode="after")
     def _cross_check(self) -> "PipelineConfig":

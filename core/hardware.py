@@ -58,9 +58,28 @@ def describe(device: torch.device) -> str:
     return f"{cpu_model()}, {torch.get_num_threads()} threads, AMX {'yes' if cpu_has_amx() else 'no'}"
 
 
+_THREADS_CHOSEN_BY: str | None = None  # why the intra-op thread count is what it is (set_threads), for the record
+
+
 def threads() -> dict:
-    """Torch's CPU thread settings: intra-op (matmuls) and inter-op."""
-    return {"threads": torch.get_num_threads(), "interop_threads": torch.get_num_interop_threads()}
+    """Torch's CPU thread settings: intra-op (matmuls) and inter-op, and why (when set_threads chose them)."""
+    chosen = {"threads_chosen_by": _THREADS_CHOSEN_BY} if _THREADS_CHOSEN_BY else {}
+    return {"threads": torch.get_num_threads(), "interop_threads": torch.get_num_interop_threads(), **chosen}
+
+
+def cores() -> int:
+    """The CPUs this process may run on (its affinity mask where the OS has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def set_threads(count: int, chosen_by: str | None) -> None:
+    """Torch's intra-op threads from now on, and why (`threads()` records it; None: nothing to record)."""
+    global _THREADS_CHOSEN_BY
+    torch.set_num_threads(count)
+    _THREADS_CHOSEN_BY = chosen_by
 
 
 def is_main_process() -> bool:

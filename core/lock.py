@@ -4,6 +4,10 @@ through one plan on one output folder.
 - `run_lock(output_dir, run_id)`: whoever holds it runs that run; the others skip it.
 - `active_lock(output_dir)`: shared, held by every process for as long as it works through a plan.
 - `summary_lock(output_dir)`: exclusive, held while summary.csv, plots/ and report.md are rebuilt.
+- `worker_lock(output_dir)`: one per process working through a plan, so that `local_workers` can count the
+  processes on this machine that share output_dir (and its cores). It lives in this machine's temporary folder,
+  not in output_dir: it is taken before anything is checked or written there, so that processes started
+  together count each other from their first run, and processes on other machines are not counted.
 
 They are OS file locks (flock): the OS releases them when their holder dies, so a lock file left behind by a
 killed process is stale by construction and simply taken over. Over NFS, Linux carries flock to the server as a
@@ -14,11 +18,14 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import hashlib
 import os
 import socket
+import tempfile
 from pathlib import Path
 
 LOCKS = ".locks"  # the lock files' folder inside output_dir
+WORKERS = "pipeline-workers"  # worker_lock's folder in the temporary folder: one subfolder per output_dir
 
 
 class LockError(Exception):
@@ -85,6 +92,34 @@ def active_lock(output_dir: Path) -> FileLock:
 
 def summary_lock(output_dir: Path) -> FileLock:
     return FileLock(Path(output_dir) / LOCKS / "summary.lock")
+
+
+def worker_lock(output_dir: Path) -> FileLock:
+    return FileLock(_workers(output_dir) / f"{os.getpid()}.lock")
+
+
+def local_workers(output_dir: Path) -> int:
+    """How many processes on this machine hold their `worker_lock` for output_dir (the caller's own included).
+    A file whose process is gone is removed."""
+    count = 0
+    try:
+        paths = list(_workers(output_dir).iterdir())
+    except OSError:  # no folder yet
+        return 0
+    for path in paths:
+        probe = FileLock(path)
+        if probe.acquire():  # nobody holds it: a dead process's
+            path.unlink(missing_ok=True)
+            probe.release()
+        else:
+            count += 1
+    return count
+
+
+def _workers(output_dir: Path) -> Path:
+    """This machine's folder of worker locks for output_dir (named by a hash of its absolute path)."""
+    key = hashlib.sha256(str(Path(output_dir).resolve()).encode()).hexdigest()[:16]
+    return Path(tempfile.gettempdir()) / WORKERS / key
 
 
 def others_active(output_dir: Path) -> bool:

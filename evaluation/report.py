@@ -192,15 +192,16 @@ def _reference(complete: pd.DataFrame) -> str | None:
 def _runs_section(complete: pd.DataFrame, reference: str | None) -> list[str]:
     seeded = (complete["run_id"] != complete["base_run"]).any()
     versus = f"vs {reference}{' (same seed)' if seeded else ''}" if reference else "vs reference"
-    header = ["run", "task", "method", "model", "variant", "s/epoch", "val. accuracy", "test accuracy [95% CI]",
-              "macro-F1 [95% CI]", "balanced accuracy", "trainable %", f"Δ test accuracy {versus} [95% CI]",
-              "McNemar p", "Holm p"]
-    align = ["---"] * 5 + ["---:"] * 6 + ["---", "---:", "---:"]
+    header = ["run", "task", "method", "model", "variant", "precision", "s/epoch", "val. accuracy",
+              "test accuracy [95% CI]", "macro-F1 [95% CI]", "balanced accuracy", "trainable %",
+              f"Δ test accuracy {versus} [95% CI]", "McNemar p", "Holm p"]
+    align = ["---"] * 6 + ["---:"] * 6 + ["---", "---:", "---:"]
     lines = ["## Runs", "", "| " + " | ".join(header) + " |", "| " + " | ".join(align) + " |"]
     for _, row in complete.iterrows():
         is_reference = row["run_id"] == row["compared_to"]
         cells = [f"**{row['run_id']}**" if is_reference else row["run_id"], row["task"], row["method"],
-                 _text(row["model"]), _text(row["variant"]), _number(row["seconds_per_epoch"], "{:.1f}"),
+                 _text(row["model"]), _text(row["variant"]), _text(row.get("precision")),
+                 _number(row["seconds_per_epoch"], "{:.1f}"),
                  _number(row["validation_accuracy"], "{:.4f}"), with_interval(row, "test_accuracy"),
                  with_interval(row, "f1_macro"), _number(row.get("balanced_accuracy"), "{:.4f}"),
                  _number(row["trainable_percent"], "{:.3g}"),

@@ -31,7 +31,7 @@ SUMMARY_COLUMNS = [
     "f1_macro_mean", "f1_macro_std",
     "seed_diff_mean", "seed_diff_low", "seed_diff_high", "seed_diffs", "seeds_paired", "seeds_unpaired",
     "trainable_parameters", "trainable_percent", "optimizer_steps", "samples_seen", "train_flops",
-    "train_seconds", "seconds_per_epoch", "peak_rss_mb",
+    "train_seconds", "seconds_per_epoch", "precision", "peak_rss_mb",
     "peak_rss_increase_mb", "best_epoch",
     "validation_accuracy", "error",
 ]
@@ -62,6 +62,7 @@ def summary_row(record: RunRecord) -> dict:
         **{key: getattr(record.budget, key) if record.budget else None
            for key in ("optimizer_steps", "samples_seen", "train_flops")},
         "train_seconds": timing.train_seconds, "seconds_per_epoch": timing.seconds_per_epoch,
+        "precision": record.precision,  # bf16 | fp32 as run (fp64: TF-IDF)
         "peak_rss_mb": record.memory.peak_rss_mb,  # the process's peak resident memory during the run
         "peak_rss_increase_mb": record.memory.peak_rss_increase_mb,  # above its resident size at the run's start
         "best_epoch": best.epoch if best else None, "validation_accuracy": best.validation_accuracy if best else None,

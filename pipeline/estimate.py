@@ -48,20 +48,22 @@ class Estimate:
 
 
 def print_dry_run(config: PipelineConfig, runs: list[Run], log=print, note=None, force: bool = False,
-                  splits=None) -> list[str]:
+                  splits=None, reprobe: bool = False) -> list[str]:
     """One line per run on stdout (`log`): its settings, parameters, estimated time, precision (and why) and
     fate ([run], [skip: complete], [resume: step N] or [blocked: settings changed: ...]); the total and how it was
     estimated on stderr (`note`). `splits`: the data as the preflight loaded it (pipeline/runner.preflight), None
-    for a Hub dataset (not loaded in a dry run). Returns the lines that stop the real run
-    (pipeline/run_state.blocked_message): one per blocked run; none with --force."""
+    for a Hub dataset (not loaded in a dry run). The precision probe's cache is read (or, with `reprobe`, measured
+    afresh) but never written. Returns the lines that stop the real run (pipeline/run_state.blocked_message): one
+    per blocked run; none with --force."""
     note = note or (lambda line: print(line, file=sys.stderr))
     with warnings.catch_warnings():  # library deprecation notices would break the one-line-per-run listing
         warnings.simplefilter("ignore", FutureWarning)
         warnings.filterwarnings("ignore", category=UserWarning, module=r"peft\.")  # e.g. BOFT's CUDA extension
-        return _print_dry_run(config, runs, splits, log, note, force)
+        return _print_dry_run(config, runs, splits, log, note, force, reprobe)
 
 
-def _print_dry_run(config: PipelineConfig, runs: list[Run], splits, log, note, force: bool) -> list[str]:
+def _print_dry_run(config: PipelineConfig, runs: list[Run], splits, log, note, force: bool,
+                   reprobe: bool) -> list[str]:
     from core.hardware import pick_device
     from pipeline.run_state import blocked_message, fate
 
@@ -69,7 +71,7 @@ def _print_dry_run(config: PipelineConfig, runs: list[Run], splits, log, note, f
         f"dataset {shown(config.dataset.source)} is a Hub dataset (not loaded in a dry run)"
     device = pick_device()
     available = [run for run in runs if not run.model or not _model_problem(run.model)]
-    choices = resolve_all(config, available, device, splits)
+    choices = resolve_all(config, available, device, reprobe=reprobe, store=False)  # a dry run writes nothing
     timings: dict[tuple, tuple[float, float]] = {}
     total, unknown, searched, blocked = 0.0, False, set(), []
     for run in runs:

@@ -1,10 +1,13 @@
-"""Each run's precision, resolved before it starts: `auto` by a probe at the run's own shapes (core/precision.py).
+"""Each run's precision, resolved before it starts: `auto` by one probe per model and device (core/precision.py).
 
-The probe's tokens are one batch of the run (its training batch size, or its evaluation batch size for
-a run that does not train) at the typical length: the mean tokenised length of up to 256 training
-texts, rounded up to `pad_to_multiple_of` (the dry run's estimate uses the same length). The decision
-is cached next to the tokenised data (`<dataset.cache_dir>/../precision.json`), so every later
-invocation on the machine decides the same way and the run fingerprints stay stable.
+Every run of a model on one device gets the same decision, whatever its method or batch size: the probe
+runs at the model's Linear shapes for `PROBE_TOKENS` rows (16 texts of 64 tokens), so the batch size is
+not part of the decision nor of its cache key. The decision is cached next to the tokenised data
+(`<dataset.cache_dir>/../precision.json`) per device, thread count and torch version, so every later
+invocation on the machine decides the same way and the run fingerprints stay stable. The dry run never
+writes that cache (`store=False`); `--reprobe` measures again and replaces the cached entry.
+
+`typical_length` (the mean tokenised length of the training texts) is the dry run's estimate's.
 """
 from __future__ import annotations
 
@@ -22,11 +25,10 @@ def cache_file(config: PipelineConfig) -> Path:
     return Path(config.dataset.cache_dir).parent / "precision.json"
 
 
-def resolve_all(config: PipelineConfig, runs: list[Run], device, splits=None,
-                measure: Timer | None = None) -> dict[str, Choice | None]:
-    """run id -> its precision (None for runs without a model: TF-IDF). Without `splits` (a dry run over a
-    Hub dataset) the typical length is taken as `dataset.max_length`."""
-    lengths: dict[tuple, int] = {}
+def resolve_all(config: PipelineConfig, runs: list[Run], device, measure: Timer | None = None,
+                reprobe: bool = False, store: bool = True) -> dict[str, Choice | None]:
+    """run id -> its precision (None for runs without a model: TF-IDF): one decision per model for all of them.
+    `reprobe`: measure again rather than read the cache; `store`: cache what was measured (not in a dry run)."""
     configs: dict[str, object] = {}
     choices: dict[str, Choice | None] = {}
     for run in runs:
@@ -39,12 +41,8 @@ def resolve_all(config: PipelineConfig, runs: list[Run], device, splits=None,
             continue
         if run.model not in configs:
             configs[run.model] = _model_config(run.model, config.trust_remote_code)
-        multiple = training.pad_to_multiple_of or 1
-        if (run.model, multiple) not in lengths:
-            lengths[run.model, multiple] = typical_length(run.model, splits, config.dataset.max_length, multiple)
-        batch = training.batch_size if METHODS[run.method]["trains"] else training.eval_batch_size
-        shapes = Shapes.of(configs[run.model], batch * lengths[run.model, multiple])
-        choices[run.run_id] = choose("auto", device, shapes, cache_file(config), measure)
+        choices[run.run_id] = choose("auto", device, Shapes.of(configs[run.model]), cache_file(config), measure,
+                                     reprobe=reprobe, store=store)
     return choices
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from core import distributed
 from core.config import PipelineConfig
-from core.hardware import pick_device
+from core.hardware import pick_device, set_threads
 from dataset import Splits
 from pipeline.estimate import clock
 from pipeline.plan import Run
@@ -54,7 +54,7 @@ def connect(config: PipelineConfig) -> None:
 
 
 def run_with_ray(config: PipelineConfig, runs: list[Run], splits: Splits, run_one, force: bool = False,
-                 show_progress: bool = True, log=print) -> list[Outcome]:
+                 show_progress: bool = True, log=print, reprobe: bool = False) -> list[Outcome]:
     """Each run a Ray task calling `run_one` (the runner's: the sequential executor's own), outcomes in plan order."""
     import ray
 
@@ -74,7 +74,7 @@ def run_with_ray(config: PipelineConfig, runs: list[Run], splits: Splits, run_on
     environment["TOKENIZERS_PARALLELISM"] = "false"
     task = ray.remote(num_cpus=config.ray.cpus_per_run, num_gpus=gpus, max_retries=0,
                       runtime_env={"env_vars": environment})(in_worker)
-    choices = resolve_all(config, runs, pick_device(), splits)
+    choices = resolve_all(config, runs, pick_device(), reprobe=reprobe)
     check_blocked(config, runs, choices, force)  # before any run starts
     before = finished_files(config, runs)
     shared_config, shared_splits = ray.put(config), ray.put(splits)
@@ -104,7 +104,11 @@ def run_with_ray(config: PipelineConfig, runs: list[Run], splits: Splits, run_on
 
 def in_worker(run_one, run: Run, config: PipelineConfig, splits: Splits, force: bool, before: dict,
               show_progress: bool) -> Outcome:
-    """The Ray task: one run, as the sequential executor runs it."""
+    """The Ray task: one run, as the sequential executor runs it, on `threads` or its `ray.cpus_per_run` threads."""
+    if config.threads:
+        set_threads(config.threads, "threads (--threads)")
+    else:
+        set_threads(max(1, int(config.ray.cpus_per_run)), "ray.cpus_per_run (--cpus-per-run)")
     if not show_progress:
         quiet_libraries()
 

@@ -2,6 +2,12 @@
 
 Any number of processes (this one, others on the same output_dir, Ray tasks) may work through one plan: a
 run is claimed by taking its lock (core/lock.py), and whoever finishes last rebuilds the summaries.
+
+Torch's intra-op threads are chosen before each run (`share_cores`) so that processes sharing a machine do not
+oversubscribe its cores: `threads` (`--threads`) when set, else the machine's cores divided by the processes on
+this machine working on output_dir (each holds a `worker_lock` from the start of `run_all`), never more than the
+process had to begin with (OMP_NUM_THREADS, or torch's default: one per core). A Ray task runs on
+`ray.cpus_per_run` threads.
 """
 from __future__ import annotations
 
@@ -28,8 +34,8 @@ from core.config import METHODS, ConfigError, PipelineConfig
 from pipeline.estimate import clock
 from core.files import unwritable, write_csv_atomic, write_json_atomic, write_text_atomic
 from core import distributed
-from core.hardware import cpu_model, describe, device_model, is_main_process, pick_device, threads
-from core.lock import LockError, active_lock, others_active, run_lock, summary_lock
+from core.hardware import cores, cpu_model, describe, device_model, is_main_process, pick_device, set_threads, threads
+from core.lock import LockError, active_lock, local_workers, others_active, run_lock, summary_lock, worker_lock
 from core.memory import PeakMemory
 from core.quiet import quiet_libraries
 from core.record import RunRecord
@@ -51,18 +57,22 @@ UNRESOLVED = object()  # run_one: the run's precision is not resolved yet
 
 
 def run_all(config: PipelineConfig, runs: list[Run], force: bool = False, show_progress: bool = True,
-            log=print) -> list[Outcome]:
-    """Check everything, then run the plan with the configured executor. PlanError: nothing was run."""
+            log=print, reprobe: bool = False) -> list[Outcome]:
+    """Check everything, then run the plan with the configured executor. PlanError: nothing was run.
+    `reprobe`: measure `precision: auto` again rather than read its cache (core/precision.py)."""
     if config.executor == "ray":
         from pipeline.ray_executor import connect
 
         connect(config)  # before anything is written: ray missing, or no cluster at ray.address, is a PlanError
     before = finished_files(config, runs)  # first: --force must not rerun what another process finishes meanwhile
     created_group = distributed.start(config.training.ddp_timeout)
+    worker = worker_lock(Path(config.output_dir))  # counted by this machine's other processes from now on
     try:
+        if config.executor != "ray":  # the driver trains nothing; its tasks have ray.cpus_per_run each
+            worker.acquire(blocking=True)
         splits = prepare(config, runs)
         if not is_main_process():
-            return run_plan(config, runs, splits, force, show_progress, log, before=before)
+            return run_plan(config, runs, splits, force, show_progress, log, before=before, reprobe=reprobe)
         presence = active_lock(Path(config.output_dir))  # shared: says "a process is working on this folder"
         try:
             presence.acquire(blocking=True)
@@ -72,14 +82,17 @@ def run_all(config: PipelineConfig, runs: list[Run], force: bool = False, show_p
             if config.executor == "ray":
                 from pipeline.ray_executor import run_with_ray
 
-                outcomes = run_with_ray(config, runs, splits, run_one, force, show_progress, log)
+                outcomes = run_with_ray(config, runs, splits, run_one, force, show_progress, log, reprobe)
             else:
-                outcomes = run_plan(config, runs, splits, force, show_progress, log, rebuild=False, before=before)
+                outcomes = run_plan(config, runs, splits, force, show_progress, log, rebuild=False, before=before,
+                                    reprobe=reprobe)
         finally:
             presence.release()
         rebuild_if_last(config, log)
         return outcomes
     finally:
+        worker.release()
+        worker.path.unlink(missing_ok=True)
         if created_group:
             distributed.stop()
 
@@ -156,11 +169,22 @@ def check_writable(config: PipelineConfig, runs: list[Run]) -> None:
 
 
 def run_plan(config: PipelineConfig, runs: list[Run], splits: Splits, force: bool = False,
-             show_progress: bool = True, log=print, rebuild: bool = True, before: dict | None = None) -> list[Outcome]:
+             show_progress: bool = True, log=print, rebuild: bool = True, before: dict | None = None,
+             reprobe: bool = False) -> list[Outcome]:
     """Every run in turn, in this process (skipping complete ones and those another process holds), then
     summary.csv, plots/ and report.md rebuilt from all run folders in output_dir. PlanError before any search or
     training: a run is blocked by complete results of other settings (without --force). `before`: finished_files
-    when the invocation started (default: now)."""
+    when the invocation started (default: now). Torch's thread count is chosen before each run (`share_cores`)
+    and restored at the end."""
+    ceiling = threads()["threads"]
+    try:
+        return _run_plan(config, runs, splits, force, show_progress, log, rebuild, before, reprobe, ceiling)
+    finally:
+        set_threads(ceiling, None)
+
+
+def _run_plan(config: PipelineConfig, runs: list[Run], splits: Splits, force: bool, show_progress: bool, log,
+              rebuild: bool, before: dict | None, reprobe: bool, ceiling: int) -> list[Outcome]:
     if not show_progress:
         quiet_libraries()
     if not is_main_process():  # under torchrun every rank runs the plan; rank 0 alone reports and writes
@@ -169,7 +193,7 @@ def run_plan(config: PipelineConfig, runs: list[Run], splits: Splits, force: boo
     output = Path(config.output_dir)
     outcomes: list[Outcome] = []
     started = time.perf_counter()
-    choices = resolve_all(config, runs, device, splits)  # auto: measured once per machine, then cached
+    choices = resolve_all(config, runs, device, reprobe=reprobe)  # auto: once per model (at `ceiling` threads)
     check_blocked(config, runs, choices, force)
     before = finished_files(config, runs) if before is None else before
     actions = {run.run_id: decide(run, config, choices[run.run_id], force) for run in runs}  # for the ETA
@@ -187,10 +211,11 @@ def run_plan(config: PipelineConfig, runs: list[Run], splits: Splits, force: boo
                 f"  elapsed {clock(time.perf_counter() - started)}  ETA {eta}")
 
         failure = None
+        share_cores(config, ceiling)  # other processes may have started or finished meanwhile
         if run.search is not None:  # search first (once per base run), then decide with the chosen settings
             try:
                 run = searches.best(run)
-                choices[run.run_id] = resolve_all(config, [run], device, splits)[run.run_id]  # its own batch size
+                choices[run.run_id] = resolve_all(config, [run], device)[run.run_id]  # the searched settings
             except Exception as error:  # recorded as this run's failure; the next run goes on
                 failure = error
         outcome = run_one(run, config, splits, device, force, before, show_progress, announce, choices[run.run_id],
@@ -215,7 +240,7 @@ def run_one(run: Run, config: PipelineConfig, splits: Splits, device, force: boo
     other ranks follow. `choice`: the run's precision; resolved here, on this process's device, when not given
     (a Ray task). `failure`: the run's search failed; the run is recorded as failed with that error."""
     if choice is UNRESOLVED:
-        choice = resolve_all(config, [run], device, splits)[run.run_id]
+        choice = resolve_all(config, [run], device)[run.run_id]
     lock = run_lock(Path(config.output_dir), run.run_id)
     try:
         action, note = claim(lock, run, config, choice, force, before, failure is not None) \
@@ -263,6 +288,18 @@ def claim(lock, run: Run, config: PipelineConfig, choice, force: bool, before: d
     if run.search_result:
         copy_trials(config, run, Path(config.output_dir) / run.run_id)
     return action, None
+
+
+def share_cores(config: PipelineConfig, ceiling: int) -> None:
+    """Torch's intra-op threads for the next run: `threads` (--threads) when set, else this machine's cores
+    divided among its processes working on output_dir (at least 1, at most `ceiling`: what the process had)."""
+    if config.threads:
+        set_threads(config.threads, "threads (--threads)")
+        return
+    workers = max(1, local_workers(Path(config.output_dir)))
+    count = max(1, min(ceiling, cores() // workers))
+    set_threads(count, f"{cores()} cores / {workers} process{'es' if workers > 1 else ''} on this machine working"
+                       f" on output_dir, at most {ceiling}")
 
 
 def rebuild_if_last(config: PipelineConfig, log=print) -> None:

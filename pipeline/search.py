@@ -153,7 +153,7 @@ class Searches:
             try:
                 with tempfile.TemporaryDirectory(dir=folder, prefix=f".trial-{trial.number}-") as scratch:
                     trial_run = with_settings(base, params)
-                    choice = resolve_all(self.config, [trial_run], device, self.splits)[trial_run.run_id]
+                    choice = resolve_all(self.config, [trial_run], device)[trial_run.run_id]
                     context = RunContext(self.config, self.splits, Path(scratch), device, self.show_progress, choice)
                     fitted = fit(trial_run, context, Path(scratch) / "checkpoints",
                                  callbacks=[report], save_strategy="no", load_best_model_at_end=False)

@@ -28,7 +28,7 @@ def predictions_with_errors(true: np.ndarray, wrong: list[int] | np.ndarray) -> 
 def write_run(output_dir: Path, run_id: str, true: np.ndarray, predicted: np.ndarray, *, method: str = "full",
               seed: int = 42, base_run_id: str | None = None, epochs: list[dict] | None = None,
               trainable: int | None = 1000, total: int | None = 10_000, seconds_per_epoch: float | None = 2.0,
-              status: str = "complete") -> Path:
+              status: str = "complete", precision: str | None = "fp32") -> Path:
     folder = Path(output_dir) / run_id
     folder.mkdir(parents=True, exist_ok=True)
     record = {
@@ -46,6 +46,7 @@ def write_run(output_dir: Path, run_id: str, true: np.ndarray, predicted: np.nda
             "parameters": {"trainable": trainable, "total": total,
                            "trainable_percent": 100 * trainable / total if trainable is not None else None},
             "best_epoch": max(epochs, key=lambda r: r["validation_accuracy"]) if epochs else None,
+            "precision": precision,
         })
         probabilities = np.full((len(true), len(CLASSES)), 0.1 / (len(CLASSES) - 1))
         probabilities[np.arange(len(true)), predicted] = 0.9

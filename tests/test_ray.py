@@ -50,6 +50,9 @@ def test_ray_runs_overlap_fail_alone_and_equal_the_sequential_executor(local_ray
     assert records["A2"]["status"] == "failed" and records["A2"]["error"].startswith("SafetensorError")
     assert (out / "A2" / "error.log").is_file() and not (out / "A2" / "predictions.csv").exists()
     assert all(records[run_id]["status"] == "complete" for run_id in ("A0", "A1", "B1_v1", "C1_v1"))
+    for run_id in ("A1", "B1_v1", "C1_v1"):  # each task on its --cpus-per-run threads
+        environment = records[run_id]["environment"]
+        assert environment["threads"] == 1 and environment["threads_chosen_by"] == "ray.cpus_per_run (--cpus-per-run)"
     spans = [interval(out / run_id) for run_id in records]
     overlapping = [(a, b) for i, a in enumerate(spans) for b in spans[i + 1:] if max(a[0], b[0]) < min(a[1], b[1])]
     assert overlapping, spans  # two runs were executing at the same moment

@@ -80,11 +80,12 @@ def test_report_table_statistics_data_and_image_links(study):
     report = (study / "report.md").read_text()
     rows = _runs_table(report)
     header = rows["run"]
-    for column in ("task", "method", "model", "variant", "s/epoch", "val. accuracy", "test accuracy [95% CI]",
-                   "macro-F1 [95% CI]", "trainable %", "Δ test accuracy vs B1_v1 [95% CI]", "McNemar p", "Holm p"):
+    for column in ("task", "method", "model", "variant", "precision", "s/epoch", "val. accuracy",
+                   "test accuracy [95% CI]", "macro-F1 [95% CI]", "trainable %", "Δ test accuracy vs B1_v1 [95% CI]",
+                   "McNemar p", "Holm p"):
         assert column in header
     assert "tied" not in report.lower() and "best run" not in report.lower()
-    assert "| **B1_v1** | B | full | tiny-bert | v1 | 3.5 | 0.9000 | 0.9000 [" in rows["B1_v1"]
+    assert "| **B1_v1** | B | full | tiny-bert | v1 | fp32 | 3.5 | 0.9000 | 0.9000 [" in rows["B1_v1"]
     assert rows["B1_v1"].endswith("| **reference** | - | - |")
     # C: right on 2 texts B gets wrong (0, 1), wrong on 4 B gets right (40-43): -0.005, exact p = 0.6875
     c = re.search(r"\| -0\.0050 \[(-0\.\d+), \+(0\.\d+)\] not distinguishable at 0\.05 \(Holm\) \| 0\.688 \| (\S+) \|$",
