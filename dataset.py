@@ -460,7 +460,7 @@ def read_texts(path: Path, config: DatasetConfig) -> list[str]:
     path = Path(path)
     if path.suffix.lower() in FORMATS:
         table = read_table(path)
-        return _texts(table, _columns(config, table)[0])
+        return _texts(table, _columns(config, table)[0], config.max_text_chars)
     texts = [line for line in _read_text(path).splitlines() if line.strip()]
     if not texts:
         raise DataError(f"{path}: the file holds no texts")

@@ -135,7 +135,8 @@ def run(args) -> int:
     options = [f"{key}={getattr(args, option)}" for option, key in EXECUTOR_OPTIONS.items()
                if getattr(args, option) is not None]
     config = load_config(args.config, args.overrides + options)
-    ray_only = [option for option in EXECUTOR_OPTIONS if option != "executor" and getattr(args, option) is not None]
+    ray_only = [option for option in EXECUTOR_OPTIONS if option not in ("executor", "threads")
+                and getattr(args, option) is not None]
     if ray_only and config.executor != "ray":
         flag = "--" + ray_only[0].replace("_", "-")
         raise UsageError(f"{flag} applies to --executor ray only, and the executor is {config.executor};"

@@ -276,7 +276,7 @@ def test_dry_run_lists_each_method_with_parameters_and_a_time(few_labels, capsys
     assert "trainable=132 of" in lines["E1"] and "trainable=0 of" in lines["Z1"]
     assert re.search(r"trainable=([\d,]+) of \1 \(100%\)", lines["S1_v1"])
     for run_id in ("E1", "E2", "Z1", "S1_v1"):
-        assert "time≈" in lines[run_id] and lines[run_id].endswith("[skip]"), lines[run_id]
+        assert "time≈" in lines[run_id] and lines[run_id].endswith("[skip: complete]"), lines[run_id]
 
 
 # ----------------------------------------------------------------------------------------------

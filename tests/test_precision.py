@@ -356,12 +356,15 @@ def test_reprobe_measures_again_and_replaces_the_cached_entry(tiny_data, tiny_mo
     precision._DECIDED.clear()
     faster = FakeProbe(200.0, 440.0)
     monkeypatch.setattr(precision, "probe_rates", faster)
-    assert main.main(["--config", path, "--dry-run", "--reprobe"]) == 0  # measured, shown, not cached
-    assert "precision=bf16 (auto, measured: bf16 2.20x fp32" in capsys.readouterr().out
+    assert main.main(["--config", path, "--dry-run", "--reprobe"]) == 2  # measured, shown, not cached; the
+    out, err = capsys.readouterr()  # complete fp32 run would be replaced, so the dry run says it is blocked
+    assert "precision=bf16 (auto, measured: bf16 2.20x fp32" in out and "[blocked: settings changed" in out
+    assert err.strip().splitlines()[-1] == "error: A1: hardware.precision changed (fp32 -> bf16); pass --force to" \
+                                           " replace, or use another output_dir"
     assert len(faster.calls) == 1 and cache.read_text() == before
 
     precision._DECIDED.clear()
-    assert main.main(["--config", path, "--quiet", "--reprobe"]) == 0
+    assert main.main(["--config", path, "--quiet", "--reprobe", "--force"]) == 0
     assert "A1  running" in capsys.readouterr().out and len(faster.calls) == 2
     record = _metrics(tmp_path / "out" / "A1")
     assert record["precision"] == "bf16" and record["precision_choice"]["source"] == "measured"
