@@ -9,8 +9,8 @@ cores divided among the processes on output_dir: pipeline/runner.py share_cores)
 `--threads N` to every process instead (N = the core count: the behaviour before sharing, every process on all
 cores). The tokenised data is cached by an untimed warm-up first, so every setting starts alike.
 
-The figure is the total wall time of each setting, from the first start to the last exit; the goal (issue 19,
-part 3) is 4 processes at most 1.1x the time of one. Run it on a quiet machine (nothing else running): other
+The figure is the total wall time of each setting, from the first start to the last exit; the goal
+is 4 processes at most 1.1x the time of one. Run it on a quiet machine (nothing else running): other
 work moves the times. `--smoke`: a two-run grid of tiny sizes and 1 and 2 processes, to check the script works
 (the figures then mean nothing). Writes a JSON naming the machine (CPU model, cores, torch).
 """
@@ -26,8 +26,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
 GOAL = 1.1  # 4 processes' total time over 1 process's, at most
 GRIDS = {  # the grid every setting runs: seeds x tasks B (full) and C (LoRA) on MiniLM, 1 epoch
