@@ -419,3 +419,39 @@ def test_force_does_not_start_over_a_search_another_process_redid_meanwhile(tiny
     assert _main(tmp_path, raw, "--force") == 0
     assert "searching 2 of 2 trials" in capsys.readouterr().out
     assert [(t.number, t.datetime_start) for t in _study(output).trials] != trials
+
+
+def test_a_trial_is_scored_by_its_best_epoch_not_its_last(tiny_data, tiny_models, tmp_path, monkeypatch):
+    """Two grid trials: one peaks early and falls (0.80, 0.95, 0.60), the other only rises (0.70, 0.85, 0.90).
+    The search chooses by each trial's best epoch (the run keeps its best epoch too), so the first wins; scored
+    by the last epoch, the second would. Training is replaced by these curves: only the search's choice is tested."""
+    from dataclasses import replace
+    from types import SimpleNamespace
+
+    import tasks.finetune
+    from dataset import load_splits
+    from pipeline.plan import build_plan
+    from pipeline.search import METRIC, Searches
+
+    curves = {1e-3: [0.80, 0.95, 0.60], 2e-3: [0.70, 0.85, 0.90]}
+
+    def fit(run, context, checkpoints, callbacks=(), **arguments):
+        report, values = callbacks[0], curves[run.training.learning_rate]
+        for step, value in enumerate(values, start=1):
+            control = SimpleNamespace(should_training_stop=False)
+            report.on_evaluate(None, SimpleNamespace(global_step=step, max_steps=len(values)), control,
+                               metrics={METRIC: value})
+        return SimpleNamespace(trainer=None)
+
+    monkeypatch.setattr(tasks.finetune, "fit", fit)
+    raw = tiny_config(tiny_data, [tiny_models["bert"]], tmp_path / "out", tasks={"C": {
+        "method": "lora", "search": {"n_trials": 2, "sampler": "grid", "pruner": "none",
+                                     "space": {"training.learning_rate": [1e-3, 2e-3]}}}})
+    config = validate(raw)
+    (run,) = build_plan(config)
+    splits = load_splits(config.dataset)
+    chosen = Searches(config, replace(splits, test=None), show_progress=False, log=lambda line: None).best(run)
+    assert chosen.training.learning_rate == 1e-3
+    assert chosen.search_result["validation_accuracy"] == 0.95
+    trials = pd.read_csv(tmp_path / "out" / "search" / "C1_v1" / "search.csv").set_index("training.learning_rate")
+    assert trials["validation_accuracy"].to_dict() == {1e-3: 0.95, 2e-3: 0.90}
