@@ -21,7 +21,7 @@ import os
 import shutil
 from pathlib import Path
 
-from core.checkpoints import latest_checkpoint, read_state
+from core.checkpoints import latest_checkpoint, read_state, resumable_checkpoint
 from core.config import PipelineConfig
 from core.files import file_stamp, jsonable, read_json, write_json_atomic
 from core.precision import Choice
@@ -75,7 +75,7 @@ def decide(run: Run, config: PipelineConfig, choice: Choice | None, force: bool 
             return BLOCKED
     started = read_json(folder / "run.json")
     if started.get("fingerprint") == expected and latest_checkpoint(folder / "checkpoints") is not None:
-        return RESUME
+        return RESUME  # from the newest whole checkpoint; damaged ones are passed over, and said so (prepare_resume)
     return RUN
 
 
@@ -138,7 +138,9 @@ def fate(run: Run, config: PipelineConfig, choice: Choice | None, force: bool = 
         differ = changes(run, config, choice)
         return "blocked: settings changed" + (f": {describe_changes(differ)}" if differ else "")
     if action == RESUME:
-        checkpoint = latest_checkpoint(Path(config.output_dir) / run.run_id / "checkpoints")
+        checkpoint = resumable_checkpoint(Path(config.output_dir) / run.run_id / "checkpoints")[0]
+        if checkpoint is None:
+            return "run: its checkpoints are damaged, so it starts over"
         return f"resume: step {read_state(checkpoint).get('global_step', checkpoint.name.split('-')[-1])}"
     return action
 

@@ -8,6 +8,7 @@ import re
 import pytest
 
 import main
+from test_checkpoints import whole
 from conftest import tiny_config, write_config
 from core.config import validate
 from pipeline.plan import build_plan
@@ -105,7 +106,8 @@ def _write(path, data):
 
 
 def _complete_checkpoint(folder, step=13):
-    _write(folder / "checkpoints" / f"checkpoint-{step}" / "trainer_state.json", {"global_step": step, "log_history": []})
+    """A checkpoint with every file the Trainer reads back on resume, whole."""
+    whole(folder / "checkpoints" / f"checkpoint-{step}", step)
 
 
 def test_fingerprint_follows_settings_that_change_results(tmp_path):
@@ -308,6 +310,10 @@ def test_the_dry_run_fate_of_an_interrupted_run_names_its_checkpoint_step(tmp_pa
     _complete_checkpoint(folder, step=13)
     _complete_checkpoint(folder, step=26)
     assert fate(run, config, None) == "resume: step 26"
+    (folder / "checkpoints" / "checkpoint-26" / "optimizer.pt").unlink()  # the real run would pass over it
+    assert fate(run, config, None) == "resume: step 13" and decide(run, config, None) == RESUME
+    (folder / "checkpoints" / "checkpoint-13" / "scheduler.pt").unlink()  # and start over
+    assert fate(run, config, None) == "run: its checkpoints are damaged, so it starts over"
 
 
 # ----------------------------------------------------------------------------------------------
