@@ -15,6 +15,7 @@ from __future__ import annotations
 import statistics
 from collections import defaultdict
 
+from core.config import METHODS
 from core.record import RunRecord
 
 BUDGET_TOLERANCE = 0.05  # relative difference from the median beyond which budgets count as unequal
@@ -48,7 +49,7 @@ def tuning(records: list[RunRecord]) -> dict[str, dict]:
     """base run -> {"trials": finished trials, "space": sorted searched settings}; {} for a run not searched."""
     found: dict[str, dict] = {}
     for record in records:
-        if not record.complete or record.method in (None, "tfidf_nb", "pretrained"):
+        if not record.complete or not METHODS.get(record.method or "", {}).get("trains"):  # fitted, not tuned
             continue
         search = record.search
         found.setdefault(record.base_run, {} if search is None else

@@ -241,12 +241,12 @@ class ElapsedTime(TrainerCallback):
 
     def on_evaluate(self, args, state, control, **kwargs):
         state.log_history.append({"epoch": state.epoch, "step": state.global_step,
-                                  "elapsed_seconds": round(self._now(), 3)})
+                                  "elapsed_seconds": round(self.now(), 3)})
 
     def on_train_end(self, args, state, control, **kwargs):
-        self.elapsed = self._now()
+        self.elapsed = self.now()
 
-    def _now(self) -> float:
+    def now(self) -> float:
         return self._offset + time.perf_counter() - self._start
 
 
@@ -259,7 +259,7 @@ class TimeBudget(TrainerCallback):
         self.clock, self.seconds = clock, seconds
 
     def on_step_end(self, args, state, control, **kwargs):
-        if self.clock._now() >= self.seconds:
+        if self.clock.now() >= self.seconds:
             control.should_training_stop = True
             control.should_evaluate = control.should_save = True
         return control
